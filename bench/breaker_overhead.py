@@ -1,0 +1,239 @@
+"""Per-call cost of our circuit breaker next to a bare await and three Python peers.
+
+Run with ``make bench-breaker`` (installs the peers into .bench-peers/ first) or
+``.venv/bin/python bench/breaker_overhead.py``. Every figure is the median over
+several rounds of ns per call, measured in this one process, rounds interleaved
+so that drift hits every contender alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(1, str(ROOT / ".bench-peers"))
+
+from core.breaker import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError  # noqa: E402
+
+CALLS_PER_ROUND = 20_000
+ROUNDS = 9
+
+
+class Down(Exception):
+    pass
+
+
+async def noop() -> int:
+    return 1
+
+
+async def failing() -> int:
+    raise Down
+
+
+Loop = Callable[[int], Awaitable[None]]
+
+
+def bare_loops() -> dict[str, Loop]:
+    async def bare(n: int) -> None:
+        for _ in range(n):
+            await noop()
+
+    async def bare_raise(n: int) -> None:
+        for _ in range(n):
+            try:
+                await failing()
+            except Down:
+                pass
+
+    return {"bare await": bare, "bare await + raise/catch": bare_raise}
+
+
+async def ours() -> tuple[Loop, Loop]:
+    closed = CircuitBreaker("closed", CircuitBreakerConfig())
+    opened = CircuitBreaker("open", CircuitBreakerConfig(cooldown_period=3600, max_cooldown_period=3600))
+    opened.force_open("benchmark")
+
+    async def closed_loop(n: int) -> None:
+        call = closed.call
+        for _ in range(n):
+            await call(noop)
+
+    async def open_loop(n: int) -> None:
+        call = opened.call
+        for _ in range(n):
+            try:
+                await call(noop)
+            except CircuitOpenError:
+                pass
+
+    return closed_loop, open_loop
+
+
+async def peer_circuitbreaker() -> tuple[Loop, Loop]:
+    from circuitbreaker import CircuitBreaker as PeerBreaker
+    from circuitbreaker import CircuitBreakerError
+
+    closed_fn = PeerBreaker(failure_threshold=5, recovery_timeout=3600)(noop)
+    open_fn = PeerBreaker(failure_threshold=5, recovery_timeout=3600, expected_exception=Down)(
+        failing
+    )
+    for _ in range(5):
+        try:
+            await open_fn()
+        except Down:
+            pass
+
+    async def closed_loop(n: int) -> None:
+        for _ in range(n):
+            await closed_fn()
+
+    async def open_loop(n: int) -> None:
+        for _ in range(n):
+            try:
+                await open_fn()
+            except CircuitBreakerError:
+                pass
+
+    return closed_loop, open_loop
+
+
+async def peer_aiobreaker() -> tuple[Loop, Loop]:
+    from aiobreaker import CircuitBreaker as PeerBreaker
+    from aiobreaker import CircuitBreakerError
+
+    closed = PeerBreaker(fail_max=5, timeout_duration=timedelta(hours=1))
+    opened = PeerBreaker(fail_max=5, timeout_duration=timedelta(hours=1))
+    for _ in range(5):
+        try:
+            await opened.call_async(failing)
+        except (Down, CircuitBreakerError):
+            pass
+
+    async def closed_loop(n: int) -> None:
+        call = closed.call_async
+        for _ in range(n):
+            await call(noop)
+
+    async def open_loop(n: int) -> None:
+        call = opened.call_async
+        for _ in range(n):
+            try:
+                await call(noop)
+            except CircuitBreakerError:
+                pass
+
+    return closed_loop, open_loop
+
+
+async def peer_purgatory() -> tuple[Loop, Loop]:
+    from purgatory import AsyncCircuitBreakerFactory
+    from purgatory.domain.model import OpenedState
+
+    factory = AsyncCircuitBreakerFactory(default_threshold=5, default_ttl=3600)
+    await factory.initialize()
+    closed_fn = factory("closed")(noop)
+    open_fn = factory("open")(failing)
+    for _ in range(5):
+        try:
+            await open_fn()
+        except Down:
+            pass
+
+    async def closed_loop(n: int) -> None:
+        for _ in range(n):
+            await closed_fn()
+
+    async def open_loop(n: int) -> None:
+        for _ in range(n):
+            try:
+                await open_fn()
+            except OpenedState:
+                pass
+
+    return closed_loop, open_loop
+
+
+PEERS = {
+    "circuitbreaker 2.1.3": peer_circuitbreaker,
+    "aiobreaker 1.2.0": peer_aiobreaker,
+    "purgatory 3.0.1": peer_purgatory,
+}
+
+
+async def measure(loops: dict[str, Loop]) -> dict[str, float]:
+    """Median ns per call of each loop, rounds interleaved."""
+    samples: dict[str, list[float]] = {name: [] for name in loops}
+    for loop in loops.values():
+        await loop(CALLS_PER_ROUND // 10)
+    for _ in range(ROUNDS):
+        for name, loop in loops.items():
+            start = time.perf_counter_ns()
+            await loop(CALLS_PER_ROUND)
+            samples[name].append((time.perf_counter_ns() - start) / CALLS_PER_ROUND)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+async def main() -> int:
+    loops: dict[str, Loop] = dict(bare_loops())
+    contenders = {"ours": ours}
+    missing = []
+    for name, factory in PEERS.items():
+        try:
+            __import__(name.split()[0])
+        except ImportError:
+            missing.append(name)
+            continue
+        contenders[name] = factory
+    for name, factory in contenders.items():
+        closed_loop, open_loop = await factory()
+        loops[f"{name} CLOSED"] = closed_loop
+        loops[f"{name} OPEN"] = open_loop
+
+    ns = await measure(loops)
+    bare = ns["bare await"]
+    raise_cost = ns["bare await + raise/catch"] - bare
+
+    print(f"Python {sys.version.split()[0]}, {CALLS_PER_ROUND} calls x {ROUNDS} rounds, median")
+    print()
+    print("| breaker | CLOSED ns/call | CLOSED overhead | OPEN (reject) ns/call |")
+    print("|---|---:|---:|---:|")
+    print(f"| bare await (no breaker) | {bare:.0f} | - | - |")
+    for name in contenders:
+        closed, opened = ns[f"{name} CLOSED"], ns[f"{name} OPEN"]
+        print(f"| {name} | {closed:.0f} | {closed - bare:+.0f} | {opened:.0f} |")
+    print()
+    print(f"raising and catching an exception costs {raise_cost:.0f} ns over a bare await")
+    if missing:
+        print(f"not installed (run `make bench-breaker`): {', '.join(missing)}")
+
+    ours_overhead = ns["ours CLOSED"] - bare
+    peer_overheads = {n: ns[f"{n} CLOSED"] - bare for n in contenders if n != "ours"}
+    verdicts = []
+    if peer_overheads:
+        fastest = min(peer_overheads, key=lambda n: peer_overheads[n])
+        ratio = ours_overhead / peer_overheads[fastest]
+        print(
+            f"ours / fastest peer ({fastest}) CLOSED overhead: {ratio:.2f} "
+            f"(target <= 0.50): {'met' if ratio <= 0.5 else 'MISSED'}"
+        )
+        verdicts.append(ratio <= 0.5)
+    reject_budget = ns["ours CLOSED"] + raise_cost
+    reject_ok = ns["ours OPEN"] <= reject_budget
+    print(
+        f"ours OPEN {ns['ours OPEN']:.0f} ns vs CLOSED + raise/catch {reject_budget:.0f} ns: "
+        f"{'met' if reject_ok else 'MISSED'}"
+    )
+    verdicts.append(reject_ok)
+    return 0 if all(verdicts) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(asyncio.run(main()))

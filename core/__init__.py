@@ -1,0 +1,1 @@
+"""Discord-free core of the TTS plugin: breaker, synthesis, audio, diagnostics."""

@@ -1,0 +1,1 @@
+"""Text-to-speech: input checks, providers (Edge, offline), and the guarded service."""
