@@ -58,7 +58,9 @@ def bare_loops() -> dict[str, Loop]:
 
 async def ours() -> tuple[Loop, Loop]:
     closed = CircuitBreaker("closed", CircuitBreakerConfig())
-    opened = CircuitBreaker("open", CircuitBreakerConfig(cooldown_period=3600, max_cooldown_period=3600))
+    opened = CircuitBreaker(
+        "open", CircuitBreakerConfig(cooldown_period=3600, max_cooldown_period=3600)
+    )
     opened.force_open("benchmark")
 
     async def closed_loop(n: int) -> None:

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import tomllib
 import types
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
@@ -271,3 +273,22 @@ def _coerce(raw: Any, hint: Any, source: str, key: str) -> Any:
             raise ConfigError(source, key, "a string", raw)
         return raw
     raise ConfigError(source, key, f"a value of type {hint}", raw)
+
+
+CONFIG_PATH_ENV = "TTS_CONFIG"
+"""Environment variable naming the config file for hosts that don't pass one."""
+
+
+def load_default_config(environ: Mapping[str, str] | None = None) -> Config:
+    """The config for a host that gives none: ``$TTS_CONFIG``, else ``./config.toml``.
+
+    A path named in the environment must exist; without one, a missing
+    ``config.toml`` means the defaults.
+    """
+    env = os.environ if environ is None else environ
+    named = env.get(CONFIG_PATH_ENV)
+    if named:
+        return load_config(named)
+    if Path("config.toml").is_file():
+        return load_config("config.toml")
+    return Config()

@@ -106,10 +106,13 @@ async def test_async_with_counts_outcomes() -> None:
 async def test_nested_async_with_pairs_permits_per_breaker() -> None:
     clock = FakeClock()
     outer, inner = make_breaker(clock), make_breaker(clock)
+
+    async def fail_inside_both() -> None:
+        async with outer, inner:
+            raise ValueError("inner")
+
     with pytest.raises(ValueError, match="inner"):
-        async with outer:
-            async with inner:
-                raise ValueError("inner")
+        await fail_inside_both()
     assert inner.snapshot()["consecutive_failures"] == 1
     assert outer.snapshot()["consecutive_failures"] == 1
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from core.breaker import (
@@ -149,7 +151,7 @@ def test_cooldowns_grow_exactly_first_then_never_shrink(jitter: float) -> None:
     assert cooldowns[0] == 60.0
     assert cooldowns[1] >= 120.0
     assert cooldowns[1] <= 120.0 * (1 + 0.1 * jitter) + 1e-9
-    assert all(b >= a for a, b in zip(cooldowns, cooldowns[1:], strict=False))
+    assert all(b >= a for a, b in itertools.pairwise(cooldowns))
     assert cooldowns[-1] == 300.0
     assert m.trips == 7
 

@@ -7,7 +7,7 @@ service above them owns breakers, retries, deadlines and fallback.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -61,6 +61,6 @@ class TTSProvider(Protocol):
     name: str
     audio_format: AudioFormat
 
-    def stream(self, request: SynthesisRequest) -> AsyncIterator[bytes]:
+    def stream(self, request: SynthesisRequest) -> AsyncGenerator[bytes, None]:
         """Yield the audio for ``request`` chunk by chunk."""
         ...

@@ -1,0 +1,429 @@
+"""Streaming conversion of provider audio into the Opus packets Discord plays.
+
+Discord wants 20 ms Opus packets at 48 kHz stereo. Linux has no libopus from pip,
+so discord.py cannot encode PCM itself; PyAV's bundled FFmpeg (``mp3`` decoder,
+``libopus`` encoder) does it in process, chunk by chunk, so playback can start
+while synthesis is still running.
+
+Pieces, in the order audio flows through them:
+
+- :class:`OpusStreamEncoder`: bytes in, finished packets out (synchronous).
+- :func:`opus_packets`: the same over an async iterator of chunks.
+- :class:`PacketBuffer` and :func:`pump`: hand packets from the event loop to
+  discord.py's player thread, covering synthesis stalls with silence.
+
+This module is the one place PyAV errors become :class:`TTSError` kinds.
+"""
+
+from __future__ import annotations
+
+import array
+import asyncio
+import math
+import sys
+import threading
+from collections import deque
+from collections.abc import AsyncGenerator, AsyncIterator
+from fractions import Fraction
+from typing import Literal
+
+import av
+import av.error
+from av.codec.codec import UnknownCodecError
+
+from core.clock import Clock, monotonic
+from core.tts.errors import ErrorKind, TTSError
+from core.tts.provider import AudioFormat
+
+OPUS_SAMPLE_RATE = 48_000
+OPUS_CHANNELS = 2
+OPUS_FRAME_SAMPLES = 960
+"""Samples per channel in one 20 ms packet at 48 kHz."""
+OPUS_FRAME_SECONDS = OPUS_FRAME_SAMPLES / OPUS_SAMPLE_RATE
+OPUS_SILENCE_FRAME = b"\xf8\xff\xfe"
+"""One 20 ms Opus packet of silence (the frame discord.py itself sends)."""
+DEFAULT_BITRATE = 64_000
+
+SUPPORTED_CODECS = ("mp3", "pcm_s16le")
+
+_LAYOUTS = {1: "mono", 2: "stereo"}
+# The largest MP3 frame is under 3 KiB; this much input without one decoded frame
+# means the stream is not MP3, and waiting for the end would only buffer garbage.
+_MAX_UNDECODED_BYTES = 16 * 1024
+# Measured with PyAV 18 on 2 cores: converting costs about 12 ms of CPU per second
+# of audio (Opus encoding is ~90 % of it; 3 s of 24 kHz MP3 takes ~30 ms), linear
+# in the chunk size, while an asyncio.to_thread round trip costs about 0.2 ms.
+# Chunks under ~80 ms of audio (≤ 1 ms of work) are cheaper to convert on the
+# loop; larger ones (a whole eSpeak utterance is ~35 ms of work) go to a worker
+# thread, where FFmpeg runs without the GIL and the loop stays responsive.
+_INLINE_AUDIO_SECONDS = 0.08
+_MP3_NOMINAL_BYTES_PER_SECOND = 48_000 // 8
+
+
+class AudioDecodeError(TTSError):
+    """The provider's bytes could not be converted: not the audio they claim to be.
+
+    A :class:`TTSError` of kind ``PROTOCOL``, so callers handle it like any other
+    synthesis failure (retry, fallback voice, text fallback).
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(ErrorKind.PROTOCOL, message)
+
+
+def missing_codecs() -> list[str]:
+    """Names of the FFmpeg codecs this module needs that PyAV lacks (for diagnostics)."""
+    needed: tuple[tuple[str, Literal["r", "w"]], ...] = (
+        ("mp3", "r"),
+        ("libopus", "w"),
+        ("opus", "r"),
+    )
+    missing: list[str] = []
+    for name, mode in needed:
+        try:
+            av.codec.Codec(name, mode)
+        except UnknownCodecError:
+            missing.append(f"{name} {'decoder' if mode == 'r' else 'encoder'}")
+    return missing
+
+
+class OpusStreamEncoder:
+    """Incremental converter from one provider stream to 20 ms Opus packets.
+
+    ``feed`` each chunk as it arrives and send the packets it returns; call
+    ``flush`` once at the end for the rest (the last packet is padded with
+    silence). The first packet is out as soon as 20 ms of audio has been
+    decoded. Not thread-safe: use one instance from one thread at a time.
+    """
+
+    def __init__(self, audio_format: AudioFormat, *, bitrate: int = DEFAULT_BITRATE) -> None:
+        if audio_format.codec not in SUPPORTED_CODECS:
+            raise ValueError(f"unsupported codec {audio_format.codec!r}; use {SUPPORTED_CODECS}")
+        if audio_format.channels not in _LAYOUTS:
+            raise ValueError(f"unsupported channel count {audio_format.channels}")
+        if not 6_000 <= bitrate <= 510_000:
+            raise ValueError(f"Opus bitrate must be 6000..510000 bit/s, got {bitrate}")
+        self.audio_format = audio_format
+        self.bitrate = bitrate
+        self.bytes_fed = 0
+        self.packets_out = 0
+        self._flushed = False
+        self._bytes_since_audio = 0
+        self._pcm_remainder = b""
+        self._pcm_samples = 0
+        self._mp3 = av.CodecContext.create("mp3", "r") if audio_format.codec == "mp3" else None
+        self._resampler = av.AudioResampler(
+            format="s16", layout="stereo", rate=OPUS_SAMPLE_RATE, frame_size=OPUS_FRAME_SAMPLES
+        )
+        self._opus = av.CodecContext.create("libopus", "w")
+        self._opus.sample_rate = OPUS_SAMPLE_RATE
+        self._opus.layout = "stereo"
+        self._opus.format = "s16"
+        self._opus.bit_rate = bitrate
+        self._opus.open()
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        """Convert ``chunk``; return the Opus packets it completed (often none).
+
+        Raises :class:`AudioDecodeError` when the bytes are not valid audio.
+        """
+        if self._flushed:
+            raise RuntimeError("feed() after flush()")
+        self.bytes_fed += len(chunk)
+        if not chunk:
+            return []
+        try:
+            frames = self._decode(chunk)
+            packets = self._encode(frames)
+        except av.error.FFmpegError as exc:
+            raise self._conversion_error(exc) from exc
+        if frames:
+            self._bytes_since_audio = 0
+        else:
+            self._bytes_since_audio += len(chunk)
+            if self._bytes_since_audio > _MAX_UNDECODED_BYTES:
+                raise AudioDecodeError(
+                    f"no {self.audio_format.codec} audio in {self._bytes_since_audio} bytes"
+                )
+        return packets
+
+    def flush(self) -> list[bytes]:
+        """End the stream: return the remaining packets, the last one padded with silence.
+
+        Empty input gives no packets. MP3 cut inside a frame keeps what arrived;
+        bytes that are not MP3, or PCM that ends mid-sample, raise
+        :class:`AudioDecodeError`.
+        """
+        if self._flushed:
+            return []
+        self._flushed = True
+        if self._pcm_remainder:
+            raise AudioDecodeError(
+                f"PCM stream ended mid-sample ({len(self._pcm_remainder)} stray bytes)"
+            )
+        try:
+            frames = self._drain_decoder()
+            packets = self._encode(frames)
+            # The resampler's last frame is short; FFmpeg's libopus wrapper pads it
+            # with silence and, knowing the true length, adds a packet only when the
+            # encoder's lookahead spills over.
+            packets += self._encode_resampled(self._resampler.resample(None))
+            final = [bytes(packet) for packet in self._opus.encode(None)]
+        except av.error.FFmpegError as exc:
+            raise self._conversion_error(exc) from exc
+        self.packets_out += len(final)
+        return packets + final
+
+    def _conversion_error(self, exc: av.error.FFmpegError) -> AudioDecodeError:
+        return AudioDecodeError(f"cannot convert {self.audio_format.codec} audio: {exc}")
+
+    def _decode(self, chunk: bytes) -> list[av.AudioFrame]:
+        if self._mp3 is not None:
+            frames: list[av.AudioFrame] = []
+            for packet in self._mp3.parse(chunk):
+                frames.extend(self._mp3.decode(packet))
+            return frames
+        return self._pcm_frames(chunk)
+
+    def _drain_decoder(self) -> list[av.AudioFrame]:
+        if self._mp3 is None:
+            return []
+        frames: list[av.AudioFrame] = []
+        for packet in self._mp3.parse(None):
+            frames.extend(self._mp3.decode(packet))
+        frames.extend(self._mp3.decode(None))
+        return frames
+
+    def _pcm_frames(self, chunk: bytes) -> list[av.AudioFrame]:
+        fmt = self.audio_format
+        data = self._pcm_remainder + chunk
+        block = 2 * fmt.channels
+        usable = len(data) - len(data) % block
+        self._pcm_remainder = data[usable:]
+        if not usable:
+            return []
+        samples = usable // block
+        frame = av.AudioFrame(format="s16", layout=_LAYOUTS[fmt.channels], samples=samples)
+        frame.planes[0].update(data[:usable])
+        frame.sample_rate = fmt.sample_rate
+        frame.time_base = Fraction(1, fmt.sample_rate)
+        frame.pts = self._pcm_samples
+        self._pcm_samples += samples
+        return [frame]
+
+    def _encode(self, frames: list[av.AudioFrame]) -> list[bytes]:
+        resampled: list[av.AudioFrame] = []
+        for frame in frames:
+            resampled.extend(self._resampler.resample(frame))
+        return self._encode_resampled(resampled)
+
+    def _encode_resampled(self, frames: list[av.AudioFrame]) -> list[bytes]:
+        packets = [bytes(packet) for frame in frames for packet in self._opus.encode(frame)]
+        self.packets_out += len(packets)
+        return packets
+
+
+def _inline_limit(audio_format: AudioFormat) -> int:
+    """The largest chunk (bytes) worth converting on the event loop itself."""
+    if audio_format.codec == "pcm_s16le":
+        per_second = audio_format.sample_rate * audio_format.channels * 2
+    else:
+        per_second = _MP3_NOMINAL_BYTES_PER_SECOND
+    return int(per_second * _INLINE_AUDIO_SECONDS)
+
+
+async def opus_packets(
+    chunks: AsyncIterator[bytes], audio_format: AudioFormat, *, bitrate: int = DEFAULT_BITRATE
+) -> AsyncIterator[bytes]:
+    """Yield 20 ms Opus packets for ``chunks`` (in ``audio_format``) as they arrive.
+
+    Errors from ``chunks`` pass through unchanged; bad audio raises
+    :class:`AudioDecodeError`. Closing this generator closes ``chunks`` too, so an
+    abandoned utterance stops its synthesis.
+    """
+    encoder = OpusStreamEncoder(audio_format, bitrate=bitrate)
+    inline_limit = _inline_limit(audio_format)
+    try:
+        async for chunk in chunks:
+            if len(chunk) <= inline_limit:
+                packets = encoder.feed(chunk)
+            else:
+                packets = await asyncio.to_thread(encoder.feed, chunk)
+            for packet in packets:
+                yield packet
+        for packet in encoder.flush():
+            yield packet
+    finally:
+        if isinstance(chunks, AsyncGenerator):
+            await chunks.aclose()
+
+
+class PacketBuffer:
+    """Thread-safe hand-over of Opus packets from the event loop to a player thread.
+
+    The loop side calls :meth:`put` and then :meth:`finish` (with the error, if
+    synthesis failed); discord.py's player thread calls :meth:`read` every 20 ms.
+    While synthesis lags behind playback, ``read`` returns :data:`OPUS_SILENCE_FRAME`
+    instead of ending; after ``stall_limit`` seconds without a packet it ends
+    (``stalled_out`` is then True). Give ``read`` a timeout of about one packet
+    (0.02 s) so the player keeps its cadence. Times are readings of ``clock``.
+    """
+
+    def __init__(self, *, stall_limit: float = 5.0, clock: Clock = monotonic) -> None:
+        if stall_limit < 0:
+            raise ValueError("stall_limit must not be negative")
+        self.stall_limit = stall_limit
+        self._clock = clock
+        self._cond = threading.Condition()
+        self._packets: deque[bytes] = deque()
+        self._finished = False
+        self._closed = False
+        self._error: BaseException | None = None
+        self._error_delivered = False
+        self._stall_since: float | None = None
+        self.first_packet_event = threading.Event()
+        """Set when the first packet is put (wait on it from any thread)."""
+        self.created_at = clock()
+        self.first_packet_at: float | None = None
+        self.first_read_at: float | None = None
+        self.finished_at: float | None = None
+        self.packets_put = 0
+        self.packets_read = 0
+        self.silence_frames = 0
+        self.stalled_out = False
+
+    @property
+    def closed(self) -> bool:
+        """True once the reader is gone or ended: further packets are dropped."""
+        return self._closed
+
+    @property
+    def error(self) -> BaseException | None:
+        """The error ``finish`` was given, if any."""
+        return self._error
+
+    def put(self, packet: bytes) -> bool:
+        """Queue one packet; False (and the packet dropped) if the buffer is closed."""
+        with self._cond:
+            if self._closed or self._finished:
+                return False
+            self._packets.append(packet)
+            self.packets_put += 1
+            if self.first_packet_at is None:
+                self.first_packet_at = self._clock()
+                self.first_packet_event.set()
+            self._cond.notify_all()
+            return True
+
+    def finish(self, error: BaseException | None = None) -> None:
+        """No more packets will come; ``error`` is raised to the reader after the last one."""
+        with self._cond:
+            if self._finished or self._closed:
+                return
+            self._finished = True
+            self._error = error
+            self.finished_at = self._clock()
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        """Drop what is queued and end: a blocked ``read`` returns ``b""`` at once."""
+        with self._cond:
+            self._closed = True
+            self._packets.clear()
+            self._cond.notify_all()
+
+    def read(self, timeout: float) -> bytes:
+        """The next packet, waiting at most ``timeout`` seconds (player thread).
+
+        Returns :data:`OPUS_SILENCE_FRAME` when nothing came in time, ``b""`` at
+        the end. The ``finish`` error is raised once, after the queued packets.
+        """
+        with self._cond:
+            started = self._clock()
+            self._cond.wait_for(self._readable, timeout)
+            if self._closed:
+                return b""
+            if self._packets:
+                return self._take()
+            if self._finished:
+                self._closed = True
+                if self._error is not None and not self._error_delivered:
+                    self._error_delivered = True
+                    raise self._error
+                return b""
+            if self._stall_since is None:
+                self._stall_since = started
+            if self._clock() - self._stall_since >= self.stall_limit:
+                self._closed = True
+                self.stalled_out = True
+                return b""
+            self.silence_frames += 1
+            return OPUS_SILENCE_FRAME
+
+    def _readable(self) -> bool:
+        return bool(self._packets) or self._finished or self._closed
+
+    def _take(self) -> bytes:
+        packet = self._packets.popleft()
+        self._stall_since = None
+        self.packets_read += 1
+        if self.first_read_at is None:
+            self.first_read_at = self._clock()
+        return packet
+
+
+async def pump(packets: AsyncIterator[bytes], buffer: PacketBuffer) -> int:
+    """Move ``packets`` into ``buffer`` and finish it; return how many were put.
+
+    An exception from ``packets`` goes to ``buffer.finish(error)`` (the reader
+    sees it) instead of being raised here. Stops early, closing ``packets``, once
+    the reader has closed the buffer, which it notices at the next packet: when
+    playback ends early, cancel the pump task too. Cancellation closes the buffer.
+    """
+    count = 0
+    try:
+        async for packet in packets:
+            if not buffer.put(packet):
+                break
+            count += 1
+    except asyncio.CancelledError:
+        buffer.close()
+        raise
+    except Exception as exc:
+        buffer.finish(exc)
+        return count
+    finally:
+        if isinstance(packets, AsyncGenerator):
+            await packets.aclose()
+    buffer.finish()
+    return count
+
+
+def decode_opus_packets(packets: list[bytes]) -> tuple[bytes, float]:
+    """Decode Opus packets to interleaved s16 stereo 48 kHz PCM and its duration (s)."""
+    decoder = av.CodecContext.create("opus", "r")
+    decoder.sample_rate = OPUS_SAMPLE_RATE
+    decoder.layout = "stereo"
+    resampler = av.AudioResampler(format="s16", layout="stereo", rate=OPUS_SAMPLE_RATE)
+    pcm = bytearray()
+    frames: list[av.AudioFrame] = []
+    for packet in packets:
+        frames.extend(decoder.decode(av.Packet(packet)))
+    frames.extend(decoder.decode(None))
+    converted = [out for frame in frames for out in resampler.resample(frame)]
+    converted.extend(resampler.resample(None))
+    for frame in converted:
+        # Planes are padded for SIMD: keep only this frame's samples.
+        pcm += bytes(frame.planes[0])[: frame.samples * OPUS_CHANNELS * 2]
+    return bytes(pcm), len(pcm) / (OPUS_CHANNELS * 2 * OPUS_SAMPLE_RATE)
+
+
+def rms(pcm: bytes) -> float:
+    """Root mean square of s16 little-endian samples, in sample units (0..32768)."""
+    samples = array.array("h")
+    samples.frombytes(pcm[: len(pcm) - len(pcm) % 2])
+    if not samples:
+        return 0.0
+    if sys.byteorder == "big":
+        samples.byteswap()
+    return math.sqrt(math.fsum(value * value for value in samples) / len(samples))

@@ -1,0 +1,37 @@
+"""Diagnose a running :class:`~core.tts.service.TTSService`: probes, breakers, verdict.
+
+The one place that joins the probes, the service's breakers and the report, so
+``/tts diagnose``, ``python bot.py check`` and the seed facade say the same thing.
+"""
+
+from __future__ import annotations
+
+from core.config import EdgeSettings
+from core.diagnostics.probes import ProbeDeadlines, run_diagnostics
+from core.diagnostics.report import Diagnosis, diagnose
+from core.tts.edge import edge_tts_version
+from core.tts.service import TTSService
+
+TEST_PHRASE = "Test."
+
+
+async def diagnose_service(
+    service: TTSService,
+    edge: EdgeSettings | None = None,
+    *,
+    deadlines: ProbeDeadlines | None = None,
+    test_phrase: str = TEST_PHRASE,
+) -> Diagnosis:
+    """Run every probe, then a live test synthesis that bypasses the breakers.
+
+    The live synthesis uses the service's primary voice and records nothing in
+    the breakers: diagnosing must neither depend on nor disturb their state.
+    """
+    edge = edge or EdgeSettings()
+
+    async def synthesize() -> bytes:
+        return await service.probe(test_phrase)
+
+    results = await run_diagnostics(synthesize, host=edge.host, port=edge.port, deadlines=deadlines)
+    breakers = [breaker.snapshot() for breaker in service.breakers]
+    return diagnose(results, breakers, edge_tts_version=edge_tts_version())

@@ -1,0 +1,355 @@
+"""The guarded synthesis service: breakers, retries, voice fallback, deadlines.
+
+One request walks the voice chain (the asked-for voice, then the configured
+fallbacks). Each voice gets up to ``attempts`` tries with backoff, all inside one
+total deadline. Two layers of breakers watch it:
+
+* the **service breaker** (one per provider) sees one call per request: success
+  if any voice spoke, failure if the whole chain failed, whatever the kinds, so a
+  service-wide ``NoAudioReceived`` wave opens it;
+* a **voice breaker** per voice sees one call per request that reached it, and
+  counts only voice-scoped failures (see :mod:`core.tts.policy`), so a voice
+  Microsoft stopped serving opens only its own breaker.
+
+Input is checked before any breaker is asked, so bad text never counts.
+Cancellation and an early ``aclose()`` settle nothing: permits are handed back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.breaker import (
+    CircuitBreaker,
+    CircuitBreakerConfig,
+    CircuitOpenError,
+    CircuitState,
+    Permit,
+)
+from core.breaker.events import Listener
+from core.clock import Clock, WallClock, monotonic, wall_time
+from core.config import Config
+from core.tts.edge import EdgeProvider, validate_settings
+from core.tts.errors import ErrorKind, TTSError
+from core.tts.policy import Backoff, is_retryable, is_voice_scoped
+from core.tts.provider import SynthesisRequest, TTSProvider, VoiceSettings
+from core.tts.text import check_speakable
+
+log = logging.getLogger(__name__)
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One try of one voice within a request, for logs and diagnosis."""
+
+    voice: str
+    number: int
+    kind: ErrorKind | None
+    """None when the voice was skipped because its breaker was open."""
+    detail: str
+
+
+class SynthesisFailed(TTSError):
+    """Every voice of the chain failed for one request; ``attempts`` says how."""
+
+    def __init__(self, last: TTSError, attempts: Sequence[Attempt]) -> None:
+        tried = ", ".join(f"{a.voice}#{a.number} {a.kind or 'skipped'}" for a in attempts)
+        super().__init__(
+            last.kind, f"{last.message} (tried: {tried})", voice=last.voice, status=last.status
+        )
+        self.last = last
+        self.attempts = tuple(attempts)
+
+
+class _Held:
+    """A permit that must be settled exactly once: success, failure, or release."""
+
+    def __init__(self, breaker: CircuitBreaker, permit: Permit) -> None:
+        self.breaker = breaker
+        self.permit = permit
+        self.settled = False
+
+    def succeed(self) -> None:
+        if not self.settled:
+            self.settled = True
+            self.breaker.record_success(self.permit)
+
+    def fail(self, reason: str) -> None:
+        if not self.settled:
+            self.settled = True
+            self.breaker.record_failure(self.permit, reason)
+
+    def release(self) -> None:
+        if not self.settled:
+            self.settled = True
+            self.breaker.release(self.permit)
+
+
+class TTSService:
+    """Text in, audio chunks out, through breakers, retries and fallback voices."""
+
+    def __init__(
+        self,
+        provider: TTSProvider,
+        *,
+        voices: Sequence[str],
+        prosody: VoiceSettings | None = None,
+        breaker_config: CircuitBreakerConfig | None = None,
+        attempts: int = 3,
+        backoff: Backoff | None = None,
+        total_deadline: float = 45.0,
+        max_chars: int = 300,
+        validate: Callable[[VoiceSettings], None] | None = None,
+        clock: Clock = monotonic,
+        wall_clock: WallClock = wall_time,
+        sleep: Sleep = asyncio.sleep,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        if not voices:
+            raise ValueError("at least one voice is needed")
+        if attempts < 1 or total_deadline <= 0 or max_chars < 1:
+            raise ValueError("attempts, total_deadline and max_chars must be positive")
+        self.provider = provider
+        self.voices = tuple(dict.fromkeys(voices))
+        template = prosody or VoiceSettings(voice=self.voices[0])
+        self.default_settings = template.with_voice(self.voices[0])
+        self.breaker_config = breaker_config or CircuitBreakerConfig()
+        self.attempts = attempts
+        self.backoff = backoff or Backoff()
+        self.total_deadline = total_deadline
+        self.max_chars = max_chars
+        self._validate = validate
+        self._clock = clock
+        self._wall = wall_clock
+        self._sleep = sleep
+        self._jitter = jitter
+        self._listeners: list[Listener] = []
+        self.service_breaker = self._new_breaker(provider.name)
+        self._voice_breakers: dict[str, CircuitBreaker] = {}
+        for voice in self.voices:
+            self.voice_breaker(voice)
+
+    @classmethod
+    def from_config(
+        cls, config: Config, provider: TTSProvider | None = None, **overrides: Any
+    ) -> TTSService:
+        """A service built from ``config``; Edge is the provider unless one is given."""
+        if provider is None:
+            provider = EdgeProvider(
+                connect_timeout=config.deadlines.connect, read_timeout=config.deadlines.read
+            )
+        speech = config.speech
+        options: dict[str, Any] = {
+            "voices": speech.voice_chain,
+            "prosody": VoiceSettings(speech.voice, speech.rate, speech.volume, speech.pitch),
+            "breaker_config": config.breaker,
+            "attempts": config.retry.attempts,
+            "backoff": Backoff(config.retry.backoff_base, config.retry.backoff_max),
+            "total_deadline": config.deadlines.total,
+            "max_chars": config.text.max_chars,
+            "validate": validate_settings if provider.name == "edge" else None,
+        }
+        options.update(overrides)
+        return cls(provider, **options)
+
+    # -- breakers ----------------------------------------------------------
+
+    def _new_breaker(self, name: str) -> CircuitBreaker:
+        breaker = CircuitBreaker(
+            name, self.breaker_config, self._clock, wall_clock=self._wall, jitter=self._jitter
+        )
+        for listener in self._listeners:
+            breaker.add_listener(listener)
+        return breaker
+
+    def voice_breaker(self, voice: str) -> CircuitBreaker:
+        """The breaker for ``voice``, created on first use."""
+        breaker = self._voice_breakers.get(voice)
+        if breaker is None:
+            breaker = self._new_breaker(f"{self.provider.name}:{voice}")
+            self._voice_breakers[voice] = breaker
+        return breaker
+
+    @property
+    def breakers(self) -> list[CircuitBreaker]:
+        """The service breaker, then every voice breaker."""
+        return [self.service_breaker, *self._voice_breakers.values()]
+
+    def add_listener(self, listener: Listener) -> None:
+        """Deliver transitions of every breaker, present and future, to ``listener``."""
+        self._listeners.append(listener)
+        for breaker in self.breakers:
+            breaker.add_listener(listener)
+
+    def reset(self, reason: str = "manual reset") -> None:
+        """Close every breaker and clear its counters."""
+        for breaker in self.breakers:
+            breaker.reset(reason)
+
+    def health(self) -> dict[str, Any]:
+        """The service breaker's snapshot at the top level, each voice's under ``voices``."""
+        health = self.service_breaker.snapshot()
+        health["provider"] = self.provider.name
+        health["voices"] = {v: b.snapshot() for v, b in self._voice_breakers.items()}
+        return health
+
+    # -- requests ----------------------------------------------------------
+
+    def prepare(self, text: str, settings: VoiceSettings | None = None) -> SynthesisRequest:
+        """Check input; raise ``InvalidText`` / ``InvalidVoiceSettings`` before any request."""
+        spoken = check_speakable(text, max_chars=self.max_chars)
+        chosen = settings or self.default_settings
+        if self._validate is not None:
+            for voice in self._chain(chosen.voice):
+                self._validate(chosen.with_voice(voice))
+        return SynthesisRequest(spoken, chosen)
+
+    def _chain(self, voice: str) -> tuple[str, ...]:
+        return tuple(dict.fromkeys((voice, *self.voices)))
+
+    async def stream(
+        self, text: str, settings: VoiceSettings | None = None
+    ) -> AsyncGenerator[bytes, None]:
+        """Yield audio chunks for ``text`` as the provider delivers them.
+
+        Raises ``InvalidText``/``InvalidVoiceSettings`` for bad input,
+        :class:`CircuitOpenError` when the service breaker rejects the request or
+        every voice's breaker is open, and :class:`SynthesisFailed` when the chain
+        failed. Once audio has been yielded a later failure is not retried (the
+        listener has already heard the start); it is raised and counted.
+        """
+        request = self.prepare(text, settings)
+        service = _Held(self.service_breaker, self.service_breaker.acquire())
+        deadline = self._clock() + self.total_deadline
+        attempts: list[Attempt] = []
+        last: TTSError | None = None
+        try:
+            for voice in self._chain(request.settings.voice):
+                breaker = self.voice_breaker(voice)
+                try:
+                    held = _Held(breaker, breaker.acquire())
+                except CircuitOpenError as rejected:
+                    attempts.append(Attempt(voice, 0, None, str(rejected)))
+                    continue
+                voiced = SynthesisRequest(request.text, request.settings.with_voice(voice))
+                heard = False
+                try:
+                    async with contextlib.aclosing(
+                        self._try_voice(voiced, deadline, attempts)
+                    ) as chunks:
+                        async for chunk in chunks:
+                            heard = True
+                            yield chunk
+                except TTSError as error:
+                    last = error
+                    if is_voice_scoped(error.kind):
+                        held.fail(str(error))
+                    # Another voice cannot help a service-wide failure, and cannot
+                    # unsay what the listener already heard.
+                    if heard or not is_voice_scoped(error.kind):
+                        break
+                else:
+                    held.succeed()
+                    service.succeed()
+                    return
+                finally:
+                    held.release()
+            if last is None:
+                chain = self._chain(request.settings.voice)
+                retry = min(self.voice_breaker(v).retry_after for v in chain)
+                service.release()
+                raise CircuitOpenError(f"{self.provider.name} voices", CircuitState.OPEN, retry)
+            service.fail(str(last))
+            raise SynthesisFailed(last, attempts)
+        finally:
+            service.release()
+
+    async def _try_voice(
+        self, request: SynthesisRequest, deadline: float, attempts: list[Attempt]
+    ) -> AsyncGenerator[bytes, None]:
+        """Up to ``self.attempts`` tries of one voice; raises the last error."""
+        voice = request.settings.voice
+        for number in range(1, self.attempts + 1):
+            heard = False
+            try:
+                async with contextlib.aclosing(self._attempt(request, deadline)) as chunks:
+                    async for chunk in chunks:
+                        heard = True
+                        yield chunk
+                return
+            except TTSError as error:
+                attempts.append(Attempt(voice, number, error.kind, error.message))
+                log.info("synthesis attempt %d with %s failed: %s", number, voice, error)
+                remaining = deadline - self._clock()
+                if heard or number == self.attempts or not is_retryable(error.kind):
+                    raise
+                delay = self.backoff.delay(number, self._jitter())
+                if delay >= remaining:
+                    raise
+                await self._sleep(delay)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    async def _attempt(
+        self, request: SynthesisRequest, deadline: float
+    ) -> AsyncGenerator[bytes, None]:
+        """One provider stream, each wait bounded by what is left of the total deadline."""
+        voice = request.settings.voice
+        async with contextlib.aclosing(self.provider.stream(request)) as chunks:
+            while True:
+                remaining = deadline - self._clock()
+                if remaining <= 0:
+                    raise _total_deadline_error(self.total_deadline, voice)
+                try:
+                    async with asyncio.timeout(remaining):
+                        chunk = await anext(chunks)
+                except StopAsyncIteration:
+                    return
+                except TimeoutError:
+                    raise _total_deadline_error(self.total_deadline, voice) from None
+                yield chunk
+
+    async def probe(self, text: str = "Test.") -> bytes:
+        """One direct synthesis with the primary voice: no breaker, no retry, no fallback.
+
+        For diagnostics, which must test the service even while its breaker is
+        OPEN. Bounded by the total deadline; records nothing.
+        """
+        request = self.prepare(text)
+        deadline = self._clock() + self.total_deadline
+        parts = []
+        async with contextlib.aclosing(self._attempt(request, deadline)) as chunks:
+            async for chunk in chunks:
+                parts.append(chunk)
+        return b"".join(parts)
+
+    async def synthesize(self, text: str, settings: VoiceSettings | None = None) -> bytes:
+        """The whole utterance as one ``bytes`` in the provider's audio format."""
+        parts = []
+        async with contextlib.aclosing(self.stream(text, settings)) as chunks:
+            async for chunk in chunks:
+                parts.append(chunk)
+        return b"".join(parts)
+
+    async def synthesize_to_file(
+        self, text: str, path: str | Path, settings: VoiceSettings | None = None
+    ) -> Path:
+        """Write the whole utterance to ``path`` (only once it is complete)."""
+        audio = await self.synthesize(text, settings)
+        target = Path(path)
+        partial = target.with_name(target.name + ".partial")
+        await asyncio.to_thread(partial.write_bytes, audio)
+        await asyncio.to_thread(partial.replace, target)
+        return target
+
+
+def _total_deadline_error(total: float, voice: str) -> TTSError:
+    return TTSError(ErrorKind.TIMEOUT, f"total deadline of {total:g}s exceeded", voice=voice)
