@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import random
-import selectors
 import sys
 from collections import Counter
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +25,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench._common import run_simulated  # noqa: E402
 from core.breaker import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError  # noqa: E402
 from core.breaker.state import CircuitState  # noqa: E402
 from core.clock import FakeClock  # noqa: E402
@@ -54,14 +53,14 @@ FAILURE_COST: dict[ErrorKind, tuple[float, str]] = {
     ),
 }
 STATUS = {ErrorKind.UNAVAILABLE: 503, ErrorKind.RATE_LIMITED: 429, ErrorKind.REJECTED: 403}
-SEED_A = CircuitBreakerConfig(
+SEED_1 = CircuitBreakerConfig(
     consecutive_failures=5,
     failure_threshold=None,
     cooldown_period=300,
     max_cooldown_period=300,
     success_threshold=1,
 )
-SEED_B = CircuitBreakerConfig(
+SEED_2 = CircuitBreakerConfig(
     failure_threshold=0.5,
     window_size=10,
     minimum_calls=10,
@@ -72,34 +71,6 @@ SEED_B = CircuitBreakerConfig(
 )
 
 
-class _JumpingSelector(selectors.DefaultSelector):  # type: ignore[misc,valid-type]
-    """Polls without blocking; when nothing is ready, jumps the clock to the next timer."""
-
-    def __init__(self, clock: FakeClock) -> None:
-        super().__init__()
-        self._clock = clock
-
-    def select(self, timeout: float | None = None) -> list[Any]:
-        ready: list[Any] = super().select(0)
-        if ready or timeout == 0:
-            return ready
-        if timeout is None:
-            raise RuntimeError("simulation stalled: no task is ready and no timer is set")
-        self._clock.advance(timeout)
-        return []
-
-
-class SimulatedLoop(asyncio.SelectorEventLoop):
-    """An event loop whose time is ``clock.now``."""
-
-    def __init__(self, clock: FakeClock) -> None:
-        self._fake_clock = clock
-        super().__init__(_JumpingSelector(clock))
-
-    def time(self) -> float:
-        return self._fake_clock.now
-
-
 @dataclass
 class Message:
     """One request for speech and what became of it."""
@@ -108,8 +79,7 @@ class Message:
     arrival: float
     attempts: int = 0
     state_at_arrival: str = ""
-    answered_at: float | None = None
-    """When the first audio chunk came, or the error."""
+    answered_at: float | None = None  # first audio chunk, or the error
     spoken: bool = False
 
 
@@ -132,7 +102,7 @@ class OutageProvider:
         self.attempts_in_outage = 0
 
     async def stream(self, request: SynthesisRequest) -> AsyncGenerator[bytes, None]:
-        """Fail like Edge in an outage, or yield two chunks of audio."""
+        """Fail like Edge in an outage, or yield two chunks of audio (noting the first)."""
         _current.get().attempts += 1
         voice = request.settings.voice
         if self._clock() < self.outage_end:
@@ -141,6 +111,9 @@ class OutageProvider:
             status = STATUS.get(self.kind)
             raise TTSError(self.kind, "simulated outage", voice=voice, status=status)
         await asyncio.sleep(FIRST_CHUNK_AFTER)
+        message = _current.get()
+        if message.answered_at is None:
+            message.answered_at, message.spoken = self._clock(), True
         yield b"\xff\xf3\x64\xc4" + bytes(140)
         await asyncio.sleep(REST_OF_AUDIO_AFTER)
         yield b"\xff\xf3\x64\xc4" + bytes(140)
@@ -154,17 +127,14 @@ class NaiveClient:
         self.jitter = jitter
         self.backoff = Backoff(CONFIG.retry.backoff_base, CONFIG.retry.backoff_max)
 
-    async def stream(self, text: str) -> AsyncGenerator[bytes, None]:
-        """Yield the audio of the first attempt that works; raise the last error."""
+    async def synthesize(self, text: str) -> bytes:
+        """The audio of the first attempt that works; raise the last error."""
         last: TTSError | None = None
         for voice in CONFIG.speech.voice_chain:
             request = SynthesisRequest(text, VoiceSettings(voice))
             for number in range(1, CONFIG.retry.attempts + 1):
                 try:
-                    async with contextlib.aclosing(self.provider.stream(request)) as chunks:
-                        async for chunk in chunks:
-                            yield chunk
-                    return
+                    return b"".join([chunk async for chunk in self.provider.stream(request)])
                 except TTSError as error:
                     last = error
                     if number < CONFIG.retry.attempts:
@@ -173,40 +143,24 @@ class NaiveClient:
         raise last
 
 
-async def _guarded(breaker: CircuitBreaker, client: NaiveClient, text: str) -> Any:
-    """The naive loop as one call under ``breaker`` (CircuitOpenError at once while OPEN)."""
-    permit = breaker.acquire()
-    try:
-        async with contextlib.aclosing(client.stream(text)) as chunks:
-            async for chunk in chunks:
-                yield chunk
-    except TTSError as error:
-        breaker.record_failure(permit, str(error))
-        raise
-    except BaseException:
-        breaker.release(permit)
-        raise
-    breaker.record_success(permit)
-
-
 def _label(breaker: CircuitBreaker) -> str:
     if breaker.state is CircuitState.CLOSED:
         return "while CLOSED"
     return "as trial call after a cooldown" if breaker.would_admit() else breaker.state.value
 
 
-Contender = tuple[Callable[[str], AsyncGenerator[bytes, None]], Callable[[], str]]
+Contender = tuple[Callable[[str], Awaitable[bytes]], Callable[[], str]]
 
 
 def naive(provider: OutageProvider, clock: FakeClock, rng: random.Random) -> Contender:
-    return NaiveClient(provider, rng.random).stream, lambda: "no breaker"
+    return NaiveClient(provider, rng.random).synthesize, lambda: "no breaker"
 
 
 def seed(config: CircuitBreakerConfig) -> Callable[..., Contender]:
     def build(provider: OutageProvider, clock: FakeClock, rng: random.Random) -> Contender:
         breaker = CircuitBreaker("seed", config, clock, wall_clock=clock.wall, jitter=rng.random)
         client = NaiveClient(provider, rng.random)
-        return (lambda text: _guarded(breaker, client, text)), lambda: _label(breaker)
+        return (lambda text: breaker.call(client.synthesize, text)), lambda: _label(breaker)
 
     return build
 
@@ -227,20 +181,16 @@ def ours(provider: OutageProvider, clock: FakeClock, rng: random.Random) -> Cont
         sleep=asyncio.sleep,  # on this loop, sleeping advances the FakeClock
         jitter=rng.random,
     )
-    return service.stream, lambda: _label(service.service_breaker)
+    return service.synthesize, lambda: _label(service.service_breaker)
 
 
 async def deliver(message: Message, contender: Contender, clock: FakeClock) -> None:
-    """Ask for speech and note when it was answered, with audio or an error."""
-    stream, state = contender
+    """Ask for speech; the provider notes the first audio, an error is noted here."""
+    speak, state = contender
     _current.set(message)
     message.state_at_arrival = state()
     try:
-        async with contextlib.aclosing(stream(f"Nachricht aus Gilde {message.guild}")) as chunks:
-            async for _ in chunks:
-                if message.answered_at is None:
-                    message.answered_at = clock()
-                    message.spoken = True
+        await speak(f"Nachricht aus Gilde {message.guild}")
     except (TTSError, CircuitOpenError):
         message.answered_at = clock()
 
@@ -264,12 +214,7 @@ def simulate(build: Callable[..., Contender], args: argparse.Namespace) -> dict[
             tasks.append(asyncio.create_task(deliver(message, contender, clock)))
         await asyncio.gather(*tasks)
 
-    loop = SimulatedLoop(clock)
-    try:
-        loop.run_until_complete(run())
-        loop.run_until_complete(loop.shutdown_asyncgens())
-    finally:
-        loop.close()
+    run_simulated(clock, run())
 
     during = [m for m in messages if m.arrival < outage_end]
     after = [m for m in messages if m.arrival >= outage_end]
@@ -279,7 +224,9 @@ def simulate(build: Callable[..., Contender], args: argparse.Namespace) -> dict[
     recovered = [t - outage_end for t in spoken_at if t >= outage_end]
     return {
         "attempts": provider.attempts_in_outage,
-        "fast": sum(m.attempts == 0 and w <= ANSWER_LIMIT for m, w in zip(during, waits)),
+        "fast": sum(
+            m.attempts == 0 and w <= ANSWER_LIMIT for m, w in zip(during, waits, strict=True)
+        ),
         "during": len(during),
         "longest": max(waits),
         "first": min(recovered) if recovered else None,
@@ -289,65 +236,54 @@ def simulate(build: Callable[..., Contender], args: argparse.Namespace) -> dict[
     }
 
 
-ROWS = {
-    "(a) naive": naive,
-    "(b) seed 1": seed(SEED_A),
-    "(c) seed 2": seed(SEED_B),
-    "(d) ours": ours,
-}
+def describe(args: argparse.Namespace) -> list[str]:
+    """The header: the scenario, then exactly what each row is."""
+    cost, what = FAILURE_COST[ErrorKind(args.kind)]
+    retry, brk, voices = CONFIG.retry, CONFIG.breaker, CONFIG.speech.voice_chain
+    return [
+        f"Simulated time: a FakeClock drives the event loop, nothing waits. {args.guilds} guilds, "
+        f"one message each every {args.interval} s, staggered; each message is its own task.",
+        f"Edge fails from t=0 to t={args.outage_minutes * 60:g} s with `{args.kind}` ({what}: "
+        f"{cost:g} s per attempt), then speaks (first audio after {FIRST_CHUNK_AFTER} s); "
+        f"the run ends at t={args.total_minutes * 60:g} s.",
+        f"Voice chain {' -> '.join(voices)}; backoff {retry.backoff_base}*2^(n-1) s capped at "
+        f"{retry.backoff_max} s, x [0.5, 1) jitter from random.Random({args.seed}).",
+        f"(a) naive: {retry.attempts} attempts x {len(voices)} voices per message with that "
+        "backoff, whatever the error; no breaker, no total deadline.",
+        "(b) seed 1: our CircuitBreaker configured as the first seed (5 consecutive failures, "
+        "fixed 300 s cooldown, 1 success closes) around the naive loop, one call per message.",
+        "(c) seed 2: our CircuitBreaker configured as the second seed (50 % of the last 10, "
+        "at least 10 calls, fixed 60 s cooldown, 3 successes close) around the naive loop.",
+        f"(d) ours: TTSService with core.config.Config() defaults: breaker "
+        f"{brk.consecutive_failures} consecutive or {brk.failure_threshold:.0%} of "
+        f"{brk.window_size}, cooldown {brk.cooldown_period:g} s x{brk.cooldown_multiplier:g} up "
+        f"to {brk.max_cooldown_period:g} s, {brk.success_threshold} trial successes close; "
+        f"{retry.attempts} attempts per voice, total deadline {CONFIG.deadlines.total:g} s; "
+        "trial calls are user messages (no canary in TTSService).",
+        f"'answered at once' = settled within {ANSWER_LIMIT * 1000:.0f} ms of simulated time "
+        "without any network attempt (OPEN rejects at once).",
+    ]
 
 
 def main() -> int:
-    kinds = [k.value for k in FAILURE_COST]
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--kind", choices=kinds, default=ErrorKind.UNAVAILABLE.value)
+    parser.add_argument("--kind", choices=[k.value for k in FAILURE_COST], default="unavailable")
     parser.add_argument("--guilds", type=int, default=10)
-    parser.add_argument("--interval", type=int, default=10, help="seconds between a guild's messages")
+    parser.add_argument("--interval", type=int, default=10, help="seconds between messages")
     parser.add_argument("--outage-minutes", type=float, default=30.0)
     parser.add_argument("--total-minutes", type=float, default=40.0)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
-
-    cost, what = FAILURE_COST[ErrorKind(args.kind)]
-    chain = " -> ".join(CONFIG.speech.voice_chain)
+    print("\n".join(describe(args)))
+    rows = {"(a) naive": naive, "(b) seed 1": seed(SEED_1), "(c) seed 2": seed(SEED_2)}
+    results = {name: simulate(build, args) for name, build in {**rows, "(d) ours": ours}.items()}
     print(
-        f"Simulated time (FakeClock drives the event loop; no real waiting). {args.guilds} guilds, "
-        f"one message each every {args.interval} s, staggered by {args.interval / args.guilds:g} s.\n"
-        f"Edge fails from t=0 to t={args.outage_minutes * 60:g} s with `{args.kind}` "
-        f"({what}: {cost:g} s per attempt), then answers (first audio after "
-        f"{FIRST_CHUNK_AFTER} s); run ends at t={args.total_minutes * 60:g} s.\n"
-        f"Every message is its own task (no per-guild queue). Voice chain: {chain}. "
-        f"Backoff {CONFIG.retry.backoff_base}*2^(n-1) s capped at {CONFIG.retry.backoff_max} s, "
-        f"x [0.5, 1) jitter from random.Random({args.seed}).\n"
-        f"(a) naive: {CONFIG.retry.attempts} attempts x {len(CONFIG.speech.voice_chain)} voices "
-        f"per message with that backoff, whatever the error; no breaker, no total deadline.\n"
-        "(b) seed 1: our CircuitBreaker with the first seed's config (5 consecutive failures, "
-        "fixed 300 s cooldown, 1 success closes) around the naive loop, one breaker call per "
-        "message.\n"
-        "(c) seed 2: our CircuitBreaker with the second seed's config (50 % of the last 10, "
-        "minimum 10 calls, fixed 60 s cooldown, 3 successes close) around the naive loop, "
-        "one call per message.\n"
-        "(d) ours: TTSService with core.config.Config() defaults (breaker "
-        f"{CONFIG.breaker.consecutive_failures} consecutive or "
-        f"{CONFIG.breaker.failure_threshold:.0%} of {CONFIG.breaker.window_size}, cooldown "
-        f"{CONFIG.breaker.cooldown_period:g} s x{CONFIG.breaker.cooldown_multiplier:g} up to "
-        f"{CONFIG.breaker.max_cooldown_period:g} s, {CONFIG.breaker.success_threshold} trial "
-        f"successes close; {CONFIG.retry.attempts} attempts per voice; total deadline "
-        f"{CONFIG.deadlines.total:g} s; service + per-voice breakers; trial calls are user "
-        "messages).\n"
-        f"'answered at once' = settled within {ANSWER_LIMIT * 1000:.0f} ms of simulated time "
-        "with no network attempt."
-    )
-    results = {name: simulate(build, args) for name, build in ROWS.items()}
-    print()
-    print(
-        "| contender | downstream attempts during outage | answered at once during outage "
+        "\n| contender | downstream attempts during outage | answered at once during outage "
         "| longest wait during outage (s) | first speech after recovery (s) "
-        "| spoken after recovery |"
+        "| spoken after recovery |\n|---|---:|---:|---:|---:|---:|"
     )
-    print("|---|---:|---:|---:|---:|---:|")
     for name, r in results.items():
-        first = "never" if r["first"] is None else f"{r['first']:.1f}"
+        first = "never" if r["first"] is None else f"{r['first']:.2f}"
         print(
             f"| {name} | {r['attempts']} | {r['fast']} / {r['during']} | {r['longest']:.1f} "
             f"| {first} | {r['spoken_after']} / {r['after']} |"
@@ -355,28 +291,31 @@ def main() -> int:
     print()
     for name, r in results.items():
         parts = ", ".join(f"{n} {state}" for state, n in r["networked"].most_common())
-        print(f"{name}: messages during the outage that went to the network: {parts or 'none'}")
+        print(f"{name}: outage messages that went to the network: {parts or 'none'}")
 
-    print()
     mine, naive_attempts = results["(d) ours"], results["(a) naive"]["attempts"]
     share = mine["attempts"] / naive_attempts if naive_attempts else 0.0
-    verdicts = [share <= 0.01]
-    print(
-        f"target: ours <= 1 % of naive attempts: {mine['attempts']} / {naive_attempts} = "
-        f"{share:.2%}: {'met' if verdicts[-1] else 'MISSED'}"
-    )
-    for name in ("(b) seed 1", "(c) seed 2"):
-        verdicts.append(mine["attempts"] <= results[name]["attempts"])
-        print(
-            f"target: ours <= {name} attempts: {mine['attempts']} vs {results[name]['attempts']}: "
-            f"{'met' if verdicts[-1] else 'MISSED'}"
-        )
-    verdicts.append(mine["fast"] == mine["during"])
-    print(
-        f"target: ours answers every outage message at once: {mine['fast']} / {mine['during']}: "
-        f"{'met' if verdicts[-1] else 'MISSED'}"
-    )
-    return 0 if all(verdicts) else 1
+    checks = [
+        (
+            f"ours <= 1 % of naive attempts: {mine['attempts']} / {naive_attempts} = {share:.2%}",
+            share <= 0.01,
+        ),
+        *(
+            (
+                f"ours <= {name} attempts: {mine['attempts']} vs {results[name]['attempts']}",
+                mine["attempts"] <= results[name]["attempts"],
+            )
+            for name in ("(b) seed 1", "(c) seed 2")
+        ),
+        (
+            f"ours answers every outage message at once: {mine['fast']} / {mine['during']}",
+            mine["fast"] == mine["during"],
+        ),
+    ]
+    print()
+    for text, ok in checks:
+        print(f"target: {text}: {'met' if ok else 'MISSED'}")
+    return 0 if all(ok for _, ok in checks) else 1
 
 
 if __name__ == "__main__":

@@ -234,7 +234,7 @@ def _inline_limit(audio_format: AudioFormat) -> int:
 
 async def opus_packets(
     chunks: AsyncIterator[bytes], audio_format: AudioFormat, *, bitrate: int = DEFAULT_BITRATE
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """Yield 20 ms Opus packets for ``chunks`` (in ``audio_format``) as they arrive.
 
     Errors from ``chunks`` pass through unchanged; bad audio raises

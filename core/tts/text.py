@@ -22,6 +22,7 @@ from functools import lru_cache
 from core.tts.errors import InvalidText
 
 __all__ = [
+    "ENGLISH",
     "NameResolver",
     "SpokenWords",
     "check_speakable",
@@ -56,6 +57,7 @@ class SpokenWords:
 
 
 ENGLISH = SpokenWords()
+"""The default words."""
 
 
 def _resolve_nothing(_id: int) -> str | None:
@@ -362,9 +364,10 @@ def clean_discord_message(
       boundary with no marker (a hard cut when a single word is longer).
 
     The output never contains ``<@`` or ``@everyone``/``@here``. It may be empty;
-    :func:`check_speakable` decides whether it is worth speaking. Resolvers'
-    exceptions propagate; their names are inserted as written, minus invisible
-    characters and mention syntax.
+    :func:`check_speakable` decides whether it is worth speaking. Cleaning the
+    output again changes nothing (given names without markup). Resolvers'
+    exceptions propagate; resolved names are read like the text around them
+    (markdown stripped, emoji named) but never parsed for code, links or mentions.
     """
     if max_chars < 1:
         raise ValueError(f"max_chars must be at least 1, got {max_chars}")

@@ -1,0 +1,119 @@
+"""The vocabulary of one spoken message: what was asked, and what became of it.
+
+Pure data plus two small pure policies (the "NAME said" prefix and the one
+notice per outage), shared by the player and the cogs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class SpeechOutcome(StrEnum):
+    """What happened to a message someone asked to hear."""
+
+    SPOKEN = "spoken"
+    POSTED_AS_TEXT = "posted_as_text"
+    REJECTED = "rejected"
+
+
+class FallbackReason(StrEnum):
+    """Why a message was posted as text instead of spoken."""
+
+    VOICE_UNAVAILABLE = "voice unavailable"
+    """The service breaker is OPEN (or every voice's is)."""
+    SYNTHESIS_FAILED = "synthesis failed"
+    """Every retry and fallback voice failed."""
+    CUT_OFF = "voice cut off"
+    """Synthesis or the voice connection broke after playback had started."""
+    NOT_CONNECTED = "not connected"
+    """The bot is not in a voice channel in this guild."""
+    QUEUE_FULL = "queue full"
+    WAITED_TOO_LONG = "waited too long"
+    SHUTTING_DOWN = "shutting down"
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechResult:
+    """The outcome of one message, with the reason and any detail for logs."""
+
+    outcome: SpeechOutcome
+    reason: str = ""
+    detail: str = ""
+
+    @property
+    def spoken(self) -> bool:
+        """True when the listeners heard it."""
+        return self.outcome is SpeechOutcome.SPOKEN
+
+
+@dataclass(frozen=True, slots=True)
+class Utterance:
+    """A message queued for a guild: the text to say and who asked."""
+
+    text: str
+    """Cleaned text, ready for synthesis (no prefix)."""
+    author_id: int
+    author_name: str
+    requested_at: float
+    """Monotonic reading when the message arrived; staleness is measured from it."""
+    spoken_prefix: str = ""
+    """Said before ``text`` (e.g. "Anna said: "), not part of the text fallback."""
+
+    @property
+    def spoken_text(self) -> str:
+        """What the voice says."""
+        return f"{self.spoken_prefix}{self.text}"
+
+
+def fallback_text(utterance: Utterance) -> str:
+    """The text post that stands in for speech: ``🔇 NAME: text``."""
+    return f"🔇 {utterance.author_name}: {utterance.text}"
+
+
+@dataclass
+class SpeakerPrefixer:
+    """Says "NAME said" before a message, unless the same person spoke recently.
+
+    ``every`` is how many seconds must pass before the same speaker is named
+    again; any other speaker in between resets it.
+    """
+
+    every: float
+    enabled: bool = True
+    _last: tuple[int, float] | None = field(default=None, init=False)
+
+    def prefix(self, author_id: int, author_name: str, now: float) -> str:
+        """The prefix for this message (possibly empty); remembers the speaker."""
+        previous = self._last
+        self._last = (author_id, now)
+        if not self.enabled:
+            return ""
+        if previous is not None and previous[0] == author_id and now - previous[1] < self.every:
+            return ""
+        return f"{author_name} said: "
+
+
+@dataclass
+class OutageNotice:
+    """One "voice is unavailable" notice per outage, and one when voice is back.
+
+    An outage starts at the first message that could not be spoken because of
+    the service and ends at the next message that was spoken.
+    """
+
+    in_outage: bool = False
+
+    def on_fallback(self) -> bool:
+        """A message fell back to text for a service reason; True if a notice is due."""
+        if self.in_outage:
+            return False
+        self.in_outage = True
+        return True
+
+    def on_spoken(self) -> bool:
+        """A message was spoken; True if the outage just ended (announce recovery)."""
+        was = self.in_outage
+        self.in_outage = False
+        return was
