@@ -24,7 +24,7 @@ import random
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from core.breaker import (
     CircuitBreaker,
@@ -36,6 +36,7 @@ from core.breaker import (
 from core.breaker.events import Listener
 from core.clock import Clock, WallClock, monotonic, wall_time
 from core.config import Config
+from core.tts.canary import CanaryProber
 from core.tts.edge import EdgeProvider, validate_settings
 from core.tts.errors import ErrorKind, TTSError
 from core.tts.policy import Backoff, is_retryable, is_voice_scoped
@@ -113,6 +114,9 @@ class TTSService:
         wall_clock: WallClock = wall_time,
         sleep: Sleep = asyncio.sleep,
         jitter: Callable[[], float] = random.random,
+        probe_mode: Literal["canary", "traffic"] = "traffic",
+        canary_phrase: str = "Test.",
+        canary_idle_stop_after: float = 900.0,
     ) -> None:
         if not voices:
             raise ValueError("at least one voice is needed")
@@ -137,6 +141,16 @@ class TTSService:
         self._voice_breakers: dict[str, CircuitBreaker] = {}
         for voice in self.voices:
             self.voice_breaker(voice)
+        self.canary: CanaryProber | None = None
+        if probe_mode == "canary":
+            self.canary = CanaryProber(
+                self,
+                phrase=canary_phrase,
+                idle_stop_after=canary_idle_stop_after,
+                clock=clock,
+                sleep=sleep,
+            )
+            self.add_listener(self.canary.on_transition)
 
     @classmethod
     def from_config(
@@ -157,6 +171,9 @@ class TTSService:
             "total_deadline": config.deadlines.total,
             "max_chars": config.text.max_chars,
             "validate": validate_settings if provider.name == "edge" else None,
+            "probe_mode": config.probe.mode,
+            "canary_phrase": config.probe.canary_text,
+            "canary_idle_stop_after": config.probe.idle_stop_after,
         }
         options.update(overrides)
         return cls(provider, **options)
@@ -199,8 +216,31 @@ class TTSService:
         """The service breaker's snapshot at the top level, each voice's under ``voices``."""
         health = self.service_breaker.snapshot()
         health["provider"] = self.provider.name
+        canary = self.canary
+        health["probe"] = {
+            "mode": "traffic" if canary is None else "canary",
+            "running": canary is not None and canary.running,
+            "canaries_sent": 0 if canary is None else canary.canaries_sent,
+            "paused_idle": canary is not None and canary.stopped_idle,
+        }
         health["voices"] = {v: b.snapshot() for v, b in self._voice_breakers.items()}
         return health
+
+    def voice_for_breaker(self, breaker: CircuitBreaker) -> str:
+        """The voice a probe of ``breaker`` should use: the voice itself, or, for the
+        service breaker, the first voice of the chain whose own breaker is CLOSED."""
+        for voice, voice_breaker in self._voice_breakers.items():
+            if voice_breaker is breaker:
+                return voice
+        for voice in self.voices:
+            if self.voice_breaker(voice).state is CircuitState.CLOSED:
+                return voice
+        return self.voices[0]
+
+    async def close(self) -> None:
+        """Stop background work (the canary prober)."""
+        if self.canary is not None:
+            await self.canary.close()
 
     # -- requests ----------------------------------------------------------
 
@@ -228,14 +268,25 @@ class TTSService:
         listener has already heard the start); it is raised and counted.
         """
         request = self.prepare(text, settings)
+        if self.canary is not None:
+            self.canary.note_request()
+            # Trial permits are the canaries' to take: a listener is never the trial.
+            if self.service_breaker.state is not CircuitState.CLOSED:
+                raise CircuitOpenError(
+                    self.service_breaker.name,
+                    self.service_breaker.state,
+                    self.service_breaker.retry_after,
+                )
         service = _Held(self.service_breaker, self.service_breaker.acquire())
-        deadline = self._clock() + self.total_deadline
+        deadline = _loop_time() + self.total_deadline
         attempts: list[Attempt] = []
         last: TTSError | None = None
         try:
             for voice in self._chain(request.settings.voice):
                 breaker = self.voice_breaker(voice)
                 try:
+                    if self.canary is not None and breaker.state is not CircuitState.CLOSED:
+                        raise CircuitOpenError(breaker.name, breaker.state, breaker.retry_after)
                     held = _Held(breaker, breaker.acquire())
                 except CircuitOpenError as rejected:
                     attempts.append(Attempt(voice, 0, None, str(rejected)))
@@ -289,7 +340,7 @@ class TTSService:
             except TTSError as error:
                 attempts.append(Attempt(voice, number, error.kind, error.message))
                 log.info("synthesis attempt %d with %s failed: %s", number, voice, error)
-                remaining = deadline - self._clock()
+                remaining = deadline - _loop_time()
                 if heard or number == self.attempts or not is_retryable(error.kind):
                     raise
                 delay = self.backoff.delay(number, self._jitter())
@@ -305,11 +356,8 @@ class TTSService:
         voice = request.settings.voice
         async with contextlib.aclosing(self.provider.stream(request)) as chunks:
             while True:
-                remaining = deadline - self._clock()
-                if remaining <= 0:
-                    raise _total_deadline_error(self.total_deadline, voice)
                 try:
-                    async with asyncio.timeout(remaining):
+                    async with asyncio.timeout_at(deadline):
                         chunk = await anext(chunks)
                 except StopAsyncIteration:
                     return
@@ -317,14 +365,17 @@ class TTSService:
                     raise _total_deadline_error(self.total_deadline, voice) from None
                 yield chunk
 
-    async def probe(self, text: str = "Test.") -> bytes:
-        """One direct synthesis with the primary voice: no breaker, no retry, no fallback.
+    async def probe(self, text: str = "Test.", *, voice: str | None = None) -> bytes:
+        """One direct synthesis (primary voice unless ``voice``): no breaker, no retry,
+        no fallback.
 
-        For diagnostics, which must test the service even while its breaker is
-        OPEN. Bounded by the total deadline; records nothing.
+        For diagnostics and canaries, which must reach the service even while its
+        breaker is OPEN. Bounded by the total deadline; records nothing.
         """
         request = self.prepare(text)
-        deadline = self._clock() + self.total_deadline
+        if voice is not None:
+            request = SynthesisRequest(request.text, request.settings.with_voice(voice))
+        deadline = _loop_time() + self.total_deadline
         parts = []
         async with contextlib.aclosing(self._attempt(request, deadline)) as chunks:
             async for chunk in chunks:
@@ -349,6 +400,12 @@ class TTSService:
         await asyncio.to_thread(partial.write_bytes, audio)
         await asyncio.to_thread(partial.replace, target)
         return target
+
+
+def _loop_time() -> float:
+    # Deadlines run on the event loop's clock, the one asyncio.timeout enforces them
+    # with; the injected clock is the breakers' (a simulated loop can drive both).
+    return asyncio.get_running_loop().time()
 
 
 def _total_deadline_error(total: float, voice: str) -> TTSError:

@@ -1,0 +1,145 @@
+"""Canary probes: the service tests Edge itself when a cooldown ends.
+
+Without canaries, the first listener message after a cooldown is the trial
+call: if Edge is still down, that listener waits on a failing request. With
+them (``probe = "canary"``), listeners keep getting the fallback while a
+background task spends each trial permit on a short fixed phrase. The breaker
+closes after ``success_threshold`` canary successes; a failed canary re-opens it
+with the grown cooldown, exactly as a failed trial call would.
+
+While nobody asks for speech, probing an idle outage is traffic for nothing:
+after ``idle_stop_after`` seconds without a request (counted from the later of
+the last request and the start of the probing) the prober stops, and the next
+request starts it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from core.breaker import CircuitBreaker, CircuitOpenError, CircuitState, TransitionEvent
+from core.clock import Clock
+from core.tasks import cancel_and_wait
+from core.tts.errors import TTSError
+from core.tts.policy import is_voice_scoped
+
+if TYPE_CHECKING:
+    from core.tts.service import TTSService
+
+log = logging.getLogger(__name__)
+
+Sleep = Callable[[float], Awaitable[None]]
+
+TRIAL_GAP_SECONDS = 1.0
+"""Pause between two canaries while HALF_OPEN, and after an inconclusive one."""
+
+
+class CanaryProber:
+    """Runs canaries for every breaker of one service that is not CLOSED."""
+
+    def __init__(
+        self,
+        service: TTSService,
+        *,
+        phrase: str,
+        idle_stop_after: float,
+        clock: Clock,
+        sleep: Sleep,
+    ) -> None:
+        self.service = service
+        self.phrase = phrase
+        self.idle_stop_after = idle_stop_after
+        self._clock = clock
+        self._sleep = sleep
+        self._task: asyncio.Task[None] | None = None
+        self._last_activity = clock()
+        self.canaries_sent = 0
+        self.stopped_idle = False
+
+    @property
+    def running(self) -> bool:
+        """Whether the background task is alive."""
+        return self._task is not None and not self._task.done()
+
+    def note_request(self) -> None:
+        """A listener asked for speech: count it as traffic and resume probing."""
+        self._last_activity = self._clock()
+        self.stopped_idle = False
+        self._ensure_running()
+
+    def on_transition(self, event: TransitionEvent) -> None:
+        """Breaker listener: a circuit that opens needs canaries."""
+        if event.new is CircuitState.OPEN:
+            self._ensure_running()
+
+    def _ensure_running(self) -> None:
+        if self.running or not self._needs_probing():
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        if self._task is None or self._task.done():
+            self._last_activity = max(self._last_activity, self._clock())
+        self._task = loop.create_task(self._run(), name="tts-canary")
+
+    def _needs_probing(self) -> bool:
+        return any(b.state is not CircuitState.CLOSED for b in self.service.breakers)
+
+    async def close(self) -> None:
+        """Stop probing."""
+        if self._task is not None:
+            await cancel_and_wait(self._task)
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            targets = self._targets()
+            if not targets:
+                return
+            if self._clock() - self._last_activity > self.idle_stop_after:
+                self.stopped_idle = True
+                log.info("canaries paused: no speech requested for %.0fs", self.idle_stop_after)
+                return
+            due = [b for b in targets if b.would_admit()]
+            if not due:
+                wait = min(b.retry_after for b in targets)
+                await self._sleep(max(wait, 0.001))
+                continue
+            for breaker in due:
+                await self._probe(breaker)
+            await self._sleep(TRIAL_GAP_SECONDS)
+
+    def _targets(self) -> list[CircuitBreaker]:
+        service_breaker = self.service.service_breaker
+        if service_breaker.state is not CircuitState.CLOSED:
+            # Voices can't be judged while the service as a whole is down.
+            return [service_breaker]
+        return [b for b in self.service.breakers if b.state is not CircuitState.CLOSED]
+
+    async def _probe(self, breaker: CircuitBreaker) -> None:
+        voice = self.service.voice_for_breaker(breaker)
+        try:
+            permit = breaker.acquire()
+        except CircuitOpenError:
+            return
+        self.canaries_sent += 1
+        try:
+            await self.service.probe(self.phrase, voice=voice)
+        except TTSError as error:
+            if breaker is self.service.service_breaker or is_voice_scoped(error.kind):
+                breaker.record_failure(permit, f"canary: {error}")
+            else:
+                breaker.release(permit)
+            log.info("canary for %s failed: %s", breaker.name, error)
+            return
+        except BaseException:
+            breaker.release(permit)
+            raise
+        breaker.record_success(permit)
+
+    def __repr__(self) -> str:
+        return f"<CanaryProber running={self.running} sent={self.canaries_sent}>"
