@@ -1,7 +1,7 @@
 """Per-call cost of our circuit breaker next to a bare await and three Python peers.
 
-Run with ``make bench-breaker`` (installs the peers into .bench-peers/ first) or
-``.venv/bin/python bench/breaker_overhead.py``. Every figure is the median over
+Run with ``make bench`` (installs the peers into .bench-peers/ first), or
+``.venv/bin/python bench/breaker_overhead.py`` once they are there. Every figure is the median over
 several rounds of ns per call, measured in this one process, rounds interleaved
 so that drift hits every contender alike.
 """
@@ -214,7 +214,7 @@ async def main() -> int:
     print()
     print(f"raising and catching an exception costs {raise_cost:.0f} ns over a bare await")
     if missing:
-        print(f"not installed (run `make bench-breaker`): {', '.join(missing)}")
+        print(f"not installed (run `make bench`): {', '.join(missing)}")
 
     ours_overhead = ns["ours CLOSED"] - bare
     peer_overheads = {n: ns[f"{n} CLOSED"] - bare for n in contenders if n != "ours"}

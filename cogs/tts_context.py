@@ -1,20 +1,28 @@
-"""What the TTS cogs of one bot share: the configuration and the synthesis service.
+"""What the TTS cogs of one bot share: configuration, service, cache, saved state.
 
-Both cogs call :func:`tts_context` and get the same object, created on first
-use and stored on the bot. A host that wants a particular configuration sets
-``bot.tts_config`` (a :class:`core.config.Config`) before loading the cogs;
-otherwise ``$TTS_CONFIG`` or ``./config.toml`` is read. A host (or a test) may
-also set ``bot.tts_context`` itself, for example to inject a service.
+Each cog calls :func:`acquire_tts_context` when it loads and
+:func:`release_tts_context` when it unloads; they all get the same object,
+created on first use and stored on the bot, and the last one out closes it
+(background probes stop, the state file is closed). A host that wants a
+particular configuration sets ``bot.tts_config`` (a :class:`core.config.Config`)
+before loading the cogs; otherwise ``$TTS_CONFIG`` or ``./config.toml`` is read.
+A host (or a test) may also set ``bot.tts_context`` itself, to inject a service;
+then the host owns it and releasing never closes it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 
 from discord.ext import commands
 
+from core.breaker.store import BreakerStateStore
+from core.cache import AudioCache
 from core.config import Config, load_default_config
 from core.tts.service import TTSService
+
+log = logging.getLogger(__name__)
 
 _ATTRIBUTE = "tts_context"
 
@@ -25,16 +33,56 @@ class TTSContext:
 
     config: Config
     service: TTSService
+    cache: AudioCache | None = None
+    store: BreakerStateStore | None = None
+    owned: bool = False
+    """True when created here (and so closed here); False when the host injected it."""
+    users: int = field(default=0, repr=False)
+
+    async def close(self) -> None:
+        """Stop the service's background work and close the state file."""
+        await self.service.close()
+        if self.store is not None:
+            self.store.close()
 
 
-def tts_context(bot: commands.Bot) -> TTSContext:
-    """The bot's shared :class:`TTSContext`, created on first use."""
+def build_tts_context(config: Config) -> TTSContext:
+    """A context from ``config``: Edge service, audio cache, saved breaker state."""
+    service = TTSService.from_config(config)
+    cache = None
+    if config.cache.enabled:
+        cache = AudioCache(
+            config.cache.max_bytes,
+            directory=config.cache.directory or None,
+            max_disk_bytes=config.cache.max_disk_bytes,
+        )
+    store = None
+    if config.state.persist:
+        store = BreakerStateStore.in_data_dir(config.state.data_dir)
+        for name, outcome in store.attach_service(service).items():
+            log.info("breaker %s restored: %s", name, outcome.value)
+    return TTSContext(config=config, service=service, cache=cache, store=store, owned=True)
+
+
+def acquire_tts_context(bot: commands.Bot) -> TTSContext:
+    """The bot's shared :class:`TTSContext`, created on first use; pair with a release."""
     context = getattr(bot, _ATTRIBUTE, None)
-    if isinstance(context, TTSContext):
-        return context
-    config = getattr(bot, "tts_config", None)
-    if not isinstance(config, Config):
-        config = load_default_config()
-    context = TTSContext(config=config, service=TTSService.from_config(config))
-    setattr(bot, _ATTRIBUTE, context)
+    if not isinstance(context, TTSContext):
+        config = getattr(bot, "tts_config", None)
+        if not isinstance(config, Config):
+            config = load_default_config()
+        context = build_tts_context(config)
+        setattr(bot, _ATTRIBUTE, context)
+    context.users += 1
     return context
+
+
+async def release_tts_context(bot: commands.Bot) -> None:
+    """A cog is done with the context; the last user closes one created here."""
+    context = getattr(bot, _ATTRIBUTE, None)
+    if not isinstance(context, TTSContext):
+        return
+    context.users = max(0, context.users - 1)
+    if context.users == 0 and context.owned:
+        delattr(bot, _ATTRIBUTE)
+        await context.close()

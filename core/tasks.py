@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 async def cancel_and_wait(task: asyncio.Task[Any]) -> None:
@@ -12,7 +15,8 @@ async def cancel_and_wait(task: asyncio.Task[Any]) -> None:
     Its ``CancelledError`` is absorbed, but if the *calling* task is being
     cancelled meanwhile, that cancellation is re-raised: a blanket
     ``suppress(CancelledError)`` around ``await task`` would swallow it and leave
-    the caller running after it was told to stop.
+    the caller running after it was told to stop. An error the task itself ended
+    with is logged, not raised: the caller only wanted it gone.
     """
     task.cancel()
     try:
@@ -21,3 +25,5 @@ async def cancel_and_wait(task: asyncio.Task[Any]) -> None:
         current = asyncio.current_task()
         if current is not None and current.cancelling():
             raise
+    except Exception:
+        log.exception("task %s failed before it was stopped", task.get_name())

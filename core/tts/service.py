@@ -207,6 +207,13 @@ class TTSService:
         for breaker in self.breakers:
             breaker.add_listener(listener)
 
+    def remove_listener(self, listener: Listener) -> None:
+        """Stop delivering transitions to ``listener``."""
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+        for breaker in self.breakers:
+            breaker.remove_listener(listener)
+
     def reset(self, reason: str = "manual reset") -> None:
         """Close every breaker and clear its counters."""
         for breaker in self.breakers:

@@ -1,0 +1,175 @@
+"""Reference host for the TTS cogs.
+
+    python bot.py          run the bot (needs DISCORD_TOKEN in the environment)
+    python bot.py check    test config, network and speech offline from Discord; exit 0 if it speaks
+
+Reads ``config.toml`` beside this file (``TTS_CONFIG`` names another one). The
+token is read from ``DISCORD_TOKEN`` only: never from the config, never logged.
+Exit codes: 0 fine, 1 the check failed or the bot stopped on an error, 2 a
+configuration problem (bad config, missing or rejected token).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import discord
+from discord.ext import commands
+
+from core.config import CONFIG_PATH_ENV, Config, ConfigError, load_config
+from core.selfcheck import run_self_check
+
+log = logging.getLogger("bot")
+
+TOKEN_ENV = "DISCORD_TOKEN"
+DEFAULT_CONFIG = Path(__file__).with_name("config.toml")
+EXTENSIONS = ("cogs.voice", "cogs.admin")
+SYNC_DEADLINE = 30.0
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def load_host_config(environ: Mapping[str, str]) -> tuple[Config, str]:
+    """The config and where it came from: ``$TTS_CONFIG``, else ``config.toml`` beside this file.
+
+    A named file must exist; without one, a missing ``config.toml`` means the defaults.
+    """
+    named = environ.get(CONFIG_PATH_ENV)
+    if named:
+        return load_config(named), named
+    if DEFAULT_CONFIG.is_file():
+        return load_config(DEFAULT_CONFIG), str(DEFAULT_CONFIG)
+    return Config(), "built-in defaults (no config.toml)"
+
+
+def setup_logging(level: str) -> None:
+    """Log to stderr at ``level``; discord.py's own logging goes through the same handler."""
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)-8s %(name)s: %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
+
+
+def bot_intents() -> discord.Intents:
+    """The gateway intents the cogs need."""
+    intents = discord.Intents.default()  # guilds, guild messages, voice states
+    # Privileged: enable both under Bot -> Privileged Gateway Intents in the developer
+    # portal, or Discord refuses the connection. message_content lets the voice cog
+    # read the bound text channel; members gives display names for "NAME said".
+    intents.message_content = True
+    intents.members = True
+    return intents
+
+
+async def load_extensions(bot: commands.Bot, names: Sequence[str]) -> list[str]:
+    """Load each extension; one that fails is logged with its traceback and skipped."""
+    loaded = []
+    for name in names:
+        try:
+            await bot.load_extension(name)
+        except commands.ExtensionError as exc:
+            log.error("extension %s not loaded: %s", name, exc, exc_info=exc)
+        else:
+            loaded.append(name)
+    log.info("extensions loaded: %s", ", ".join(loaded) or "none")
+    return loaded
+
+
+async def sync_commands(bot: commands.Bot, guild_ids: Sequence[int]) -> None:
+    """Sync slash commands to ``guild_ids`` (instantly available there), or globally."""
+    targets: list[discord.Object | None] = [discord.Object(id=g) for g in guild_ids] or [None]
+    for guild in targets:
+        where = f"guild {guild.id}" if guild else "globally (may take up to an hour)"
+        try:
+            if guild is not None:
+                bot.tree.copy_global_to(guild=guild)
+            async with asyncio.timeout(SYNC_DEADLINE):
+                synced = await bot.tree.sync(guild=guild)
+        except (discord.HTTPException, TimeoutError) as exc:
+            log.warning("slash command sync %s failed: %r", where, exc)
+        else:
+            log.info("synced %d slash command(s) %s", len(synced), where)
+
+
+class TTSBot(commands.Bot):
+    """A bot that hosts the TTS cogs with ``config``."""
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            intents=bot_intents(),
+            allowed_mentions=discord.AllowedMentions.none(),
+        )
+        self.tts_config = config  # read by cogs.tts_context before any cog loads
+
+    async def setup_hook(self) -> None:
+        await load_extensions(self, EXTENSIONS)
+        settings = self.tts_config.discord
+        if settings.sync_commands:
+            await sync_commands(self, settings.sync_guild_ids)
+
+    async def on_ready(self) -> None:
+        log.info("logged in as %s in %d guild(s)", self.user, len(self.guilds))
+
+
+def run_check(config: Config, source: str) -> int:
+    """``python bot.py check``: print the self-check report; 0 when speech works."""
+    report = asyncio.run(run_self_check(config, source))
+    print(report.render())
+    return report.exit_code
+
+
+def run_bot(config: Config, token: str) -> int:
+    """Run until stopped; a rejected token is a configuration problem (exit 2)."""
+    try:
+        TTSBot(config).run(token, log_handler=None)
+    except discord.LoginFailure:
+        print(f"error: Discord rejected the token in {TOKEN_ENV}.", file=sys.stderr)
+        return EXIT_USAGE
+    except discord.PrivilegedIntentsRequired:
+        print(
+            "error: enable the Message Content and Server Members intents for this bot "
+            "in the Discord developer portal (Bot -> Privileged Gateway Intents).",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    except Exception as exc:
+        log.critical("the bot stopped: %r", exc, exc_info=exc)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the process exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args not in ([], ["check"]):
+        print(f"usage: {Path(sys.argv[0]).name} [check]", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        config, source = load_host_config(os.environ)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    setup_logging(config.logging.level)
+    if args == ["check"]:
+        return run_check(config, source)
+    token = os.environ.get(TOKEN_ENV, "").strip()
+    if not token:
+        print(
+            f"error: set {TOKEN_ENV} in the environment to the bot token from the Discord "
+            "developer portal (the token is never read from the config file).",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    log.info("config: %s", source)
+    return run_bot(config, token)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

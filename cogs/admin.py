@@ -1,0 +1,233 @@
+"""``/tts status | diagnose | reset`` for server admins, and the log channel.
+
+Admin only, for real: ``default_permissions`` hides the group from members who
+lack the permission (a hint server admins can override), and a runtime check
+enforces it anyway (``manage_guild`` unless ``[discord] admin_permission`` says
+otherwise). Every reply is ephemeral; an error becomes a short ephemeral message
+and a logged traceback.
+
+The log channel (``[discord] log_channel_id``) gets every breaker transition,
+coalesced over ``log_coalesce_seconds`` by :class:`core.alerts.AlertBatcher`, the
+startup connectivity test once the bot is ready, and who reset the breakers. A
+missing channel or permission is a logged warning, never an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from cogs.tts_context import acquire_tts_context, release_tts_context
+from core.alerts import (
+    STATE_COLOURS,
+    Alert,
+    AlertBatcher,
+    Sleep,
+    diagnosis_alert,
+    status_alert,
+)
+from core.breaker import CircuitState
+from core.config import ConfigError
+from core.diagnostics.report import Verdict
+from core.diagnostics.service_check import diagnose_service
+from core.tasks import cancel_and_wait
+
+log = logging.getLogger(__name__)
+
+NO_MENTIONS = discord.AllowedMentions.none()
+DIAGNOSE_DEADLINE = 90.0
+"""Seconds /tts diagnose may take; the probes' own deadlines add up to less."""
+POST_DEADLINE = 15.0
+
+
+def admin_permission(name: str) -> discord.Permissions:
+    """The permission ``name`` (e.g. ``manage_guild``) as flags; a clear error if unknown."""
+    if name not in discord.Permissions.VALID_FLAGS:
+        raise ConfigError(
+            "config",
+            "discord.admin_permission",
+            "a Discord permission name such as 'manage_guild' or 'administrator'",
+            name,
+        )
+    return discord.Permissions(**{name: True})
+
+
+def alert_embed(alert: Alert) -> discord.Embed:
+    """The Discord embed for ``alert``."""
+    embed = discord.Embed(
+        title=alert.title,
+        description=alert.description,
+        colour=alert.colour,
+        timestamp=alert.at,
+    )
+    for name, value in alert.fields:
+        embed.add_field(name=name, value=value, inline=False)
+    return embed
+
+
+class AdminCog(commands.Cog, name="TTS admin"):
+    """Breaker status, diagnostics and reset for admins; breaker alerts to the log channel."""
+
+    tts = app_commands.Group(
+        name="tts",
+        description="Text-to-speech administration",
+        guild_only=True,
+        default_permissions=discord.Permissions(manage_guild=True),
+    )
+
+    def __init__(self, bot: commands.Bot, *, sleep: Sleep = asyncio.sleep) -> None:
+        self.bot = bot
+        context = acquire_tts_context(bot)  # handed back in cog_unload
+        self.config = context.config
+        self.service = context.service
+        settings = self.config.discord
+        self.permission = settings.admin_permission
+        # Set on this cog's copy of the group, before the tree ever serializes it.
+        self.tts.default_permissions = admin_permission(self.permission)
+        self.alerts = AlertBatcher(
+            self.post_alert, settings.log_coalesce_seconds, sleep=sleep, post_deadline=POST_DEADLINE
+        )
+        self.startup_task: asyncio.Task[None] | None = None
+
+    async def cog_load(self) -> None:
+        self.service.add_listener(self.alerts.add)
+        self.startup_task = asyncio.create_task(self._startup_report(), name="tts-startup-report")
+
+    async def cog_unload(self) -> None:
+        self.service.remove_listener(self.alerts.add)
+        if self.startup_task is not None:
+            await cancel_and_wait(self.startup_task)
+        await self.alerts.close()
+        await release_tts_context(self.bot)
+
+    # -- checks and errors ---------------------------------------------
+
+    async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
+        if interaction.guild_id is None:
+            raise app_commands.NoPrivateMessage()
+        permissions = interaction.permissions
+        if not (getattr(permissions, self.permission) or permissions.administrator):
+            raise app_commands.MissingPermissions([self.permission])
+        return True
+
+    async def cog_app_command_error(
+        self, interaction: discord.Interaction, error: app_commands.AppCommandError
+    ) -> None:
+        command = interaction.command.qualified_name if interaction.command else "tts"
+        if isinstance(error, app_commands.MissingPermissions):
+            needed = self.permission.replace("_", " ").replace("guild", "server").title()
+            message = f"You need the **{needed}** permission to use /{command}."
+        elif isinstance(error, app_commands.NoPrivateMessage):
+            message = f"/{command} only works in a server."
+        else:
+            cause = getattr(error, "original", error)
+            log.error("/%s failed", command, exc_info=(type(cause), cause, cause.__traceback__))
+            message = (
+                f"/{command} failed ({type(cause).__name__}). The details are in the bot's log."
+            )
+        try:
+            if interaction.response.is_done():
+                await interaction.followup.send(
+                    message, ephemeral=True, allowed_mentions=NO_MENTIONS
+                )
+            else:
+                await interaction.response.send_message(
+                    message, ephemeral=True, allowed_mentions=NO_MENTIONS
+                )
+        except discord.HTTPException as exc:
+            log.warning("could not tell %s about the error: %s", interaction.user, exc)
+
+    # -- commands ------------------------------------------------------
+
+    @tts.command(name="status", description="Circuit breaker state of the service and each voice")
+    async def status(self, interaction: discord.Interaction) -> None:
+        embed = alert_embed(status_alert(self.service.health()))
+        await interaction.response.send_message(
+            embed=embed, ephemeral=True, allowed_mentions=NO_MENTIONS
+        )
+
+    @tts.command(name="diagnose", description="Test the path to Edge TTS and suggest fixes")
+    async def diagnose(self, interaction: discord.Interaction) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        async with asyncio.timeout(DIAGNOSE_DEADLINE):
+            diagnosis = await diagnose_service(self.service, self.config.edge)
+        embed = alert_embed(diagnosis_alert(diagnosis))
+        await interaction.followup.send(embed=embed, ephemeral=True, allowed_mentions=NO_MENTIONS)
+
+    @tts.command(name="reset", description="Close every TTS circuit breaker and clear its counters")
+    async def reset(self, interaction: discord.Interaction) -> None:
+        user = interaction.user
+        before = {b.name: b.state for b in self.service.breakers}
+        self.service.reset(f"reset by {user} with /tts reset")
+        troubled = [f"{n}: {s.value}" for n, s in before.items() if s is not CircuitState.CLOSED]
+        was = ", ".join(troubled) if troubled else "all were CLOSED already"
+        await interaction.response.send_message(
+            f"Reset {len(before)} breakers ({was}). Speech is tried again with the next message.",
+            ephemeral=True,
+            allowed_mentions=NO_MENTIONS,
+        )
+        await self.post_alert(
+            Alert.build(
+                "TTS breakers reset",
+                f"{user.mention} ({user}) reset the breakers with /tts reset.",
+                STATE_COLOURS[CircuitState.CLOSED],
+                [("Before", "\n".join(f"{n}: {s.value}" for n, s in before.items()))],
+                discord.utils.utcnow(),
+            )
+        )
+
+    # -- log channel ---------------------------------------------------
+
+    def log_channel(self) -> discord.abc.Messageable | None:
+        """The configured log channel if the bot can post embeds there; else None (warned)."""
+        channel_id = self.config.discord.log_channel_id
+        if not channel_id:
+            return None
+        channel = self.bot.get_channel(channel_id)
+        if not isinstance(channel, discord.TextChannel | discord.Thread | discord.VoiceChannel):
+            log.warning(
+                "log channel %d not found, or not a text channel the bot can see", channel_id
+            )
+            return None
+        permissions = channel.permissions_for(channel.guild.me)
+        missing = [
+            name
+            for name in ("view_channel", "send_messages", "embed_links")
+            if not getattr(permissions, name)
+        ]
+        if missing:
+            log.warning("cannot post to log channel #%s: missing %s", channel, ", ".join(missing))
+            return None
+        return channel
+
+    async def post_alert(self, alert: Alert) -> None:
+        """Post ``alert`` to the log channel; problems are logged, never raised."""
+        channel = self.log_channel()
+        if channel is None:
+            return
+        try:
+            async with asyncio.timeout(POST_DEADLINE):
+                await channel.send(embed=alert_embed(alert), allowed_mentions=NO_MENTIONS)
+        except (discord.HTTPException, TimeoutError) as exc:
+            log.warning("could not post to log channel %s: %r", channel, exc)
+
+    async def _startup_report(self) -> None:
+        await self.bot.wait_until_ready()
+        try:
+            async with asyncio.timeout(DIAGNOSE_DEADLINE):
+                diagnosis = await diagnose_service(self.service, self.config.edge)
+        except Exception:
+            log.exception("startup connectivity test failed to run")
+            return
+        level = logging.INFO if diagnosis.verdict is Verdict.HEALTHY else logging.WARNING
+        log.log(level, "startup connectivity test: %s", diagnosis.headline)
+        await self.post_alert(diagnosis_alert(diagnosis, "TTS startup connectivity test"))
+
+
+async def setup(bot: commands.Bot) -> None:
+    """Extension entry point: ``await bot.load_extension("cogs.admin")``."""
+    await bot.add_cog(AdminCog(bot))

@@ -1,0 +1,438 @@
+"""Voice cog: /join, /leave, /say, /skip, reading the bound text channel aloud, and ``speak()``.
+
+Thin on purpose: it turns Discord events into :class:`core.speech.Utterance` objects for a
+per-guild :class:`core.player.GuildPlayer` (queue, staleness, breaker-guarded synthesis, text
+fallback) and formats the replies. Works in any ``commands.Bot``; it needs the
+``message_content`` and ``voice_states`` intents to read channels and notice who is listening.
+
+Other cogs speak through :meth:`VoiceCog.speak`::
+
+    cog = bot.get_cog("Voice")
+    result = await cog.speak(guild, "Welcome!", fallback_channel=channel)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from cogs.tts_context import acquire_tts_context, release_tts_context
+from cogs.voice_output import (
+    ChannelTextOutput,
+    DiscordVoiceOutput,
+    bold,
+    build_utterance,
+    can_post,
+    connect_voice,
+    is_connected_in,
+    join_problem,
+    voice_channel_of,
+)
+from core.clock import Clock, monotonic
+from core.config import Config
+from core.player import GuildPlayer, PlayerSettings
+from core.speech import (
+    FallbackReason,
+    SpeakerPrefixer,
+    SpeechOutcome,
+    SpeechResult,
+    Utterance,
+    fallback_text,
+)
+from core.tts.errors import InvalidText
+from core.tts.service import TTSService
+
+log = logging.getLogger(__name__)
+
+DISCONNECT_TIMEOUT = 10.0
+_SPOKEN_TYPES = (discord.MessageType.default, discord.MessageType.reply)
+_QUIET = discord.AllowedMentions.none()
+
+NOT_IN_VOICE = "You're not in a voice channel. Join one, then run /join again."
+NOT_CONNECTED = "I'm not in a voice channel here. Use /join first."
+NOTHING_PLAYING = "Nothing is being spoken right now."
+GUILD_ONLY = "This command only works in a server."
+
+
+@dataclass(eq=False)
+class _Session:
+    """One guild's voice session: its player and the text channel it reads and posts to."""
+
+    player: GuildPlayer
+    voice: DiscordVoiceOutput
+    text: ChannelTextOutput
+    prefixer: SpeakerPrefixer
+
+
+class VoiceCog(commands.Cog, name="Voice"):
+    """Speaks messages in voice channels; see the module docstring."""
+
+    def __init__(self, bot: commands.Bot, *, clock: Clock = monotonic) -> None:
+        self.bot = bot
+        self.config: Config
+        self.service: TTSService  # both set by cog_load, from the bot's shared TTS context
+        self.clock = clock
+        """Monotonic clock for staleness, the "NAME said" window and idle time (tests swap it)."""
+        self._sessions: dict[int, _Session] = {}
+        self._locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._idle_task: asyncio.Task[None] | None = None
+
+    async def cog_load(self) -> None:
+        context = acquire_tts_context(self.bot)  # handed back in cog_unload
+        self.config, self.service = context.config, context.service
+        intents = self.bot.intents
+        if not (intents.message_content and intents.voice_states):
+            log.warning("Voice cog: enable the message_content and voice_states intents")
+        if self.config.player.idle_timeout > 0:
+            self._idle_task = asyncio.create_task(self._watch_idle(), name="voice-idle-watch")
+
+    async def cog_unload(self) -> None:
+        if self._idle_task is not None:
+            self._idle_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._idle_task
+        for guild_id in list(self._sessions):
+            guild = self.bot.get_guild(guild_id)
+            if guild is not None:
+                await self._end_session(guild)
+            else:
+                await self._sessions.pop(guild_id).player.close()
+        await release_tts_context(self.bot)
+
+    # -- API for other cogs ------------------------------------------------
+
+    def player(self, guild: discord.abc.Snowflake) -> GuildPlayer | None:
+        """The guild's player while the bot is joined there."""
+        session = self._sessions.get(guild.id)
+        return session.player if session else None
+
+    def bound_channel(self, guild: discord.abc.Snowflake) -> discord.abc.Messageable | None:
+        """The text channel read aloud (and posted to) in ``guild``, if joined."""
+        session = self._sessions.get(guild.id)
+        return session.text.channel if session else None
+
+    async def speak(
+        self,
+        guild: discord.Guild,
+        text: str,
+        *,
+        fallback_channel: discord.abc.Messageable | None = None,
+    ) -> SpeechResult:
+        """Speak ``text`` in ``guild``'s voice channel, as the bot; return what happened.
+
+        The text is cleaned like a message and cut to ``text.max_chars``. Unspeakable
+        text is ``REJECTED`` ("unspeakable"). While connected, the guild's player
+        handles it (spoken, or posted as text in the bound channel). Otherwise it is
+        posted as text in ``fallback_channel``, else the bound channel:
+        ``POSTED_AS_TEXT`` with reason "not connected". With no channel to post in,
+        or if that post fails, nothing reached anyone: ``REJECTED`` with reason
+        "not connected" and the detail saying why.
+        """
+        session = self._sessions.get(guild.id)
+        speaker: Any = guild.me or self.bot.user
+        try:
+            utterance, _ = self._utterance(guild, speaker, text, session, announce=False)
+        except InvalidText as exc:
+            return SpeechResult(SpeechOutcome.REJECTED, "unspeakable", exc.message)
+        if session is not None and session.voice.is_connected():
+            return await session.player.speak(utterance)
+        channel = fallback_channel or (session.text.channel if session else None)
+        reason = FallbackReason.NOT_CONNECTED.value
+        if channel is None:
+            detail = "no voice connection and no text channel to post in"
+            return SpeechResult(SpeechOutcome.REJECTED, reason, detail)
+        if not await ChannelTextOutput(channel).try_post(fallback_text(utterance)):
+            return SpeechResult(SpeechOutcome.REJECTED, reason, "posting the text failed")
+        return SpeechResult(SpeechOutcome.POSTED_AS_TEXT, reason)
+
+    async def leave_idle(self, now: float | None = None) -> list[discord.Guild]:
+        """Leave every guild where nothing was said for ``player.idle_timeout`` seconds.
+
+        ``now`` is a reading of :attr:`clock` (default: read it). Returns the guilds left.
+        """
+        timeout = self.config.player.idle_timeout
+        if timeout <= 0:
+            return []
+        now = self.clock() if now is None else now
+        left = []
+        for guild_id, session in list(self._sessions.items()):
+            player = session.player
+            if player.speaking or player.pending or now - player.last_activity < timeout:
+                continue
+            guild = self.bot.get_guild(guild_id)
+            if guild is None:
+                continue
+            minutes = f"{timeout / 60:g} minute{'s' if timeout != 60 else ''}"
+            await self._end_session(guild, f"👋 Left voice after {minutes} of silence.")
+            left.append(guild)
+        return left
+
+    # -- slash commands ----------------------------------------------------
+
+    @app_commands.command(name="join", description="Join your voice channel and read this channel")
+    @app_commands.guild_only()
+    async def join(self, interaction: discord.Interaction) -> None:
+        """Join the caller's voice channel; bind the text channel the command ran in."""
+        member = await self._member_or_reply(interaction)
+        if member is None:
+            return
+        guild = member.guild
+        if member.voice is None or member.voice.channel is None:
+            await _reply(interaction, NOT_IN_VOICE)
+            return
+        channel = member.voice.channel
+        problem = join_problem(channel, guild.me)
+        text_channel = interaction.channel
+        if problem is None and not can_post(text_channel, guild.me):
+            problem = (
+                "I can't send messages in this channel, so messages I can't speak would be "
+                "lost. Run /join in a channel where I can post."
+            )
+        if problem is not None or text_channel is None:
+            await _reply(interaction, problem or GUILD_ONLY)
+            return
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        async with self._locks[guild.id]:
+            problem = await connect_voice(guild, channel)
+            if problem is None:
+                self._bind(guild, text_channel)
+        if problem is not None:
+            await _followup(interaction, problem)
+            return
+        where = getattr(text_channel, "mention", "this channel")
+        await _followup(interaction, f"🔊 Joined {bold(channel.name)}; reading {where} aloud.")
+
+    @app_commands.command(name="leave", description="Leave the voice channel")
+    @app_commands.guild_only()
+    async def leave(self, interaction: discord.Interaction) -> None:
+        """Leave voice; anything still queued is posted as text."""
+        member = await self._member_or_reply(interaction)
+        if member is None:
+            return
+        guild = member.guild
+        if guild.id not in self._sessions and guild.voice_client is None:
+            await _reply(interaction, NOT_CONNECTED)
+            return
+        await _reply(interaction, "👋 Leaving voice.")
+        await self._end_session(guild)
+
+    @app_commands.command(name="say", description="Speak text in the voice channel")
+    @app_commands.describe(text="What to say")
+    @app_commands.guild_only()
+    async def say(
+        self, interaction: discord.Interaction, text: app_commands.Range[str, 1, 2000]
+    ) -> None:
+        """Speak ``text``; the reply says whether it was spoken, posted or rejected."""
+        member = await self._member_or_reply(interaction)
+        if member is None:
+            return
+        session = self._sessions.get(member.guild.id)
+        channel = voice_channel_of(member.guild)
+        if session is None or channel is None:
+            await _reply(interaction, NOT_CONNECTED)
+            return
+        if member.voice is None or member.voice.channel != channel:
+            await _reply(interaction, f"Join {bold(channel.name)} to use /say.")
+            return
+        try:
+            utterance, shortened = self._utterance(member.guild, member, text, session)
+        except InvalidText as exc:
+            await _reply(interaction, f"That can't be spoken: {exc.message}.")
+            return
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        result = await session.player.speak(utterance)
+        await _followup(interaction, _describe(result, session, shortened))
+
+    @app_commands.command(name="skip", description="Stop the message being spoken")
+    @app_commands.guild_only()
+    async def skip(self, interaction: discord.Interaction) -> None:
+        """Stop the current utterance; the queue goes on."""
+        member = await self._member_or_reply(interaction)
+        if member is None:
+            return
+        session = self._sessions.get(member.guild.id)
+        if session is None or not session.player.skip():
+            await _reply(interaction, NOTHING_PLAYING)
+            return
+        await _reply(interaction, "⏭️ Skipped.")
+
+    async def cog_app_command_error(
+        self, interaction: discord.Interaction, error: app_commands.AppCommandError
+    ) -> None:
+        log.error(
+            "voice command /%s failed", getattr(interaction.command, "name", "?"), exc_info=error
+        )
+        text = "Something went wrong with that command; it has been logged."
+        if interaction.response.is_done():
+            await _followup(interaction, text)
+        else:
+            await _reply(interaction, text)
+
+    # -- listeners ---------------------------------------------------------
+
+    @commands.Cog.listener()
+    async def on_message(self, message: discord.Message) -> None:
+        """Speak messages in the bound channel by members listening in the bot's channel."""
+        guild = message.guild
+        if guild is None or message.author.bot or message.webhook_id is not None:
+            return
+        session = self._sessions.get(guild.id)
+        if session is None or message.channel.id != getattr(session.text.channel, "id", None):
+            return
+        skip_prefix = self.config.text.skip_prefix
+        if message.type not in _SPOKEN_TYPES or (
+            skip_prefix and message.content.startswith(skip_prefix)
+        ):
+            return
+        channel = voice_channel_of(guild)
+        voice = getattr(message.author, "voice", None)
+        if channel is None or voice is None or voice.channel != channel:
+            return
+        if (await self.bot.get_context(message)).valid:
+            return  # a command for the host bot
+        try:
+            utterance, _ = self._utterance(guild, message.author, message.content, session)
+        except InvalidText:
+            return  # nothing to say (an image, "..."): the message itself is still there
+        session.player.submit(utterance)
+
+    @commands.Cog.listener()
+    async def on_voice_state_update(
+        self, member: discord.Member, before: discord.VoiceState, after: discord.VoiceState
+    ) -> None:
+        """Leave when no one but bots is left; forget the session if the bot was disconnected."""
+        after_channel = after.channel  # discord.py updates `after` in place later
+        guild = member.guild
+        if guild.id not in self._sessions:
+            return
+        if self.bot.user is not None and member.id == self.bot.user.id:
+            if after_channel is None:
+                notice = "🔌 I was disconnected from voice; /join again."
+                await self._end_session(guild, notice, unless_connected=True)
+            return
+        channel = voice_channel_of(guild)
+        if channel is None or before.channel != channel or after_channel == channel:
+            return
+        if not any(not listener.bot for listener in channel.members):
+            await self._end_session(guild, "👋 Left voice: nobody is listening anymore.")
+
+    @commands.Cog.listener()
+    async def on_guild_remove(self, guild: discord.Guild) -> None:
+        """Drop the session of a guild the bot was removed from."""
+        if guild.id in self._sessions:
+            await self._end_session(guild)
+
+    # -- internals ---------------------------------------------------------
+
+    async def _member_or_reply(self, interaction: discord.Interaction) -> discord.Member | None:
+        if interaction.guild is None or not isinstance(interaction.user, discord.Member):
+            await _reply(interaction, GUILD_ONLY)
+            return None
+        return interaction.user
+
+    def _bind(self, guild: discord.Guild, channel: discord.abc.Messageable) -> None:
+        session = self._sessions.get(guild.id)
+        if session is not None:
+            session.text.channel = channel
+            return
+        voice, text = DiscordVoiceOutput(guild), ChannelTextOutput(channel)
+        settings = self.config.player
+        player = GuildPlayer(
+            self.service,
+            voice,
+            text,
+            PlayerSettings(
+                queue_size=settings.queue_size,
+                max_wait=settings.max_wait,
+                bitrate=settings.bitrate_kbps * 1000,
+            ),
+            clock=self.clock,
+        )
+        prefixer = SpeakerPrefixer(
+            every=self.config.text.announce_speaker_every,
+            enabled=self.config.text.announce_speaker,
+        )
+        self._sessions[guild.id] = _Session(player, voice, text, prefixer)
+
+    async def _end_session(
+        self, guild: discord.Guild, notice: str | None = None, *, unless_connected: bool = False
+    ) -> None:
+        async with self._locks[guild.id]:
+            if unless_connected and is_connected_in(guild):
+                return  # a /join reconnected meanwhile
+            session = self._sessions.pop(guild.id, None)
+            if session is not None:
+                await session.player.close()
+                if notice:
+                    await session.text.post(notice)
+            client = guild.voice_client
+            if client is not None:
+                try:
+                    async with asyncio.timeout(DISCONNECT_TIMEOUT):
+                        await client.disconnect(force=True)
+                except (TimeoutError, discord.HTTPException) as exc:
+                    log.warning("leaving voice in guild %s failed: %s", guild.id, exc)
+
+    def _utterance(
+        self,
+        guild: discord.Guild,
+        author: Any,
+        content: str,
+        session: _Session | None,
+        *,
+        announce: bool = True,
+    ) -> tuple[Utterance, bool]:
+        """The cleaned utterance and whether it was cut; raises ``InvalidText``."""
+        return build_utterance(
+            guild, author, content, self.clock(), max_chars=self.config.text.max_chars,
+            spoken_max_chars=self.service.max_chars,
+            prefixer=session.prefixer if session else None, announce=announce,
+        )  # fmt: skip
+
+    async def _watch_idle(self) -> None:
+        interval = min(30.0, max(1.0, self.config.player.idle_timeout / 4))
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.leave_idle()
+            except Exception:  # the watcher must outlive one bad guild
+                log.exception("idle check failed")
+
+
+# -- helpers -----------------------------------------------------------------
+
+
+def _describe(result: SpeechResult, session: _Session, shortened: bool) -> str:
+    if result.outcome is SpeechOutcome.SPOKEN:
+        return "🔊 Said it." + (" (Cut to fit the length limit.)" if shortened else "")
+    if result.outcome is SpeechOutcome.REJECTED:
+        return f"That can't be spoken: {result.detail or result.reason}."
+    where = getattr(session.text.channel, "mention", "the bound channel")
+    return f"🔇 I couldn't speak it ({result.reason}), so I posted it as text in {where}."
+
+
+async def _reply(interaction: discord.Interaction, text: str) -> None:
+    try:
+        await interaction.response.send_message(text, ephemeral=True, allowed_mentions=_QUIET)
+    except discord.HTTPException as exc:
+        log.warning("could not reply to an interaction: %s", exc)
+
+
+async def _followup(interaction: discord.Interaction, text: str) -> None:
+    try:
+        await interaction.followup.send(text, ephemeral=True, allowed_mentions=_QUIET)
+    except discord.HTTPException as exc:
+        log.warning("could not send an interaction follow-up: %s", exc)
+
+
+async def setup(bot: commands.Bot) -> None:
+    """Extension entry point: ``await bot.load_extension("cogs.voice")``."""
+    await bot.add_cog(VoiceCog(bot))

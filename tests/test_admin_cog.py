@@ -1,0 +1,302 @@
+"""cogs/admin.py: /tts status | diagnose | reset through discord.py's CommandTree.
+
+Every command enters as an interaction payload (``invoke_slash``); replies are what discord.py
+sent at the HTTP boundary. The service is real, on a fake clock; the diagnostics probe a
+127.0.0.1 port that refuses connections.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+from discord import app_commands
+from discord.ext import commands
+
+from cogs.tts_context import TTSContext
+from core.config import ConfigError
+from core.tts.service import TTSService
+from tests.admin_cog_support import (
+    ADMINISTRATOR,
+    MANAGE_GUILD,
+    NOTHING,
+    AdminBot,
+    admin_bot,
+    admin_cog,
+    config_for,
+    fail,
+    refused_port,
+)
+from tests.fakes.discord_harness import SlashResult, add_member, invoke_slash, make_test_bot
+
+GREEN, AMBER, RED = 0x2ECC71, 0xF5A623, 0xE74C3C
+
+
+@pytest.fixture
+def port() -> Iterator[int]:
+    with refused_port() as held:
+        yield held
+
+
+@pytest.fixture
+async def ab(port: int) -> AsyncIterator[AdminBot]:
+    async with admin_bot(port) as running:
+        yield running
+
+
+async def tts(ab: AdminBot, sub: str, permissions: str = MANAGE_GUILD, **kw: Any) -> SlashResult:
+    member = add_member(ab.tb.guild, f"user{len(ab.tb.guild.members)}")
+    tb = ab.tb
+    return await invoke_slash(
+        tb.bot, tb.guild, member, tb.text_channel, "tts", sub, permissions=permissions, **kw
+    )
+
+
+def only_embed(result: SlashResult) -> dict[str, Any]:
+    [reply] = result
+    assert (reply.kind, reply.type, reply.ephemeral) == ("response", 4, True)
+    assert reply.mentions_suppressed
+    [embed] = reply.embeds
+    return embed
+
+
+def fields(embed: dict[str, Any]) -> dict[str, str]:
+    return {f["name"]: f["value"] for f in embed["fields"]}
+
+
+# ---------------------------------------------------------------- who may run it
+
+
+async def test_group_is_guild_only_and_hidden_from_non_admins(ab: AdminBot) -> None:
+    tree = ab.tb.bot.tree
+    group = tree.get_command("tts")
+    assert group is not None
+    payload = group.to_dict(tree)
+
+    assert payload["default_member_permissions"] == int(MANAGE_GUILD)
+    assert payload["dm_permission"] is False
+    assert [o["name"] for o in payload["options"]] == ["status", "diagnose", "reset"]
+
+
+@pytest.mark.parametrize("sub", ["status", "diagnose", "reset"])
+async def test_member_without_the_permission_is_refused(ab: AdminBot, sub: str) -> None:
+    ab.service.service_breaker.force_open("outage")
+
+    result = await tts(ab, sub, permissions=NOTHING)
+
+    [reply] = result
+    assert reply.ephemeral
+    assert reply.content == f"You need the **Manage Server** permission to use /tts {sub}."
+    assert not reply.embeds
+    assert isinstance(result.errors[0], app_commands.MissingPermissions)
+    assert ab.service.service_breaker.state.value == "OPEN"  # reset did not run
+
+
+async def test_configured_admin_permission_is_respected(port: int) -> None:
+    async with admin_bot(port, admin_permission="administrator") as ab:
+        group = ab.tb.bot.tree.get_command("tts")
+        assert group is not None
+        assert group.to_dict(ab.tb.bot.tree)["default_member_permissions"] == int(ADMINISTRATOR)
+
+        refused = await tts(ab, "status", permissions=MANAGE_GUILD)
+        allowed = await tts(ab, "status", permissions=ADMINISTRATOR)
+
+    assert refused[0].content == "You need the **Administrator** permission to use /tts status."
+    assert only_embed(allowed)["title"] == "TTS status: 🟢 CLOSED"
+
+
+async def test_unknown_admin_permission_is_a_clear_error(port: int) -> None:
+    config = config_for(port, admin_permission="manage_guilds")
+
+    async def inject(bot: commands.Bot) -> None:
+        bot.tts_context = TTSContext(config, TTSService.from_config(config))  # type: ignore[attr-defined]
+
+    with pytest.raises(commands.ExtensionFailed) as failed:
+        await make_test_bot(["cogs.admin"], setup=inject)
+
+    error = failed.value.original
+    assert isinstance(error, ConfigError)
+    assert error.key == "discord.admin_permission"
+    assert "expected a Discord permission name such as 'manage_guild'" in str(error)
+    assert "got 'manage_guilds'" in str(error)
+
+
+# ---------------------------------------------------------------- /tts status
+
+
+async def test_status_closed_is_green(ab: AdminBot) -> None:
+    embed = only_embed(await tts(ab, "status"))
+
+    assert embed["color"] == GREEN
+    assert embed["title"] == "TTS status: 🟢 CLOSED"
+    assert list(fields(embed)) == [
+        "Service breaker (edge)",
+        "Voice de-DE-KillianNeural",
+        "Voice de-DE-ConradNeural",
+    ]
+    service = fields(embed)["Service breaker (edge)"]
+    assert "**State:** 🟢 CLOSED" in service
+    assert "**Last failure:** never" in service
+    assert "**Next trial:** -" in service
+    assert "**Trips so far:** 0" in service
+
+
+async def test_status_open_is_red_with_counts_times_and_next_trial(ab: AdminBot) -> None:
+    breaker = ab.service.service_breaker
+    breaker.record_success(breaker.acquire())
+    ab.clock.advance(30)
+    failed_at = int(ab.clock.wall())
+    fail(breaker, 3, "NoAudioReceived: no audio")
+    ab.clock.advance(15)
+
+    embed = only_embed(await tts(ab, "status"))
+    service = fields(embed)["Service breaker (edge)"]
+
+    assert embed["color"] == RED
+    assert embed["title"] == "TTS status: 🔴 OPEN"
+    assert "posted as text" in embed["description"]
+    assert "**State:** 🔴 OPEN" in service
+    assert "**Failures:** 0 in a row · 0% of the last 0 calls (window 10)" in service
+    assert f"**Last failure:** <t:{failed_at}:R> (NoAudioReceived: no audio)" in service
+    assert f"**Last success:** <t:{failed_at - 30}:R>" in service
+    assert f"**Opened:** <t:{failed_at}:R>" in service
+    assert f"**Next trial:** in 45 s (<t:{failed_at + 60}:R>)" in service
+    assert "**Trips so far:** 1" in service
+
+
+async def test_status_half_open_is_amber(ab: AdminBot) -> None:
+    breaker = ab.service.service_breaker
+    breaker.force_open("maintenance", duration=20)
+    ab.clock.advance(21)
+    breaker.acquire()  # the first call after the cooldown is the trial
+
+    embed = only_embed(await tts(ab, "status"))
+    service = fields(embed)["Service breaker (edge)"]
+
+    assert embed["color"] == AMBER
+    assert embed["title"] == "TTS status: 🟠 HALF_OPEN"
+    assert "**State:** 🟠 HALF_OPEN" in service
+    assert "**Next trial:** now: trial calls running (1 in flight)" in service
+
+
+async def test_status_shows_a_failing_voice_while_the_service_speaks(ab: AdminBot) -> None:
+    fail(ab.service.voice_breaker("de-DE-KillianNeural"), 3)
+    failing: float = ab.service.voice_breaker("de-DE-KillianNeural").retry_after
+
+    embed = only_embed(await tts(ab, "status"))
+
+    assert embed["color"] == GREEN
+    assert "Voices not CLOSED: de-DE-KillianNeural." in embed["description"]
+    assert "🔴 OPEN" in fields(embed)["Voice de-DE-KillianNeural"]
+    assert f"in {failing:.0f} s" in fields(embed)["Voice de-DE-KillianNeural"]
+    assert "🟢 CLOSED" in fields(embed)["Voice de-DE-ConradNeural"]
+
+
+# ---------------------------------------------------------------- /tts diagnose
+
+
+async def test_diagnose_defers_then_reports_probes_diagnosis_and_fixes(
+    ab: AdminBot, port: int
+) -> None:
+    result = await tts(ab, "diagnose")
+
+    deferred, followup = result
+    assert (deferred.kind, deferred.type, deferred.ephemeral) == ("response", 5, True)
+    assert (followup.kind, followup.ephemeral) == ("followup", True)
+    [embed] = followup.embeds
+    found = fields(embed)
+    assert embed["color"] == RED
+    assert f"TCP connection to 127.0.0.1:{port} refused" in embed["description"]
+    names = list(found)
+    assert names[0].startswith("✅ dns (")
+    assert names[1].startswith("❌ tcp (")
+    assert names[2:5] == ["⏭️ tls", "⏭️ websocket", "⏭️ synthesis"]
+    assert found[names[1]] == f"connection to 127.0.0.1:{port} refused"
+    assert "firewall" in found["Suggested fixes"]
+    assert "edge: CLOSED" in found["Breakers"]
+
+
+# ---------------------------------------------------------------- /tts reset
+
+
+async def test_reset_closes_every_breaker_confirms_and_logs_who(ab: AdminBot) -> None:
+    fail(ab.service.service_breaker, 3)
+    fail(ab.service.voice_breaker("de-DE-ConradNeural"), 3)
+    await ab.cog.alerts.drain()  # the openings are posted before the reset
+    root = add_member(ab.tb.guild, "root")
+    before = len(ab.log_posts())
+
+    result = await invoke_slash(
+        ab.tb.bot, ab.tb.guild, root, ab.tb.text_channel, "tts", "reset", permissions=MANAGE_GUILD
+    )
+
+    [reply] = result
+    assert reply.ephemeral
+    assert reply.content == (
+        "Reset 3 breakers (edge: OPEN, edge:de-DE-ConradNeural: OPEN). "
+        "Speech is tried again with the next message."
+    )
+    assert {b.state.value for b in ab.service.breakers} == {"CLOSED"}
+    [posted] = [p for p in ab.log_posts()[before:] if p.embeds[0]["title"] == "TTS breakers reset"]
+    description = posted.embeds[0]["description"]
+    assert description == f"{root.mention} ({root}) reset the breakers with /tts reset."
+    assert posted.mentions_suppressed
+    await ab.cog.alerts.drain()
+    closing = ab.log_posts()[-1].embeds[0]
+    assert closing["title"] == "TTS breakers: 2 transitions in 0 s, now CLOSED"
+    assert "**edge**: 1 transition: OPEN → CLOSED" in closing["description"]
+    assert f"Last reason: reset by {root} with /tts reset" in fields(closing)["edge"]
+
+
+# ---------------------------------------------------------------- errors
+
+
+class BrokenHealth(TTSService):
+    def health(self) -> dict[str, Any]:
+        raise RuntimeError("snapshot exploded")
+
+
+async def test_an_error_becomes_a_short_ephemeral_message_and_a_logged_traceback(
+    port: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = config_for(port)
+
+    async def inject(bot: commands.Bot) -> None:
+        service = BrokenHealth.from_config(config)
+        bot.tts_context = TTSContext(config, service)  # type: ignore[attr-defined]
+
+    async with await make_test_bot(["cogs.admin"], setup=inject) as tb:
+        await admin_cog(tb.bot).startup_task  # type: ignore[misc]
+        member = add_member(tb.guild, "root")
+        with caplog.at_level(logging.ERROR, logger="cogs.admin"):
+            result = await invoke_slash(
+                tb.bot, tb.guild, member, tb.text_channel, "tts", "status", permissions=MANAGE_GUILD
+            )
+
+    [reply] = result
+    assert reply.ephemeral
+    assert reply.content == "/tts status failed (RuntimeError). The details are in the bot's log."
+    assert "Traceback" not in (reply.content or "")
+    [record] = [r for r in caplog.records if r.name == "cogs.admin" and r.exc_info]
+    assert record.exc_info is not None
+    assert str(record.exc_info[1]) == "snapshot exploded"
+
+
+async def test_an_error_after_deferring_becomes_an_ephemeral_followup(
+    ab: AdminBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise OSError("probe crashed")
+
+    # load_extension ran cogs.admin as a fresh module object: patch the one the cog uses.
+    monkeypatch.setattr(sys.modules[type(ab.cog).__module__], "diagnose_service", broken)
+
+    result = await tts(ab, "diagnose")
+
+    deferred, followup = result
+    assert deferred.type == 5
+    assert followup.ephemeral
+    assert followup.content == "/tts diagnose failed (OSError). The details are in the bot's log."
