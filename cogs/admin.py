@@ -81,7 +81,7 @@ class AdminCog(commands.Cog, name="TTS admin"):
 
     def __init__(self, bot: commands.Bot, *, sleep: Sleep = asyncio.sleep) -> None:
         self.bot = bot
-        context = acquire_tts_context(bot)  # handed back in cog_unload
+        self.context = context = acquire_tts_context(bot)  # handed back in cog_unload
         self.config = context.config
         self.service = context.service
         settings = self.config.discord
@@ -145,7 +145,13 @@ class AdminCog(commands.Cog, name="TTS admin"):
 
     @tts.command(name="status", description="Circuit breaker state of the service and each voice")
     async def status(self, interaction: discord.Interaction) -> None:
-        embed = alert_embed(status_alert(self.service.health()))
+        cache = self.context.cache
+        alert = status_alert(
+            self.service.health(),
+            cache=None if cache is None else cache.stats(),
+            on_open=self.config.fallback.on_open,
+        )
+        embed = alert_embed(alert)
         await interaction.response.send_message(
             embed=embed, ephemeral=True, allowed_mentions=NO_MENTIONS
         )

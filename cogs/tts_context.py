@@ -20,6 +20,8 @@ from discord.ext import commands
 from core.breaker.store import BreakerStateStore
 from core.cache import AudioCache
 from core.config import Config, load_default_config
+from core.player import StandInVoice
+from core.tts.espeak import EspeakProvider
 from core.tts.service import TTSService
 
 log = logging.getLogger(__name__)
@@ -35,6 +37,7 @@ class TTSContext:
     service: TTSService
     cache: AudioCache | None = None
     store: BreakerStateStore | None = None
+    stand_in: StandInVoice | None = None
     owned: bool = False
     """True when created here (and so closed here); False when the host injected it."""
     users: int = field(default=0, repr=False)
@@ -44,10 +47,13 @@ class TTSContext:
         await self.service.close()
         if self.store is not None:
             self.store.close()
+        if self.stand_in is not None and isinstance(self.stand_in.provider, EspeakProvider):
+            self.stand_in.provider.close()
 
 
 def build_tts_context(config: Config) -> TTSContext:
-    """A context from ``config``: Edge service, audio cache, saved breaker state."""
+    """A context from ``config``: Edge service, audio cache, saved breaker state,
+    and the offline stand-in voice when ``[fallback] on_open`` asks for one."""
     service = TTSService.from_config(config)
     cache = None
     if config.cache.enabled:
@@ -61,7 +67,15 @@ def build_tts_context(config: Config) -> TTSContext:
         store = BreakerStateStore.in_data_dir(config.state.data_dir)
         for name, outcome in store.attach_service(service).items():
             log.info("breaker %s restored: %s", name, outcome.value)
-    return TTSContext(config=config, service=service, cache=cache, store=store, owned=True)
+    stand_in = None
+    if config.fallback.on_open != "text":
+        stand_in = StandInVoice(
+            EspeakProvider(config.fallback.offline_voices),
+            also_post_text=config.fallback.on_open == "offline_voice_and_text",
+        )
+    return TTSContext(
+        config=config, service=service, cache=cache, store=store, stand_in=stand_in, owned=True
+    )
 
 
 def acquire_tts_context(bot: commands.Bot) -> TTSContext:

@@ -14,7 +14,6 @@ Other cogs speak through :meth:`VoiceCog.speak`::
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import defaultdict
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from cogs.tts_context import acquire_tts_context, release_tts_context
+from cogs.tts_context import TTSContext, acquire_tts_context, release_tts_context
 from cogs.voice_output import (
     ChannelTextOutput,
     DiscordVoiceOutput,
@@ -47,6 +46,7 @@ from core.speech import (
     Utterance,
     fallback_text,
 )
+from core.tasks import cancel_and_wait
 from core.tts.errors import InvalidText
 from core.tts.service import TTSService
 
@@ -77,8 +77,9 @@ class VoiceCog(commands.Cog, name="Voice"):
 
     def __init__(self, bot: commands.Bot, *, clock: Clock = monotonic) -> None:
         self.bot = bot
+        self.context: TTSContext  # set by cog_load: the bot's shared TTS context
         self.config: Config
-        self.service: TTSService  # both set by cog_load, from the bot's shared TTS context
+        self.service: TTSService
         self.clock = clock
         """Monotonic clock for staleness, the "NAME said" window and idle time (tests swap it)."""
         self._sessions: dict[int, _Session] = {}
@@ -86,8 +87,8 @@ class VoiceCog(commands.Cog, name="Voice"):
         self._idle_task: asyncio.Task[None] | None = None
 
     async def cog_load(self) -> None:
-        context = acquire_tts_context(self.bot)  # handed back in cog_unload
-        self.config, self.service = context.config, context.service
+        self.context = acquire_tts_context(self.bot)  # handed back in cog_unload
+        self.config, self.service = self.context.config, self.context.service
         intents = self.bot.intents
         if not (intents.message_content and intents.voice_states):
             log.warning("Voice cog: enable the message_content and voice_states intents")
@@ -96,9 +97,7 @@ class VoiceCog(commands.Cog, name="Voice"):
 
     async def cog_unload(self) -> None:
         if self._idle_task is not None:
-            self._idle_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._idle_task
+            await cancel_and_wait(self._idle_task)
         for guild_id in list(self._sessions):
             guild = self.bot.get_guild(guild_id)
             if guild is not None:
@@ -354,6 +353,8 @@ class VoiceCog(commands.Cog, name="Voice"):
                 max_wait=settings.max_wait,
                 bitrate=settings.bitrate_kbps * 1000,
             ),
+            cache=self.context.cache,
+            stand_in=self.context.stand_in,
             clock=self.clock,
         )
         prefixer = SpeakerPrefixer(

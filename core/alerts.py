@@ -150,29 +150,67 @@ def breaker_report(snapshot: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def status_alert(health: Mapping[str, Any]) -> Alert:
+def status_alert(
+    health: Mapping[str, Any],
+    *,
+    cache: Mapping[str, int] | None = None,
+    on_open: str = "text",
+) -> Alert:
     """``/tts status``: the service breaker, then each voice's, coloured by the service state.
 
     ``health`` is :meth:`core.tts.service.TTSService.health`: the service breaker's
-    snapshot at the top level and each voice's under ``voices``.
+    snapshot at the top level and each voice's under ``voices``. ``cache`` is
+    :meth:`core.cache.AudioCache.stats`; ``on_open`` is what listeners get while OPEN.
     """
     state = _state(health.get("state"))
     provider = health.get("provider", "tts")
     voices: Mapping[str, Mapping[str, Any]] = health.get("voices") or {}
     fields = [(f"Service breaker ({provider})", breaker_report(health))]
     fields += [(f"Voice {voice}", breaker_report(snap)) for voice, snap in voices.items()]
+    fields.append(("During outages", _outage_report(health.get("probe") or {}, on_open)))
+    if cache is not None:
+        fields.append(("Audio cache", _cache_report(cache)))
     troubled = [
         v for v, snap in voices.items() if _state(snap.get("state")) is not CircuitState.CLOSED
     ]
+    instead = "posted as text" if on_open == "text" else "spoken by the offline voice"
     summary = {
         CircuitState.CLOSED: "Speech is served normally.",
         CircuitState.HALF_OPEN: "Testing whether the service has recovered.",
-        CircuitState.OPEN: "The service is failing: messages are posted as text instead.",
+        CircuitState.OPEN: f"The service is failing: messages are {instead} instead.",
     }[state]
     if troubled:
         summary += " Voices not CLOSED: " + ", ".join(troubled) + "."
     return Alert.build(
         f"TTS status: {STATE_ICONS[state]} {state.value}", summary, STATE_COLOURS[state], fields
+    )
+
+
+def _outage_report(probe: Mapping[str, Any], on_open: str) -> str:
+    listeners = {
+        "text": "messages posted as text",
+        "offline_voice": "offline voice speaks",
+        "offline_voice_and_text": "offline voice speaks, text posted too",
+    }.get(on_open, on_open)
+    if probe.get("mode") == "canary":
+        prober = (
+            "paused (no requests)"
+            if probe.get("paused_idle")
+            else ("probing" if probe.get("running") else "idle")
+        )
+        trials = f"canaries ({prober}, {probe.get('canaries_sent', 0)} sent)"
+    else:
+        trials = "the next message is the trial call"
+    return f"Listeners: {listeners}\nRecovery test: {trials}"
+
+
+def _cache_report(stats: Mapping[str, int]) -> str:
+    mib = 1024 * 1024
+    return (
+        f"{stats.get('hits', 0)} hits · {stats.get('misses', 0)} misses · "
+        f"{stats.get('evictions', 0)} evictions\n"
+        f"{stats.get('entries', 0)} phrases, "
+        f"{stats.get('bytes', 0) / mib:.1f} of {stats.get('max_bytes', 0) / mib:.1f} MiB"
     )
 
 

@@ -22,6 +22,7 @@ from typing import Protocol
 
 from core.audio import DEFAULT_BITRATE, PacketBuffer, opus_packets, pump
 from core.breaker import CircuitOpenError
+from core.cache import AudioCache, CacheKey, PacketRecorder
 from core.clock import Clock, monotonic
 from core.speech import (
     FallbackReason,
@@ -33,13 +34,18 @@ from core.speech import (
 )
 from core.tasks import cancel_and_wait
 from core.tts.errors import ErrorKind, TTSError
-from core.tts.provider import VoiceSettings
-from core.tts.service import TTSService
+from core.tts.provider import SynthesisRequest, TTSProvider, VoiceSettings
+from core.tts.service import SynthesisReport, TTSService
 
 log = logging.getLogger(__name__)
 
 OUTAGE_NOTICE = "🔇 Voice is unavailable right now; showing messages as text until it recovers."
+STAND_IN_NOTICE = (
+    "🔇 The usual voice is unavailable right now; "
+    "a simpler offline voice stands in until it is back."
+)
 RECOVERY_NOTICE = "🔊 Voice is back."
+STAND_IN_REASON = "offline voice"
 
 
 class PlaybackError(Exception):
@@ -82,6 +88,15 @@ class PlayerSettings:
     """Seconds of no new audio after which a started playback gives up."""
 
 
+@dataclass(frozen=True, slots=True)
+class StandInVoice:
+    """A speech engine that needs no network, speaking while the service cannot."""
+
+    provider: TTSProvider
+    also_post_text: bool = False
+    """Post the message as text as well (``on_open = "offline_voice_and_text"``)."""
+
+
 @dataclass
 class _Job:
     utterance: Utterance
@@ -99,9 +114,13 @@ class GuildPlayer:
         text: TextOutput,
         settings: PlayerSettings | None = None,
         *,
+        cache: AudioCache | None = None,
+        stand_in: StandInVoice | None = None,
         clock: Clock = monotonic,
     ) -> None:
         self.service = service
+        self.cache = cache
+        self.stand_in = stand_in
         self.voice = voice
         self.text = text
         self.settings = settings or PlayerSettings()
@@ -198,41 +217,98 @@ class GuildPlayer:
             )
         if not self.voice.is_connected():
             return await self._fallback(job, FallbackReason.NOT_CONNECTED)
-        stream = self.service.stream(job.utterance.spoken_text, job.settings)
+        try:
+            request = self.service.prepare(job.utterance.spoken_text, job.settings)
+        except TTSError as exc:
+            if exc.kind is ErrorKind.INPUT:
+                return SpeechResult(SpeechOutcome.REJECTED, "unspeakable", exc.message)
+            raise
+        cached = await self._cached(request)
+        if cached:
+            result = await self._play(job, _replay(cached))
+            return SpeechResult(result.outcome, result.reason or "cached", result.detail)
+        return await self._speak_with_service(job, request)
+
+    async def _speak_with_service(self, job: _Job, request: SynthesisRequest) -> SpeechResult:
+        report = SynthesisReport()
+        chunks = self.service.stream(request.text, request.settings, report=report)
         packets = opus_packets(
-            stream, self.service.provider.audio_format, bitrate=self.settings.bitrate
+            chunks, self.service.provider.audio_format, bitrate=self.settings.bitrate
         )
+        recorder = None if self.cache is None else PacketRecorder(self.cache.max_bytes)
+        if recorder is not None:
+            packets = recorder.tee(packets)
+        try:
+            result = await self._play(job, packets)
+        except CircuitOpenError as exc:
+            return await self._outage(job, request, FallbackReason.VOICE_UNAVAILABLE, exc)
+        except TTSError as exc:
+            return await self._outage(job, request, FallbackReason.SYNTHESIS_FAILED, exc)
+        if result.spoken:
+            if self._notice.on_spoken():
+                await self.text.post(RECOVERY_NOTICE)
+            await self._remember(recorder, report)
+        return result
+
+    async def _play(self, job: _Job, packets: AsyncGenerator[bytes, None]) -> SpeechResult:
+        """Play ``packets``; errors before the first packet propagate (nothing was heard)."""
         async with contextlib.aclosing(packets):
             try:
                 first = await anext(packets)
             except StopAsyncIteration:
                 return await self._fallback(job, FallbackReason.SYNTHESIS_FAILED, "no audio")
-            except CircuitOpenError as exc:
-                return await self._service_fallback(job, FallbackReason.VOICE_UNAVAILABLE, exc)
-            except TTSError as exc:
-                if exc.kind is ErrorKind.INPUT:
-                    return SpeechResult(SpeechOutcome.REJECTED, "unspeakable", exc.message)
-                return await self._service_fallback(job, FallbackReason.SYNTHESIS_FAILED, exc)
-            return await self._play(job, first, packets)
-
-    async def _play(
-        self, job: _Job, first: bytes, packets: AsyncGenerator[bytes, None]
-    ) -> SpeechResult:
-        buffer = PacketBuffer(stall_limit=self.settings.stall_limit)
-        buffer.put(first)
-        feeder = asyncio.create_task(pump(packets, buffer), name="guild-player-pump")
-        try:
-            await self.voice.play(buffer)
-        except (PlaybackError, TTSError) as exc:
-            return await self._service_fallback(job, FallbackReason.CUT_OFF, exc)
-        finally:
-            buffer.close()
-            await cancel_and_wait(feeder)
+            buffer = PacketBuffer(stall_limit=self.settings.stall_limit)
+            buffer.put(first)
+            feeder = asyncio.create_task(pump(packets, buffer), name="guild-player-pump")
+            try:
+                await self.voice.play(buffer)
+            except (PlaybackError, TTSError) as exc:
+                return await self._service_fallback(job, FallbackReason.CUT_OFF, exc)
+            finally:
+                buffer.close()
+                await cancel_and_wait(feeder)
         if buffer.stalled_out:
             return await self._service_fallback(job, FallbackReason.CUT_OFF, "audio stalled")
-        if self._notice.on_spoken():
-            await self.text.post(RECOVERY_NOTICE)
         return SpeechResult(SpeechOutcome.SPOKEN)
+
+    # -- outages: the stand-in voice, the cache ------------------------------
+
+    async def _outage(
+        self, job: _Job, request: SynthesisRequest, reason: FallbackReason, cause: BaseException
+    ) -> SpeechResult:
+        stand_in = self.stand_in
+        if stand_in is None:
+            return await self._service_fallback(job, reason, cause)
+        if self._notice.on_fallback():
+            await self.text.post(STAND_IN_NOTICE)
+        offline = opus_packets(
+            stand_in.provider.stream(request),
+            stand_in.provider.audio_format,
+            bitrate=self.settings.bitrate,
+        )
+        try:
+            result = await self._play(job, offline)
+        except TTSError as exc:
+            log.warning("the stand-in voice failed too: %s", exc)
+            return await self._fallback(job, reason, f"{cause}; stand-in voice: {exc}")
+        if not result.spoken:
+            return result
+        if stand_in.also_post_text:
+            await self.text.post(fallback_text(job.utterance))
+        return SpeechResult(SpeechOutcome.SPOKEN, STAND_IN_REASON, str(cause))
+
+    async def _cached(self, request: SynthesisRequest) -> list[bytes] | None:
+        if self.cache is None:
+            return None
+        return await self.cache.aget(CacheKey.from_request(self.service.provider.name, request))
+
+    async def _remember(self, recorder: PacketRecorder | None, report: SynthesisReport) -> None:
+        if self.cache is None or recorder is None or report.request is None:
+            return
+        packets = recorder.cacheable_packets()
+        if packets:
+            key = CacheKey.from_request(self.service.provider.name, report.request)
+            await self.cache.aput(key, packets)
 
     # -- text fallback -------------------------------------------------------
 
@@ -254,3 +330,8 @@ class GuildPlayer:
         task = asyncio.create_task(self._fallback(job, reason), name="guild-player-fallback")
         self._side_tasks.add(task)
         task.add_done_callback(self._side_tasks.discard)
+
+
+async def _replay(packets: list[bytes]) -> AsyncGenerator[bytes, None]:
+    for packet in packets:
+        yield packet

@@ -22,6 +22,7 @@ from cogs.admin import AdminCog
 from cogs.tts_context import TTSContext
 from core.alerts import Sleep
 from core.breaker import CircuitBreaker
+from core.cache import AudioCache
 from core.clock import FakeClock
 from core.config import Config, parse_config
 from core.tts.service import TTSService
@@ -104,7 +105,8 @@ async def admin_bot(
         service = TTSService.from_config(
             config, clock=clock, wall_clock=clock.wall, jitter=lambda: 0.0
         )
-        bot.tts_context = TTSContext(config, service)  # type: ignore[attr-defined]
+        context = TTSContext(config, service, cache=AudioCache(1 << 20))
+        bot.tts_context = context  # type: ignore[attr-defined]
         made.update(service=service, channel=channel)
         if sleep is not None:
             await bot.add_cog(AdminCog(bot, sleep=sleep))

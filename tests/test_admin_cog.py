@@ -136,7 +136,10 @@ async def test_status_closed_is_green(ab: AdminBot) -> None:
         "Service breaker (edge)",
         "Voice de-DE-KillianNeural",
         "Voice de-DE-ConradNeural",
+        "During outages",
+        "Audio cache",
     ]
+    assert fields(embed)["Audio cache"].startswith("0 hits · 0 misses · 0 evictions")
     service = fields(embed)["Service breaker (edge)"]
     assert "**State:** 🟢 CLOSED" in service
     assert "**Last failure:** never" in service

@@ -198,7 +198,7 @@ def test_status_alert_is_coloured_by_the_service_breaker(
     assert alert.colour == STATE_COLOURS[state]
     assert alert.title.endswith(state.value)
     names = [name for name, _ in alert.fields]
-    assert names == ["Service breaker (edge)", "Voice v1", "Voice v2"]
+    assert names == ["Service breaker (edge)", "Voice v1", "Voice v2", "During outages"]
     assert "**State:** " in field(alert, "Service breaker (edge)")
     assert state.value in field(alert, "Service breaker (edge)")
     assert "**State:** 🟢 CLOSED" in field(alert, "Voice v1")
@@ -216,6 +216,7 @@ def test_status_shows_times_as_discord_timestamps_and_troubled_voices() -> None:
 
     alert = status_alert(service.health())
     voice = field(alert, "Voice v2")
+    assert "the next message is the trial call" in field(alert, "During outages")
 
     assert alert.colour == STATE_COLOURS[CLOSED]  # the service itself still speaks
     assert "Voices not CLOSED: v2." in alert.description
@@ -421,3 +422,25 @@ def test_an_event_without_a_running_loop_is_dropped_with_a_warning(
 
     assert batcher.pending == 0
     assert "no running event loop" in caplog.text
+
+
+def test_status_reports_the_cache_and_what_listeners_get_during_outages() -> None:
+    clock = FakeClock()
+    service = TTSService(
+        EdgeProvider(connect_timeout=1.0, read_timeout=1.0),
+        voices=["v1"],
+        clock=clock,
+        wall_clock=clock.wall,
+        probe_mode="canary",
+    )
+    service.service_breaker.force_open("outage")
+    stats = {"hits": 7, "misses": 3, "evictions": 2, "entries": 5, "bytes": 3 << 20,
+             "max_bytes": 16 << 20}  # fmt: skip
+    alert = status_alert(service.health(), cache=stats, on_open="offline_voice")
+    assert "spoken by the offline voice" in alert.description
+    assert field(alert, "Audio cache") == (
+        "7 hits · 3 misses · 2 evictions\n5 phrases, 3.0 of 16.0 MiB"
+    )
+    outages = field(alert, "During outages")
+    assert "offline voice speaks" in outages
+    assert "canaries" in outages

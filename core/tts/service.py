@@ -71,6 +71,14 @@ class SynthesisFailed(TTSError):
         self.attempts = tuple(attempts)
 
 
+@dataclass(slots=True)
+class SynthesisReport:
+    """Filled in by :meth:`TTSService.stream` for a caller that wants to know more."""
+
+    request: SynthesisRequest | None = None
+    """The request that was finally spoken: cleaned text, and the voice that spoke it."""
+
+
 class _Held:
     """A permit that must be settled exactly once: success, failure, or release."""
 
@@ -264,7 +272,11 @@ class TTSService:
         return tuple(dict.fromkeys((voice, *self.voices)))
 
     async def stream(
-        self, text: str, settings: VoiceSettings | None = None
+        self,
+        text: str,
+        settings: VoiceSettings | None = None,
+        *,
+        report: SynthesisReport | None = None,
     ) -> AsyncGenerator[bytes, None]:
         """Yield audio chunks for ``text`` as the provider delivers them.
 
@@ -318,6 +330,8 @@ class TTSService:
                 else:
                     held.succeed()
                     service.succeed()
+                    if report is not None:
+                        report.request = voiced
                     return
                 finally:
                     held.release()
