@@ -438,6 +438,11 @@ class BreakerStateStore:
 
     # -- lifetime ------------------------------------------------------------
 
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` ran: nothing is saved any more."""
+        return self._closed
+
     def close(self) -> None:
         """Stop saving and close the file. Idempotent; later saves do nothing.
 

@@ -1,0 +1,118 @@
+"""The cogs' shared context: built from config, shared, closed by its last user,
+and carrying breaker state across a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from pathlib import Path
+
+import discord
+import pytest
+from discord.ext import commands
+
+from cogs.tts_context import acquire_tts_context, build_tts_context, release_tts_context
+from core.breaker import CircuitBreakerConfig, CircuitOpenError
+from core.config import (
+    CacheSettings,
+    Config,
+    DeadlineSettings,
+    FallbackSettings,
+    RetrySettings,
+    StateSettings,
+)
+from core.tts.service import SynthesisFailed
+from tests.fakes.edge_server import FakeEdgeServer, FaultMode, FaultPlan
+
+
+def config_in(data_dir: Path, **changes: object) -> Config:
+    settings: dict[str, object] = {
+        "breaker": CircuitBreakerConfig(
+            consecutive_failures=2, cooldown_period=600, max_cooldown_period=600
+        ),
+        "retry": RetrySettings(attempts=1, backoff_base=0),
+        "deadlines": DeadlineSettings(connect=1, read=1, total=3),
+        "state": StateSettings(persist=True, data_dir=str(data_dir)),
+        "cache": CacheSettings(enabled=True, max_bytes=1 << 20),
+    }
+    settings.update(changes)
+    return Config(**settings)  # type: ignore[arg-type]
+
+
+async def test_an_outage_survives_a_restart(edge_server: FakeEdgeServer, tmp_path: Path) -> None:
+    edge_server.plan = FaultPlan(FaultMode.UNAVAILABLE)
+    before = build_tts_context(config_in(tmp_path))
+    for _ in range(2):
+        with pytest.raises(SynthesisFailed):
+            await before.service.synthesize("Hallo")
+    assert before.service.service_breaker.state.value == "OPEN"
+    await before.close()
+    reached = edge_server.connection_count
+
+    edge_server.plan = FaultPlan()
+    after = build_tts_context(config_in(tmp_path))
+    breaker = after.service.service_breaker
+    assert breaker.state.value == "OPEN"
+    assert 590 < breaker.retry_after <= 600
+    for _ in range(5):
+        with pytest.raises(CircuitOpenError):
+            await after.service.synthesize("Hallo")
+    assert edge_server.connection_count == reached
+    await after.close()
+
+
+async def test_without_persistence_a_restart_starts_closed(
+    edge_server: FakeEdgeServer, tmp_path: Path
+) -> None:
+    edge_server.plan = FaultPlan(FaultMode.UNAVAILABLE)
+    config = config_in(tmp_path, state=StateSettings(persist=False, data_dir=str(tmp_path)))
+    before = build_tts_context(config)
+    for _ in range(2):
+        with pytest.raises(SynthesisFailed):
+            await before.service.synthesize("Hallo")
+    await before.close()
+    after = build_tts_context(config)
+    assert after.service.service_breaker.state.value == "CLOSED"
+    assert list(tmp_path.iterdir()) == []
+    await after.close()
+
+
+async def test_offline_mode_builds_a_stand_in(tmp_path: Path) -> None:
+    text_only = build_tts_context(config_in(tmp_path))
+    assert text_only.stand_in is None
+    await text_only.close()
+    both = build_tts_context(
+        config_in(tmp_path, fallback=FallbackSettings(on_open="offline_voice_and_text"))
+    )
+    assert both.stand_in is not None
+    assert both.stand_in.also_post_text
+    assert both.stand_in.provider.name == "espeak"
+    await both.close()
+
+
+async def test_shared_by_cogs_and_closed_by_the_last(tmp_path: Path) -> None:
+    bot = commands.Bot(command_prefix="!", intents=discord.Intents.none())
+    bot.tts_config = config_in(  # type: ignore[attr-defined]
+        tmp_path, fallback=FallbackSettings(on_open="offline_voice")
+    )
+    first = acquire_tts_context(bot)
+    second = acquire_tts_context(bot)
+    assert first is second
+    assert first.stand_in is not None
+    # Make the stand-in start its worker thread, so closing has something to stop.
+    async with contextlib.aclosing(
+        first.stand_in.provider.stream(first.service.prepare("Hallo"))
+    ) as audio:
+        assert await anext(audio)
+    workers = {t for t in threading.enumerate() if "espeak" in t.name.lower()}
+    assert workers
+    await release_tts_context(bot)
+    assert getattr(bot, "tts_context", None) is first
+    await release_tts_context(bot)
+    assert getattr(bot, "tts_context", None) is None
+    await asyncio.sleep(0)
+    assert all(not t.is_alive() for t in workers)
+    assert first.store is not None
+    assert first.store.closed
+    await bot.close()
