@@ -3,27 +3,40 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import selectors
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from core.clock import FakeClock
 
 T = TypeVar("T")
 
+_REAL_WAIT_SLICE = 1.0
+"""Longest real wait in one select while a worker thread is busy (the loop then checks again)."""
+
 
 class _JumpingSelector(selectors.DefaultSelector):
-    """Polls without blocking; when nothing is ready, jumps the clock to the next timer."""
+    """Polls without blocking; when nothing is ready, jumps the clock to the next timer.
 
-    def __init__(self, clock: FakeClock) -> None:
+    While work on another thread is pending (``busy()``), it never jumps: it waits
+    in real time for that thread to wake the loop, so simulated time stands still
+    while real work runs and no timer fires early because of it.
+    """
+
+    def __init__(self, clock: FakeClock, busy: Callable[[], bool]) -> None:
         super().__init__()
         self._clock = clock
+        self._busy = busy
 
     def select(self, timeout: float | None = None) -> list[Any]:
         ready: list[Any] = super().select(0)
         if ready or timeout == 0:
             return ready
+        if self._busy():
+            return list(super().select(_REAL_WAIT_SLICE))
         if timeout is None:
             raise RuntimeError("simulation stalled: no task is ready and no timer is set")
         self._clock.advance(timeout)
@@ -31,14 +44,45 @@ class _JumpingSelector(selectors.DefaultSelector):
 
 
 class _SimulatedLoop(asyncio.SelectorEventLoop):
-    """An event loop whose time is ``clock.now``."""
+    """An event loop whose time is ``clock.now``, aware of work pending on other threads."""
 
     def __init__(self, clock: FakeClock) -> None:
         self._fake_clock = clock
-        super().__init__(_JumpingSelector(clock))
+        self.threads_pending = 0
+        super().__init__(_JumpingSelector(clock, lambda: self.threads_pending > 0))
 
     def time(self) -> float:
         return self._fake_clock.now
+
+    def run_in_executor(
+        self, executor: Executor | None, func: Callable[..., T], *args: Any
+    ) -> asyncio.Future[T]:
+        # asyncio.to_thread lands here: the clock must wait for the thread's answer.
+        future = super().run_in_executor(executor, func, *args)
+        self.threads_pending += 1
+        future.add_done_callback(self._thread_done)
+        return future
+
+    def _thread_done(self, _future: asyncio.Future[Any]) -> None:
+        self.threads_pending -= 1
+
+
+@contextlib.contextmanager
+def awaiting_thread() -> Iterator[None]:
+    """Mark that the current task awaits a result another thread will deliver.
+
+    On a simulated loop the clock then stands still until that result arrives
+    (``asyncio.to_thread`` is tracked without this). Elsewhere it does nothing.
+    """
+    loop = asyncio.get_running_loop()
+    if not isinstance(loop, _SimulatedLoop):
+        yield
+        return
+    loop.threads_pending += 1
+    try:
+        yield
+    finally:
+        loop.threads_pending -= 1
 
 
 def run_simulated(clock: FakeClock, main: Coroutine[Any, Any, T]) -> T:
@@ -46,15 +90,20 @@ def run_simulated(clock: FakeClock, main: Coroutine[Any, Any, T]) -> T:
 
     Whenever no task is ready the loop moves ``clock`` straight to its next timer,
     so ``asyncio.sleep`` and ``asyncio.timeout`` run in simulated seconds while
-    concurrent tasks still interleave exactly as they would in real time. No
-    real I/O may be pending (there is none to wait for in a simulation).
+    concurrent tasks still interleave exactly as they would in real time. Work on
+    other threads (``asyncio.to_thread``, or code inside :func:`awaiting_thread`)
+    runs in real time and takes no simulated time: the clock never moves while
+    such a result is pending. No other real I/O may be pending.
     """
     loop = _SimulatedLoop(clock)
+    executor = ThreadPoolExecutor(thread_name_prefix="simulated-loop")
+    loop.set_default_executor(executor)
     try:
         result = loop.run_until_complete(main)
         loop.run_until_complete(loop.shutdown_asyncgens())
     finally:
         loop.close()
+        executor.shutdown(wait=True)
     return result
 
 

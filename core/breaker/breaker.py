@@ -86,12 +86,11 @@ class CircuitBreaker:
         if machine.state is _CLOSED:
             permit = machine.closed_permit
         else:
-            now = self._clock()
-            admitted = machine.try_acquire(now)
+            admitted = machine.try_acquire(self._clock())
+            if admitted is None:  # a rejection never comes with a transition
+                raise CircuitOpenError(self.name, machine.state, machine.rejected_retry_after)
             if machine.transitions:
                 self._publish()
-            if admitted is None:
-                raise CircuitOpenError(self.name, machine.state, machine.retry_after(now))
             permit = admitted
         try:
             result = await fn(*args, **kwargs)

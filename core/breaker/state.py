@@ -62,6 +62,13 @@ class CircuitOpenError(Exception):
         return f"circuit {self.name!r} is {self.state.value}; retry after {self.retry_after:.1f}s"
 
 
+# Plain module names for the members: looking a member up on the Enum class goes
+# through its metaclass, which costs more than the rest of a rejection.
+_CLOSED = CircuitState.CLOSED
+_OPEN = CircuitState.OPEN
+_HALF_OPEN = CircuitState.HALF_OPEN
+
+
 @dataclass(frozen=True, slots=True)
 class CircuitBreakerConfig:
     """How a breaker trips and recovers.
@@ -194,6 +201,7 @@ class BreakerStateMachine:
         self.last_failure_reason: str | None = None
         self.last_success_at: float | None = None
         self.last_transition: Transition | None = None
+        self.rejected_retry_after = 0.0
         self._generation = 0
         self.closed_permit = Permit(0, trial=False)
         self._clear_counters()
@@ -216,10 +224,16 @@ class BreakerStateMachine:
         return self.window_failures / self.window_calls if self.window_calls else 0.0
 
     def retry_after(self, now: float) -> float:
-        """Seconds until a trial call may be admitted (0 unless OPEN)."""
-        if self.state is not CircuitState.OPEN:
+        """Seconds until a trial call may be admitted (0 unless OPEN).
+
+        Never more than the cooldown, even if the clock went backwards.
+        """
+        if self.state is not _OPEN:
             return 0.0
-        return min(self.cooldown, max(0.0, self.open_until - now))
+        left = self.open_until - now
+        if left <= 0.0:
+            return 0.0
+        return left if left < self.cooldown else self.cooldown
 
     # -- admission -------------------------------------------------------
 
@@ -227,18 +241,26 @@ class BreakerStateMachine:
         """Admit a call or raise :class:`CircuitOpenError`."""
         permit = self.try_acquire(now)
         if permit is None:
-            raise CircuitOpenError(self.name, self.state, self.retry_after(now))
+            raise CircuitOpenError(self.name, self.state, self.rejected_retry_after)
         return permit
 
     def try_acquire(self, now: float) -> Permit | None:
-        """Admit a call, or return None when the circuit rejects it."""
-        if self.state is CircuitState.CLOSED:
+        """Admit a call, or return None when the circuit rejects it.
+
+        On a rejection :attr:`rejected_retry_after` holds the rejection's
+        ``retry_after``, so the caller needs no second call to build its error.
+        """
+        state = self.state
+        if state is _CLOSED:
             return self.closed_permit
-        if self.state is CircuitState.OPEN:
-            if now < self.open_until:
+        if state is _OPEN:
+            left = self.open_until - now
+            if left > 0.0:
+                self.rejected_retry_after = left if left < self.cooldown else self.cooldown
                 return None
-            self._move(CircuitState.HALF_OPEN, f"cooldown of {self.cooldown:.0f}s elapsed", now)
+            self._move(_HALF_OPEN, f"cooldown of {self.cooldown:.0f}s elapsed", now)
         if self.half_open_in_flight >= self.config.half_open_max_calls:
+            self.rejected_retry_after = 0.0
             return None
         self.half_open_in_flight += 1
         return Permit(self._generation, trial=True)

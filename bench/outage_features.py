@@ -1,0 +1,489 @@
+"""The outage features, measured: cached and offline speech, canaries, restarts.
+
+Run ``.venv/bin/python bench/outage_features.py`` from the repo root (``bench/outage.py``
+runs it after its own table). Two simulations on the FakeClock-driven loop of
+``bench._common.run_simulated``:
+
+1. Voice share: real ``GuildPlayer`` objects (one per guild) with a shared
+   ``AudioCache``, the real ``EspeakProvider`` as stand-in voice and real PyAV
+   conversion to Opus, against an Edge double that serves real MP3 until the
+   outage starts. The voice output drains each ``PacketBuffer`` as fast as packets
+   come; eSpeak and PyAV run in real time on worker threads while the simulated
+   clock waits for them (it never jumps while a thread's result is pending).
+2. Restart loop: a fresh ``TTSService`` every ``--restart-every`` seconds of the
+   outage, with and without a ``BreakerStateStore`` (FakeClock as its wall clock).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import random
+import sys
+import tempfile
+from collections import Counter
+from collections.abc import AsyncGenerator, Callable
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench._common import awaiting_thread, run_simulated  # noqa: E402
+from core.audio import OPUS_FRAME_SECONDS, PacketBuffer  # noqa: E402
+from core.breaker import CircuitOpenError, CircuitState, TransitionEvent  # noqa: E402
+from core.breaker.store import BreakerStateStore  # noqa: E402
+from core.cache import AudioCache  # noqa: E402
+from core.clock import FakeClock  # noqa: E402
+from core.config import CacheSettings, Config, FallbackSettings  # noqa: E402
+from core.player import STAND_IN_REASON, GuildPlayer, PlayerSettings, StandInVoice  # noqa: E402
+from core.speech import SpeechResult, Utterance  # noqa: E402
+from core.tasks import cancel_and_wait  # noqa: E402
+from core.tts.errors import ErrorKind, TTSError  # noqa: E402
+from core.tts.espeak import EspeakProvider  # noqa: E402
+from core.tts.provider import EDGE_MP3, SynthesisRequest, TTSProvider  # noqa: E402
+from core.tts.service import SynthesisReport, TTSService  # noqa: E402
+from tests.fakes.audio_samples import edge_like_mp3  # noqa: E402
+
+FAILURE_COST = 0.2
+"""Seconds one failing attempt takes: a 503 on the handshake."""
+FIRST_CHUNK_AFTER, REST_OF_AUDIO_AFTER = 0.25, 0.3
+AUDIO_SECONDS = 1.0
+PHRASES = (
+    "Guten Morgen zusammen!", "Hallo an alle!", "Gute Nacht!", "Bin gleich wieder da.",
+    "Willkommen im Kanal!", "Das Spiel startet in fünf Minuten.", "Bitte alle in den Sprachkanal.",
+    "Zehn Minuten Pause.", "Danke fürs Zuhören!", "Wir sind jetzt live.", "Bis später!",
+    "Viel Glück euch allen!", "Gut gemacht, Team!", "Achtung, der Raid beginnt.",
+    "Bitte das Mikrofon stummschalten.", "Neue Runde, neues Glück.", "Herzlich willkommen!",
+    "Tschüss, bis morgen!", "Wer ist heute dabei?", "Gleich geht es weiter.",
+)  # fmt: skip
+WORDS = (
+    "heute morgen abend wir ihr die Karte der Boss das Level ein Schwert neue Quest "
+    "links rechts oben unten schnell langsam zurück vorwärts Heiltrank Schild Bogen "
+    "Gold Punkte zwei drei vier Runde Team Basis Turm Brücke Norden Süden warten"
+).split()
+
+_delivery: ContextVar[Delivery | None] = ContextVar("delivery", default=None)
+
+
+@dataclass
+class Delivery:
+    """One listener message as the service saw it."""
+
+    first_edge_at: float | None = None
+    edge_calls: int = 0
+
+
+class ObservedService(TTSService):
+    """``TTSService`` that notes, per listener message, when it first reached Edge."""
+
+    async def stream(
+        self, text: str, settings: Any = None, *, report: SynthesisReport | None = None
+    ) -> AsyncGenerator[bytes, None]:
+        _delivery.set(Delivery())  # the caller's task context: one message at a time
+        async with contextlib.aclosing(super().stream(text, settings, report=report)) as chunks:
+            async for chunk in chunks:
+                yield chunk
+
+
+class EdgeDouble:
+    """A ``TTSProvider`` standing in for Edge: 503 inside ``[down_from, down_until)``,
+    otherwise real Edge-shaped MP3 in two chunks. Counts canaries apart from listeners."""
+
+    name = "edge"
+    audio_format = EDGE_MP3
+
+    def __init__(self, clock: FakeClock, down_from: float, down_until: float, canary: str) -> None:
+        self._clock = clock
+        self.down_from, self.down_until, self.canary_text = down_from, down_until, canary
+        self.canaries_in_outage = 0
+        self.listener_calls_in_outage: list[float] = []
+        self.deliveries: list[Delivery] = []
+        audio = edge_like_mp3(AUDIO_SECONDS)
+        self._chunks = (audio[: len(audio) // 4], audio[len(audio) // 4 :])
+
+    def is_down(self) -> bool:
+        """Whether Edge fails right now."""
+        return self.down_from <= self._clock() < self.down_until
+
+    async def stream(self, request: SynthesisRequest) -> AsyncGenerator[bytes, None]:
+        """Fail like Edge in an outage, or yield real MP3."""
+        canary = request.text == self.canary_text
+        delivery = None if canary else _delivery.get()
+        if delivery is not None:
+            delivery.edge_calls += 1
+            if delivery.first_edge_at is None:
+                delivery.first_edge_at = self._clock()
+                self.deliveries.append(delivery)
+        if self.is_down():
+            if canary:
+                self.canaries_in_outage += 1
+            else:
+                self.listener_calls_in_outage.append(self._clock())
+            await asyncio.sleep(FAILURE_COST)
+            raise TTSError(ErrorKind.UNAVAILABLE, "simulated outage", status=503)
+        await asyncio.sleep(FIRST_CHUNK_AFTER)
+        yield self._chunks[0]
+        await asyncio.sleep(REST_OF_AUDIO_AFTER)
+        yield self._chunks[1]
+
+
+class ThreadAwareProvider:
+    """Wraps a provider whose audio comes from a worker thread (eSpeak) so that the
+    simulated clock stands still while it works."""
+
+    def __init__(self, inner: TTSProvider) -> None:
+        self.inner = inner
+        self.name, self.audio_format = inner.name, inner.audio_format
+
+    async def stream(self, request: SynthesisRequest) -> AsyncGenerator[bytes, None]:
+        """The inner provider's chunks, each awaited as thread work."""
+        async with contextlib.aclosing(self.inner.stream(request)) as chunks:  # type: ignore[type-var]
+            while True:
+                with awaiting_thread():
+                    try:
+                        chunk = await anext(chunks)
+                    except StopAsyncIteration:
+                        return
+                yield chunk
+
+
+class DrainingVoice:
+    """A voice connection that reads each buffer as fast as packets arrive."""
+
+    def __init__(self) -> None:
+        self.packets = 0
+        self._stopped = False
+
+    def is_connected(self) -> bool:
+        return True
+
+    def stop(self) -> None:
+        self._stopped = True
+
+    async def play(self, buffer: PacketBuffer) -> None:
+        """Read to the end; the buffer's error (if synthesis failed) is raised."""
+        self._stopped = False
+        while not self._stopped:
+            fillers = buffer.silence_frames
+            packet = buffer.read(0)
+            if not packet:
+                return
+            if buffer.silence_frames > fillers:  # nothing queued yet: wait one packet
+                await asyncio.sleep(OPUS_FRAME_SECONDS)
+            else:
+                self.packets += 1
+        buffer.close()
+
+
+class RecordingText:
+    """The text channel: keeps every post."""
+
+    def __init__(self) -> None:
+        self.posts: list[str] = []
+
+    async def post(self, text: str) -> None:
+        self.posts.append(text)
+
+
+@dataclass
+class Message:
+    """One scheduled message and what became of it."""
+
+    guild: int
+    arrival: float
+    text: str
+    result: SpeechResult | None = None
+
+
+def schedule(args: argparse.Namespace, seconds: float) -> list[Message]:
+    """Every guild's messages: ``--repeated-share`` of them from :data:`PHRASES`."""
+    rng = random.Random(args.seed)
+    seen: set[str] = set(PHRASES)
+    messages = []
+    for start in range(0, int(seconds), args.interval):
+        for guild in range(args.guilds):
+            if rng.random() < args.repeated_share:
+                text = rng.choice(PHRASES)
+            else:
+                while (text := " ".join(rng.choices(WORDS, k=rng.randint(4, 8))) + ".") in seen:
+                    pass
+                seen.add(text)
+            messages.append(Message(guild, start + guild * args.interval / args.guilds, text))
+    return messages
+
+
+@dataclass
+class ShareResult:
+    """What one configuration did with the outage."""
+
+    heard: Counter[str] = field(default_factory=Counter)
+    during: int = 0
+    canaries: int = 0
+    before_open: int = 0
+    after_open: int = 0
+    retries_after_open: int = 0
+    opened_at: float | None = None
+    after: int = 0
+    after_edge: int = 0
+    first_edge_after: float | None = None
+
+
+def _kind(result: SpeechResult | None) -> str:
+    if result is None or not result.spoken:
+        return "text" if result is not None and result.outcome == "posted_as_text" else "other"
+    return {"cached": "cached", STAND_IN_REASON: "offline"}.get(result.reason, "edge")
+
+
+def voice_share(config: Config, args: argparse.Namespace) -> ShareResult:
+    """Run the warm-up, outage and recovery through real players under ``config``."""
+    clock = FakeClock(start=0.0)
+    start, end = args.warmup_minutes * 60.0, (args.warmup_minutes + args.outage_minutes) * 60.0
+    messages = schedule(args, end + args.recovery_minutes * 60.0)
+    edge = EdgeDouble(clock, start, end, config.probe.canary_text)
+    espeak = EspeakProvider(config.fallback.offline_voices) if config.fallback.on_open != "text" else None
+    result = ShareResult()
+
+    def on_transition(event: TransitionEvent) -> None:
+        if event.new is CircuitState.OPEN and result.opened_at is None and edge.is_down():
+            result.opened_at = clock()
+
+    async def run() -> None:
+        service = ObservedService.from_config(
+            config, edge, clock=clock, wall_clock=clock.wall, jitter=random.Random(args.seed).random
+        )
+        service.service_breaker.add_listener(on_transition)
+        cache = AudioCache(config.cache.max_bytes) if config.cache.enabled else None
+        stand_in = None if espeak is None else StandInVoice(ThreadAwareProvider(espeak))
+        settings = PlayerSettings(
+            config.player.queue_size, config.player.max_wait, config.player.bitrate_kbps * 1000
+        )
+        players = [
+            GuildPlayer(service, DrainingVoice(), RecordingText(), settings,
+                        cache=cache, stand_in=stand_in, clock=clock)
+            for _ in range(args.guilds)
+        ]  # fmt: skip
+
+        async def speak(message: Message) -> None:
+            utterance = Utterance(message.text, message.guild, f"member {message.guild}", clock())
+            message.result = await players[message.guild].speak(utterance)
+
+        tasks = []
+        for message in messages:
+            await asyncio.sleep(message.arrival - clock())
+            tasks.append(asyncio.create_task(speak(message)))
+        await asyncio.gather(*tasks)
+        for player in players:
+            await player.close()
+        await service.close()
+
+    try:
+        run_simulated(clock, run())
+    finally:
+        if espeak is not None:
+            espeak.close()
+    during = [m for m in messages if start <= m.arrival < end]
+    result.during = len(during)
+    result.heard = Counter(_kind(m.result) for m in during)
+    result.canaries = edge.canaries_in_outage
+    opened = result.opened_at if result.opened_at is not None else end
+    firsts = [d.first_edge_at for d in edge.deliveries if d.first_edge_at is not None]
+    result.before_open = sum(start <= t < opened for t in firsts)
+    result.after_open = sum(opened <= t < end for t in firsts)
+    result.retries_after_open = sum(t >= opened for t in edge.listener_calls_in_outage)
+    after = [m for m in messages if m.arrival >= end]
+    result.after = len(after)
+    spoken_by_edge = [m.arrival - end for m in after if _kind(m.result) == "edge"]
+    result.after_edge = len(spoken_by_edge)
+    result.first_edge_after = min(spoken_by_edge, default=None)
+    return result
+
+
+@dataclass
+class RestartResult:
+    """Downstream attempts during an outage with a restart every few seconds."""
+
+    listener_attempts: int = 0
+    canaries: int = 0
+    restored: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def attempts(self) -> int:
+        return self.listener_attempts + self.canaries
+
+
+def restart_loop(persist: bool, args: argparse.Namespace) -> RestartResult:
+    """A whole outage, the bot restarting every ``--restart-every`` s; messages in flight
+    at a restart are cancelled, as a killed process would drop them."""
+    clock = FakeClock(start=0.0)
+    outage = args.outage_minutes * 60.0
+    config = Config()
+    edge = EdgeDouble(clock, 0.0, outage, config.probe.canary_text)
+    messages = schedule(args, outage)
+    result = RestartResult()
+
+    async def one_run(directory: str, until: float, pending: list[Message]) -> None:
+        service = TTSService.from_config(config, edge, clock=clock, wall_clock=clock.wall)
+        store = None
+        if persist:
+            store = BreakerStateStore.in_data_dir(directory, wall_clock=clock.wall)
+            outcome = store.attach_service(service)[service.service_breaker.name]
+            result.restored[outcome.value] += 1
+
+        async def deliver(message: Message) -> None:
+            with contextlib.suppress(TTSError, CircuitOpenError):
+                await service.synthesize(message.text)
+
+        tasks = []
+        while pending and pending[0].arrival < until:
+            message = pending.pop(0)
+            await asyncio.sleep(message.arrival - clock())
+            tasks.append(asyncio.create_task(deliver(message)))
+        await asyncio.sleep(until - clock())
+        for task in tasks:
+            await cancel_and_wait(task)
+        await service.close()
+        if store is not None:
+            store.close()
+
+    async def run(directory: str) -> None:
+        pending = list(messages)
+        restart = 0.0
+        while restart < outage:
+            restart = min(restart + args.restart_every, outage)
+            await one_run(directory, restart, pending)
+
+    with tempfile.TemporaryDirectory(prefix="breaker-state-") as directory:
+        run_simulated(clock, run(directory))
+    result.listener_attempts = len(edge.listener_calls_in_outage)
+    result.canaries = edge.canaries_in_outage
+    return result
+
+
+def configurations() -> dict[str, Config]:
+    """The three setups compared for the voice share."""
+    text, offline = FallbackSettings(on_open="text"), FallbackSettings(on_open="offline_voice")
+    return {
+        "(a) text only, no cache": Config(cache=CacheSettings(enabled=False), fallback=text),
+        "(b) text + cache (product default)": Config(fallback=text),
+        "(c) offline_voice + cache": Config(fallback=offline),
+    }
+
+
+def report(args: argparse.Namespace) -> bool:
+    """Run both simulations, print them and the targets; True if every target is met."""
+    warm, out, rec = args.warmup_minutes, args.outage_minutes, args.recovery_minutes
+    print(
+        f"\n## Outage features (bench/outage_features.py)\n\nSimulated time (FakeClock loop; eSpeak "
+        f"and PyAV run for real on worker threads while the clock waits). {args.guilds} guilds, "
+        f"one message each every {args.interval} s, {args.repeated_share:.0%} drawn from "
+        f"{len(PHRASES)} repeated phrases, the rest unique; no 'NAME said' prefix.\nEdge healthy "
+        f"{warm:g} min (warm-up: real MP3, {AUDIO_SECONDS:g} s of audio), then 503 for {out:g} min "
+        f"({FAILURE_COST} s per attempt), then healthy {rec:g} min. Real GuildPlayer per guild, "
+        "real AudioCache shared by the guilds, real EspeakProvider as stand-in, real PyAV Opus "
+        "conversion; TTSService.from_config (probe mode canary); no breaker state file (no restart)."
+    )
+    results = {name: voice_share(config, args) for name, config in configurations().items()}
+    print(
+        "\n| configuration | messages during outage | heard as voice: cached / offline / Edge "
+        "| posted as text | share heard as voice | Edge calls during outage: canaries "
+        "| listener messages first reaching Edge before / after the breaker opened "
+        "| listener attempts after it opened (retries of messages admitted before) |"
+        "\n|---|---:|---:|---:|---:|---:|---:|---:|"
+    )
+    for name, r in results.items():
+        voiced = r.heard["cached"] + r.heard["offline"] + r.heard["edge"]
+        opened = "never" if r.opened_at is None else f"t={r.opened_at - warm * 60:.1f} s"
+        print(
+            f"| {name} | {r.during} | {voiced} = {r.heard['cached']} / {r.heard['offline']} / "
+            f"{r.heard['edge']} | {r.heard['text']} | {voiced / r.during:.1%} | {r.canaries} "
+            f"| {r.before_open} / {r.after_open} (opened {opened} into the outage) "
+            f"| {r.retries_after_open} |"
+        )
+    print()
+    for name, r in results.items():
+        first = "never" if r.first_edge_after is None else f"{r.first_edge_after:.0f} s"
+        print(
+            f"{name}: after the outage, {r.after_edge} / {r.after} messages spoken by Edge, "
+            f"the first one sent {first} after Edge recovered; other outcomes during the "
+            f"outage: {r.heard['other']}"
+        )
+
+    every = args.restart_every
+    print(
+        f"\nRestart loop: Edge answers 503 for {out:g} min; the bot restarts every {every:g} s "
+        "(fresh TTSService and breakers from Config() defaults, canary probes; messages in "
+        f"flight are dropped); {args.guilds} guilds, one message each every {args.interval} s."
+    )
+    plain, persisted = restart_loop(False, args), restart_loop(True, args)
+    print(
+        "\n| restart loop | downstream attempts during outage | listener attempts | canaries "
+        "| service breaker at start |\n|---|---:|---:|---:|---|"
+    )
+    rows = {
+        "(i) no persisted state": plain,
+        "(ii) BreakerStateStore (temp dir, FakeClock wall clock)": persisted,
+    }
+    for name, r in rows.items():
+        restored = ", ".join(f"{n} {what}" for what, n in r.restored.most_common())
+        print(
+            f"| {name} | {r.attempts} | {r.listener_attempts} | {r.canaries} "
+            f"| {restored or 'CLOSED every time'} |"
+        )
+    ratio = persisted.attempts / plain.attempts if plain.attempts else 0.0
+    print(f"\nattempts with persisted state / without: {persisted.attempts} / {plain.attempts} = {ratio:.1%}")
+
+    text_only, cached_text = results["(a) text only, no cache"], results["(b) text + cache (product default)"]
+    offline = results["(c) offline_voice + cache"]
+
+    def share(r: ShareResult) -> float:
+        return (r.heard["cached"] + r.heard["offline"] + r.heard["edge"]) / r.during
+
+    trials = sum(r.after_open for r in results.values())
+    checks = [
+        (
+            f"voice share with offline_voice + cache >= 99 %: {share(offline):.1%} "
+            f"(text only {share(text_only):.1%}, text + cache {share(cached_text):.1%})",
+            share(offline) >= 0.99,
+        ),
+        (
+            f"listener messages used as trials after the breaker opened = 0 with canaries: "
+            f"{trials} (canaries sent: {', '.join(str(r.canaries) for r in results.values())})",
+            trials == 0 and all(r.canaries > 0 for r in results.values()),
+        ),
+        (
+            f"persisted state makes fewer downstream attempts than none: "
+            f"{persisted.attempts} vs {plain.attempts}",
+            persisted.attempts < plain.attempts,
+        ),
+    ]
+    print()
+    for text, ok in checks:
+        print(f"target: {text}: {'met' if ok else 'MISSED'}")
+    return all(ok for _, ok in checks)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The scenario's knobs (``--guilds``, ``--interval``, ``--outage-minutes`` and
+    ``--seed`` are shared with ``bench/outage.py``)."""
+    parser.add_argument("--warmup-minutes", type=float, default=5.0)
+    parser.add_argument("--recovery-minutes", type=float, default=5.0)
+    parser.add_argument("--repeated-share", type=float, default=0.3)
+    parser.add_argument("--restart-every", type=float, default=30.0, help="seconds")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--guilds", type=int, default=10)
+    parser.add_argument("--interval", type=int, default=10, help="seconds between messages")
+    parser.add_argument("--outage-minutes", type=float, default=30.0)
+    parser.add_argument("--seed", type=int, default=1)
+    add_arguments(parser)
+    return 0 if report(parser.parse_args()) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
