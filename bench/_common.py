@@ -6,13 +6,22 @@ import asyncio
 import contextlib
 import math
 import selectors
-from collections.abc import Callable, Coroutine, Iterator, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Callable,
+    Coroutine,
+    Iterator,
+    Sequence,
+)
 from concurrent.futures import Executor, ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar, TypeVarTuple
 
 from core.clock import FakeClock
+from core.tts.provider import AudioFormat, SynthesisRequest
 
 T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
 
 _REAL_WAIT_SLICE = 1.0
 """Longest real wait in one select while a worker thread is busy (the loop then checks again)."""
@@ -55,7 +64,7 @@ class _SimulatedLoop(asyncio.SelectorEventLoop):
         return self._fake_clock.now
 
     def run_in_executor(
-        self, executor: Executor | None, func: Callable[..., T], *args: Any
+        self, executor: Executor | None, func: Callable[[*Ts], T], *args: *Ts
     ) -> asyncio.Future[T]:
         # asyncio.to_thread lands here: the clock must wait for the thread's answer.
         future = super().run_in_executor(executor, func, *args)
@@ -83,6 +92,38 @@ def awaiting_thread() -> Iterator[None]:
         yield
     finally:
         loop.threads_pending -= 1
+
+
+class _StreamingProvider(Protocol):
+    # Like TTSProvider, but EspeakProvider.stream is declared as an AsyncIterator.
+    name: str
+    audio_format: AudioFormat
+
+    def stream(self, request: SynthesisRequest) -> AsyncIterator[bytes]: ...
+
+
+class ThreadAwareProvider:
+    """Wraps a ``TTSProvider`` whose audio comes from a worker thread (such as eSpeak),
+    so that a simulated clock stands still while it works."""
+
+    def __init__(self, inner: _StreamingProvider) -> None:
+        self.inner = inner
+        self.name, self.audio_format = inner.name, inner.audio_format
+
+    async def stream(self, request: SynthesisRequest) -> AsyncGenerator[bytes, None]:
+        """The inner provider's chunks, each awaited inside :func:`awaiting_thread`."""
+        chunks = aiter(self.inner.stream(request))
+        try:
+            while True:
+                with awaiting_thread():
+                    try:
+                        chunk = await anext(chunks)
+                    except StopAsyncIteration:
+                        return
+                yield chunk
+        finally:
+            if isinstance(chunks, AsyncGenerator):
+                await chunks.aclose()
 
 
 def run_simulated(clock: FakeClock, main: Coroutine[Any, Any, T]) -> T:

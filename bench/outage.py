@@ -1,6 +1,10 @@
 """A simulated Edge outage: what each client design asks of the service, and of users.
 
-Run ``.venv/bin/python bench/outage.py [--kind unavailable]`` from the repo root.
+Run ``.venv/bin/python bench/outage.py [--kind unavailable]`` from the repo root. It
+prints three parts: the client designs compared; the bot restarting every 30 s during
+the outage, with and without saved breaker state; and what listeners hear (the last
+part is ``bench/outage_features.py``, runnable on its own; skip it with
+``--no-voice-share``, it takes most of the run time).
 Nothing waits in real time: the event loop's clock *is* a FakeClock, and whenever
 no task is ready the loop moves that clock to its next timer. So every
 ``asyncio.sleep`` (backoff, the cost of each attempt) and every ``asyncio.timeout``
@@ -15,21 +19,26 @@ import argparse
 import asyncio
 import random
 import sys
+import tempfile
 from collections import Counter
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import outage_features  # noqa: E402
 from bench._common import run_simulated  # noqa: E402
+from bench.outage_features import EdgeDouble, schedule  # noqa: E402
 from core.breaker import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError  # noqa: E402
 from core.breaker.state import CircuitState  # noqa: E402
+from core.breaker.store import BreakerStateStore  # noqa: E402
 from core.clock import FakeClock  # noqa: E402
 from core.config import Config  # noqa: E402
+from core.tasks import cancel_and_wait  # noqa: E402
 from core.tts.errors import ErrorKind, TTSError  # noqa: E402
 from core.tts.policy import Backoff  # noqa: E402
 from core.tts.provider import EDGE_MP3, SynthesisRequest, VoiceSettings  # noqa: E402
@@ -259,10 +268,108 @@ def describe(args: argparse.Namespace) -> list[str]:
         f"{brk.window_size}, cooldown {brk.cooldown_period:g} s x{brk.cooldown_multiplier:g} up "
         f"to {brk.max_cooldown_period:g} s, {brk.success_threshold} trial successes close; "
         f"{retry.attempts} attempts per voice, total deadline {CONFIG.deadlines.total:g} s; "
-        "trial calls are user messages (no canary in TTSService).",
+        "probe mode traffic: trial calls are user messages (canaries: in the parts below).",
         f"'answered at once' = settled within {ANSWER_LIMIT * 1000:.0f} ms of simulated time "
         "without any network attempt (OPEN rejects at once).",
     ]
+
+
+@dataclass
+class RestartResult:
+    """Downstream attempts during an outage in which the bot keeps restarting."""
+
+    listener_attempts: int = 0
+    canaries: int = 0
+    restored: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def attempts(self) -> int:
+        """Every call that reached the downstream."""
+        return self.listener_attempts + self.canaries
+
+
+def restart_loop(persist: bool, args: argparse.Namespace) -> RestartResult:
+    """A whole outage, the bot restarting every ``--restart-every`` s with fresh breakers
+    (restored from a ``BreakerStateStore`` when ``persist``). Messages in flight at a
+    restart are cancelled, as a killed process drops them."""
+    clock = FakeClock(start=0.0)
+    outage = args.outage_minutes * 60.0
+    edge = EdgeDouble(clock, 0.0, outage, CONFIG.probe.canary_text)
+    pending = schedule(args, outage)
+    result = RestartResult()
+
+    async def one_run(directory: str, until: float) -> None:
+        service = TTSService.from_config(
+            CONFIG, edge, clock=clock, wall_clock=clock.wall, jitter=random.Random(args.seed).random
+        )
+        store = None
+        if persist:
+            store = BreakerStateStore.in_data_dir(directory, wall_clock=clock.wall)
+            result.restored[store.attach_service(service)[service.service_breaker.name]] += 1
+
+        async def deliver(text: str) -> None:
+            try:
+                await service.synthesize(text)
+            except (TTSError, CircuitOpenError):
+                pass
+
+        tasks = []
+        while pending and pending[0].arrival < until:
+            message = pending.pop(0)
+            await asyncio.sleep(message.arrival - clock())
+            tasks.append(asyncio.create_task(deliver(message.text)))
+        await asyncio.sleep(until - clock())
+        for task in tasks:
+            await cancel_and_wait(task)
+        await service.close()
+        if store is not None:
+            store.close()
+
+    async def run(directory: str) -> None:
+        started = 0.0
+        while started < outage:
+            stop = min(started + args.restart_every, outage)
+            await one_run(directory, stop)
+            started = stop
+
+    with tempfile.TemporaryDirectory(prefix="breaker-state-") as directory:
+        run_simulated(clock, run(directory))
+    result.listener_attempts = len(edge.listener_calls_in_outage)
+    result.canaries = edge.canaries_in_outage
+    return result
+
+
+def report_restarts(args: argparse.Namespace) -> bool:
+    """Print the restart loop with and without saved state; True if saving helps."""
+    print(
+        f"\n## Restarts during the outage\n\nEdge answers 503 for {args.outage_minutes:g} min "
+        f"({outage_features.FAILURE_COST} s per attempt); the bot restarts every "
+        f"{args.restart_every:g} s: a fresh TTSService.from_config(Config()) each time (canary "
+        "probes, breaker defaults), messages in flight dropped. Same message schedule as the "
+        "voice share below. The store's wall clock is the FakeClock."
+    )
+    plain, saved = restart_loop(False, args), restart_loop(True, args)
+    print(
+        "\n| restart loop | downstream attempts during outage | listener attempts | canaries "
+        "| service breaker restored as |\n|---|---:|---:|---:|---|"
+    )
+    rows = {
+        "(i) no persisted state": plain,
+        "(ii) BreakerStateStore in a temp dir": saved,
+    }
+    for name, r in rows.items():
+        restored = ", ".join(f"{n} x {outcome}" for outcome, n in r.restored.most_common())
+        print(
+            f"| {name} | {r.attempts} | {r.listener_attempts} | {r.canaries} "
+            f"| {restored or 'nothing (every start CLOSED)'} |"
+        )
+    ratio = saved.attempts / plain.attempts if plain.attempts else 0.0
+    ok = saved.attempts < plain.attempts
+    print(
+        f"\ntarget: persisted state makes fewer downstream attempts than none: "
+        f"{saved.attempts} vs {plain.attempts} ({ratio:.1%}): {'met' if ok else 'MISSED'}"
+    )
+    return ok
 
 
 def main() -> int:
@@ -273,6 +380,9 @@ def main() -> int:
     parser.add_argument("--outage-minutes", type=float, default=30.0)
     parser.add_argument("--total-minutes", type=float, default=40.0)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--restart-every", type=float, default=30.0, help="seconds")
+    parser.add_argument("--no-voice-share", action="store_true", help="skip the slow part")
+    outage_features.add_arguments(parser)
     args = parser.parse_args()
     print("\n".join(describe(args)))
     rows = {"(a) naive": naive, "(b) seed 1": seed(SEED_1), "(c) seed 2": seed(SEED_2)}
@@ -315,7 +425,11 @@ def main() -> int:
     print()
     for text, ok in checks:
         print(f"target: {text}: {'met' if ok else 'MISSED'}")
-    return 0 if all(ok for _, ok in checks) else 1
+    met = all(ok for _, ok in checks)
+    met = report_restarts(args) and met
+    if not args.no_voice_share:
+        met = outage_features.report(args) and met
+    return 0 if met else 1
 
 
 if __name__ == "__main__":

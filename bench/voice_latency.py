@@ -34,8 +34,9 @@ sys.path.insert(0, str(ROOT))
 import edge_tts  # noqa: E402
 
 from bench._common import percentile  # noqa: E402
-from core.audio import PacketBuffer, opus_packets  # noqa: E402
+from core.audio import opus_packets  # noqa: E402
 from core.config import Config  # noqa: E402
+from core.packet_buffer import PacketBuffer  # noqa: E402
 from core.player import GuildPlayer, PlayerSettings  # noqa: E402
 from core.speech import Utterance  # noqa: E402
 from core.tts.edge import EdgeProvider, edge_tts_version  # noqa: E402

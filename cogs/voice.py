@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from dataclasses import dataclass
 from typing import Any
 
 import discord
@@ -26,21 +25,22 @@ from discord.ext import commands
 from cogs.tts_context import TTSContext, acquire_tts_context, release_tts_context
 from cogs.voice_output import (
     ChannelTextOutput,
-    DiscordVoiceOutput,
     bold,
     build_utterance,
     can_post,
     connect_voice,
+    followup_ephemeral,
     is_connected_in,
     join_problem,
+    reply_ephemeral,
     voice_channel_of,
 )
+from cogs.voice_session import VoiceSession, describe_result, open_session
 from core.clock import Clock, monotonic
 from core.config import Config
-from core.player import GuildPlayer, PlayerSettings
+from core.player import GuildPlayer
 from core.speech import (
     FallbackReason,
-    SpeakerPrefixer,
     SpeechOutcome,
     SpeechResult,
     Utterance,
@@ -54,22 +54,11 @@ log = logging.getLogger(__name__)
 
 DISCONNECT_TIMEOUT = 10.0
 _SPOKEN_TYPES = (discord.MessageType.default, discord.MessageType.reply)
-_QUIET = discord.AllowedMentions.none()
 
 NOT_IN_VOICE = "You're not in a voice channel. Join one, then run /join again."
 NOT_CONNECTED = "I'm not in a voice channel here. Use /join first."
 NOTHING_PLAYING = "Nothing is being spoken right now."
 GUILD_ONLY = "This command only works in a server."
-
-
-@dataclass(eq=False)
-class _Session:
-    """One guild's voice session: its player and the text channel it reads and posts to."""
-
-    player: GuildPlayer
-    voice: DiscordVoiceOutput
-    text: ChannelTextOutput
-    prefixer: SpeakerPrefixer
 
 
 class VoiceCog(commands.Cog, name="Voice"):
@@ -82,7 +71,7 @@ class VoiceCog(commands.Cog, name="Voice"):
         self.service: TTSService
         self.clock = clock
         """Monotonic clock for staleness, the "NAME said" window and idle time (tests swap it)."""
-        self._sessions: dict[int, _Session] = {}
+        self._sessions: dict[int, VoiceSession] = {}
         self._locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._idle_task: asyncio.Task[None] | None = None
 
@@ -185,7 +174,7 @@ class VoiceCog(commands.Cog, name="Voice"):
             return
         guild = member.guild
         if member.voice is None or member.voice.channel is None:
-            await _reply(interaction, NOT_IN_VOICE)
+            await reply_ephemeral(interaction, NOT_IN_VOICE)
             return
         channel = member.voice.channel
         problem = join_problem(channel, guild.me)
@@ -196,7 +185,7 @@ class VoiceCog(commands.Cog, name="Voice"):
                 "lost. Run /join in a channel where I can post."
             )
         if problem is not None or text_channel is None:
-            await _reply(interaction, problem or GUILD_ONLY)
+            await reply_ephemeral(interaction, problem or GUILD_ONLY)
             return
         await interaction.response.defer(ephemeral=True, thinking=True)
         async with self._locks[guild.id]:
@@ -204,10 +193,12 @@ class VoiceCog(commands.Cog, name="Voice"):
             if problem is None:
                 self._bind(guild, text_channel)
         if problem is not None:
-            await _followup(interaction, problem)
+            await followup_ephemeral(interaction, problem)
             return
         where = getattr(text_channel, "mention", "this channel")
-        await _followup(interaction, f"🔊 Joined {bold(channel.name)}; reading {where} aloud.")
+        await followup_ephemeral(
+            interaction, f"🔊 Joined {bold(channel.name)}; reading {where} aloud."
+        )
 
     @app_commands.command(name="leave", description="Leave the voice channel")
     @app_commands.guild_only()
@@ -218,9 +209,9 @@ class VoiceCog(commands.Cog, name="Voice"):
             return
         guild = member.guild
         if guild.id not in self._sessions and guild.voice_client is None:
-            await _reply(interaction, NOT_CONNECTED)
+            await reply_ephemeral(interaction, NOT_CONNECTED)
             return
-        await _reply(interaction, "👋 Leaving voice.")
+        await reply_ephemeral(interaction, "👋 Leaving voice.")
         await self._end_session(guild)
 
     @app_commands.command(name="say", description="Speak text in the voice channel")
@@ -236,19 +227,19 @@ class VoiceCog(commands.Cog, name="Voice"):
         session = self._sessions.get(member.guild.id)
         channel = voice_channel_of(member.guild)
         if session is None or channel is None:
-            await _reply(interaction, NOT_CONNECTED)
+            await reply_ephemeral(interaction, NOT_CONNECTED)
             return
         if member.voice is None or member.voice.channel != channel:
-            await _reply(interaction, f"Join {bold(channel.name)} to use /say.")
+            await reply_ephemeral(interaction, f"Join {bold(channel.name)} to use /say.")
             return
         try:
             utterance, shortened = self._utterance(member.guild, member, text, session)
         except InvalidText as exc:
-            await _reply(interaction, f"That can't be spoken: {exc.message}.")
+            await reply_ephemeral(interaction, f"That can't be spoken: {exc.message}.")
             return
         await interaction.response.defer(ephemeral=True, thinking=True)
         result = await session.player.speak(utterance)
-        await _followup(interaction, _describe(result, session, shortened))
+        await followup_ephemeral(interaction, describe_result(result, session, shortened))
 
     @app_commands.command(name="skip", description="Stop the message being spoken")
     @app_commands.guild_only()
@@ -259,9 +250,9 @@ class VoiceCog(commands.Cog, name="Voice"):
             return
         session = self._sessions.get(member.guild.id)
         if session is None or not session.player.skip():
-            await _reply(interaction, NOTHING_PLAYING)
+            await reply_ephemeral(interaction, NOTHING_PLAYING)
             return
-        await _reply(interaction, "⏭️ Skipped.")
+        await reply_ephemeral(interaction, "⏭️ Skipped.")
 
     async def cog_app_command_error(
         self, interaction: discord.Interaction, error: app_commands.AppCommandError
@@ -271,9 +262,9 @@ class VoiceCog(commands.Cog, name="Voice"):
         )
         text = "Something went wrong with that command; it has been logged."
         if interaction.response.is_done():
-            await _followup(interaction, text)
+            await followup_ephemeral(interaction, text)
         else:
-            await _reply(interaction, text)
+            await reply_ephemeral(interaction, text)
 
     # -- listeners ---------------------------------------------------------
 
@@ -333,7 +324,7 @@ class VoiceCog(commands.Cog, name="Voice"):
 
     async def _member_or_reply(self, interaction: discord.Interaction) -> discord.Member | None:
         if interaction.guild is None or not isinstance(interaction.user, discord.Member):
-            await _reply(interaction, GUILD_ONLY)
+            await reply_ephemeral(interaction, GUILD_ONLY)
             return None
         return interaction.user
 
@@ -342,26 +333,15 @@ class VoiceCog(commands.Cog, name="Voice"):
         if session is not None:
             session.text.channel = channel
             return
-        voice, text = DiscordVoiceOutput(guild), ChannelTextOutput(channel)
-        settings = self.config.player
-        player = GuildPlayer(
+        self._sessions[guild.id] = open_session(
+            guild,
+            channel,
             self.service,
-            voice,
-            text,
-            PlayerSettings(
-                queue_size=settings.queue_size,
-                max_wait=settings.max_wait,
-                bitrate=settings.bitrate_kbps * 1000,
-            ),
+            self.config,
             cache=self.context.cache,
             stand_in=self.context.stand_in,
             clock=self.clock,
         )
-        prefixer = SpeakerPrefixer(
-            every=self.config.text.announce_speaker_every,
-            enabled=self.config.text.announce_speaker,
-        )
-        self._sessions[guild.id] = _Session(player, voice, text, prefixer)
 
     async def _end_session(
         self, guild: discord.Guild, notice: str | None = None, *, unless_connected: bool = False
@@ -387,7 +367,7 @@ class VoiceCog(commands.Cog, name="Voice"):
         guild: discord.Guild,
         author: Any,
         content: str,
-        session: _Session | None,
+        session: VoiceSession | None,
         *,
         announce: bool = True,
     ) -> tuple[Utterance, bool]:
@@ -406,32 +386,6 @@ class VoiceCog(commands.Cog, name="Voice"):
                 await self.leave_idle()
             except Exception:  # the watcher must outlive one bad guild
                 log.exception("idle check failed")
-
-
-# -- helpers -----------------------------------------------------------------
-
-
-def _describe(result: SpeechResult, session: _Session, shortened: bool) -> str:
-    if result.outcome is SpeechOutcome.SPOKEN:
-        return "🔊 Said it." + (" (Cut to fit the length limit.)" if shortened else "")
-    if result.outcome is SpeechOutcome.REJECTED:
-        return f"That can't be spoken: {result.detail or result.reason}."
-    where = getattr(session.text.channel, "mention", "the bound channel")
-    return f"🔇 I couldn't speak it ({result.reason}), so I posted it as text in {where}."
-
-
-async def _reply(interaction: discord.Interaction, text: str) -> None:
-    try:
-        await interaction.response.send_message(text, ephemeral=True, allowed_mentions=_QUIET)
-    except discord.HTTPException as exc:
-        log.warning("could not reply to an interaction: %s", exc)
-
-
-async def _followup(interaction: discord.Interaction, text: str) -> None:
-    try:
-        await interaction.followup.send(text, ephemeral=True, allowed_mentions=_QUIET)
-    except discord.HTTPException as exc:
-        log.warning("could not send an interaction follow-up: %s", exc)
 
 
 async def setup(bot: commands.Bot) -> None:

@@ -1,12 +1,13 @@
 """Discord adapters: the voice connection and text channel for the player, and guild lookups.
 
 - :class:`PacketSource`: a ``discord.AudioSource`` that hands the player's Opus packets
-  (a :class:`core.audio.PacketBuffer`) to discord.py's player thread, no encoder needed.
+  (a :class:`core.packet_buffer.PacketBuffer`) to discord.py's player thread, no encoder needed.
 - :class:`DiscordVoiceOutput`: :class:`core.player.VoiceOutput` over a guild's voice client.
 - :class:`ChannelTextOutput`: :class:`core.player.TextOutput` posting to a text channel
   without ever pinging anyone.
 - Helpers the voice cog uses: joining a voice channel (permission checks, connect or move),
-  and turning message text into an :class:`~core.speech.Utterance` with a guild's names.
+  turning message text into an :class:`~core.speech.Utterance` with a guild's names, and
+  replying to its commands.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from typing import Any
 import discord
 from discord.utils import escape_markdown
 
-from core.audio import OPUS_FRAME_SECONDS, PacketBuffer
+from core.audio import OPUS_FRAME_SECONDS
+from core.packet_buffer import PacketBuffer
 from core.player import PlaybackError
 from core.speech import SpeakerPrefixer, Utterance
 from core.tts.errors import TTSError
@@ -274,3 +276,25 @@ def build_utterance(
     shortened = len(clean_for_guild(guild, content, _UNCUT)) > len(text)
     name = escape_markdown(author.display_name)
     return Utterance(text, author.id, name, now, spoken_prefix=prefix), shortened
+
+
+# -- replies to the cog's commands --------------------------------------------
+
+_QUIET = discord.AllowedMentions.none()
+
+
+async def reply_ephemeral(interaction: discord.Interaction, text: str) -> None:
+    """Answer ``interaction`` with ``text`` only its user sees, mentions suppressed;
+    a failure is logged."""
+    try:
+        await interaction.response.send_message(text, ephemeral=True, allowed_mentions=_QUIET)
+    except discord.HTTPException as exc:
+        log.warning("could not reply to an interaction: %s", exc)
+
+
+async def followup_ephemeral(interaction: discord.Interaction, text: str) -> None:
+    """Like :func:`reply_ephemeral`, for an interaction already answered or deferred."""
+    try:
+        await interaction.followup.send(text, ephemeral=True, allowed_mentions=_QUIET)
+    except discord.HTTPException as exc:
+        log.warning("could not send an interaction follow-up: %s", exc)

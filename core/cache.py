@@ -7,11 +7,11 @@ cached phrases are spoken even while its breaker is OPEN. Only complete
 syntheses may be stored: :class:`PacketRecorder` collects packets during
 playback and hands them over only if the stream ended normally.
 
-The disk tier keeps one file per key in a directory owned by one cache. A file
-that is corrupt, truncated or unreadable is a miss (and is deleted); disk
-failures are logged, never raised, because the cache is only an optimisation.
-Use :meth:`AudioCache.aget` / :meth:`AudioCache.aput` from the event loop: they
-answer memory hits synchronously and move file I/O to a worker thread.
+The disk tier (:mod:`core.cache_disk`) keeps one file per key in a directory
+owned by one cache; its failures are logged, never raised, because the cache is
+only an optimisation. Use :meth:`AudioCache.aget` / :meth:`AudioCache.aput` from
+the event loop: they answer memory hits synchronously and move file I/O to a
+worker thread.
 """
 
 from __future__ import annotations
@@ -19,21 +19,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import logging
-import os
-import re
-import struct
-import tempfile
 import threading
-import zlib
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.cache_disk import DiskStore
 from core.tts.provider import SynthesisRequest
-
-log = logging.getLogger(__name__)
 
 DEFAULT_MAX_DISK_BYTES = 64 * 1024 * 1024
 
@@ -43,18 +36,6 @@ spends on one ``bytes`` object and its slot in the entry's tuple. Without it, a
 cache of small 20 ms packets would use far more memory than its bound says."""
 
 _KEY_SCHEMA = "audio-cache-key/1"
-_MAGIC = b"TTSOPK"
-_VERSION = 1
-# magic, version, sha256 of the key, packet count, crc32 of the packet section
-_HEADER = struct.Struct(">6sB32sII")
-_LENGTH = struct.Struct(">H")
-# A valid Opus packet is at most 48 frames x 1275 bytes = 61,200 bytes, so two
-# bytes of length always suffice; anything longer is not Opus and is not persisted.
-_MAX_PACKET = 0xFFFF
-_SUFFIX = ".opuspk"
-_TEMP_SUFFIX = ".tmp"
-_ENTRY_NAME = re.compile(r"[0-9a-f]{64}" + re.escape(_SUFFIX))
-_TEMP_NAME = re.compile(r"[0-9a-f]{64}\..+" + re.escape(_TEMP_SUFFIX))
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,51 +71,9 @@ class CacheKey:
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-class CorruptEntryError(ValueError):
-    """A cache file that does not hold a whole, intact entry for its key."""
-
-
 def memory_size(packets: Sequence[bytes]) -> int:
     """Bytes an entry is charged in memory: packet lengths plus :data:`PACKET_OVERHEAD` each."""
     return sum(len(packet) for packet in packets) + PACKET_OVERHEAD * len(packets)
-
-
-def encode_entry(digest: str, packets: Sequence[bytes]) -> bytes:
-    """Serialize ``packets`` for the key with ``digest``: header, then length-prefixed packets."""
-    body = b"".join(_LENGTH.pack(len(packet)) + packet for packet in packets)
-    header = _HEADER.pack(_MAGIC, _VERSION, bytes.fromhex(digest), len(packets), zlib.crc32(body))
-    return header + body
-
-
-def decode_entry(digest: str, data: bytes) -> list[bytes]:
-    """Parse bytes written by :func:`encode_entry`; raise :class:`CorruptEntryError` if
-    they are truncated, damaged, of another version or for another key."""
-    if len(data) < _HEADER.size:
-        raise CorruptEntryError("shorter than the header")
-    magic, version, key_hash, count, crc = _HEADER.unpack_from(data)
-    if magic != _MAGIC or version != _VERSION:
-        raise CorruptEntryError("unknown magic or version")
-    if key_hash != bytes.fromhex(digest):
-        raise CorruptEntryError("written for another key")
-    body = memoryview(data)[_HEADER.size :]
-    if zlib.crc32(body) != crc:
-        raise CorruptEntryError("checksum mismatch")
-    packets: list[bytes] = []
-    offset = 0
-    for _ in range(count):
-        if offset + _LENGTH.size > len(body):
-            raise CorruptEntryError("truncated packet length")
-        (length,) = _LENGTH.unpack_from(body, offset)
-        offset += _LENGTH.size
-        if offset + length > len(body):
-            raise CorruptEntryError("truncated packet")
-        packets.append(bytes(body[offset : offset + length]))
-        offset += length
-    if offset != len(body):
-        raise CorruptEntryError("trailing bytes")
-    if not packets:
-        raise CorruptEntryError("no packets")
-    return packets
 
 
 class AudioCache:
@@ -170,14 +109,13 @@ class AudioCache:
         self._disk_hits = 0
         self._misses = 0
         self._evictions = 0
-        # Disk state has its own lock so a slow file operation never holds up memory hits.
-        self._disk_lock = threading.Lock()
-        self._disk: OrderedDict[str, int] = OrderedDict()  # digest -> file size, LRU first
-        self._disk_bytes = 0
-        self._disk_evictions = 0
-        self._disk_errors = 0
+        # The disk tier has its own lock so a slow file operation never holds up memory hits.
+        self._disk: DiskStore | None = None
         if self.directory is not None:
-            self._open_directory(self.directory)
+            self._disk = DiskStore.open(self.directory, max_disk_bytes)
+            if self._disk is None:
+                self.directory = None
+                self.max_disk_bytes = 0
 
     # -- public API -------------------------------------------------------------
 
@@ -187,20 +125,20 @@ class AudioCache:
         packets = self._get_memory(key)
         if packets is not None:
             return packets
-        if self.directory is None:
+        if self._disk is None:
             self._record_miss()
             return None
-        return self._after_disk_read(key, self._read_disk(key))
+        return self._after_disk_read(key, self._disk.read(key.digest))
 
     async def aget(self, key: CacheKey) -> list[bytes] | None:
         """Like :meth:`get`; a memory hit returns without yielding, disk reads run in a thread."""
         packets = self._get_memory(key)
         if packets is not None:
             return packets
-        if self.directory is None:
+        if self._disk is None:
             self._record_miss()
             return None
-        return self._after_disk_read(key, await asyncio.to_thread(self._read_disk, key))
+        return self._after_disk_read(key, await asyncio.to_thread(self._disk.read, key.digest))
 
     def put(self, key: CacheKey, packets: Iterable[bytes]) -> None:
         """Store a *complete* utterance for ``key``. Each tier ignores an entry larger
@@ -209,8 +147,8 @@ class AudioCache:
         if not entry:
             return
         self._put_memory(key, entry)
-        if self.directory is not None:
-            self._write_disk(key, entry)
+        if self._disk is not None:
+            self._disk.write(key.digest, entry)
 
     async def aput(self, key: CacheKey, packets: Iterable[bytes]) -> None:
         """Like :meth:`put`, with the file written in a worker thread."""
@@ -218,19 +156,16 @@ class AudioCache:
         if not entry:
             return
         self._put_memory(key, entry)
-        if self.directory is not None:
-            await asyncio.to_thread(self._write_disk, key, entry)
+        if self._disk is not None:
+            await asyncio.to_thread(self._disk.write, key.digest, entry)
 
     def clear(self) -> None:
         """Drop every entry, in memory and on disk. Counters keep counting."""
         with self._lock:
             self._memory.clear()
             self._bytes = 0
-        if self.directory is None:
-            return
-        with self._disk_lock:
-            for digest in list(self._disk):
-                self._delete_file(digest)
+        if self._disk is not None:
+            self._disk.clear()
 
     async def aclear(self) -> None:
         """Like :meth:`clear`, with the files deleted in a worker thread."""
@@ -253,14 +188,15 @@ class AudioCache:
                 "bytes": self._bytes,
                 "max_bytes": self.max_bytes,
             }
-        with self._disk_lock:
-            disk = {
-                "disk_evictions": self._disk_evictions,
-                "disk_errors": self._disk_errors,
-                "disk_entries": len(self._disk),
-                "disk_bytes": self._disk_bytes,
-                "max_disk_bytes": self.max_disk_bytes,
-            }
+        if self._disk is not None:
+            return memory | self._disk.stats()
+        disk = {
+            "disk_evictions": 0,
+            "disk_errors": 0,
+            "disk_entries": 0,
+            "disk_bytes": 0,
+            "max_disk_bytes": self.max_disk_bytes,
+        }
         return memory | disk
 
     # -- memory tier --------------------------------------------------------------
@@ -302,105 +238,6 @@ class AudioCache:
             self._disk_hits += 1
         self._put_memory(key, tuple(packets))
         return packets
-
-    # -- disk tier ------------------------------------------------------------------
-
-    def _path(self, digest: str) -> Path:
-        assert self.directory is not None
-        return self.directory / (digest + _SUFFIX)
-
-    def _open_directory(self, directory: Path) -> None:
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-            found: list[tuple[int, str, int]] = []
-            with os.scandir(directory) as entries:
-                for entry in entries:
-                    if _TEMP_NAME.fullmatch(entry.name):
-                        # Left behind by a crash mid-write: never renamed, so never valid.
-                        Path(entry.path).unlink(missing_ok=True)
-                    elif _ENTRY_NAME.fullmatch(entry.name) and entry.is_file():
-                        stat = entry.stat()
-                        digest = entry.name.removesuffix(_SUFFIX)
-                        found.append((stat.st_mtime_ns, digest, stat.st_size))
-        except OSError as exc:
-            log.warning("audio cache directory %s is unusable, disk tier off: %s", directory, exc)
-            self.directory = None
-            self.max_disk_bytes = 0
-            return
-        with self._disk_lock:
-            for _, digest, size in sorted(found):
-                self._disk[digest] = size
-                self._disk_bytes += size
-            self._enforce_disk_bound()
-
-    def _read_disk(self, key: CacheKey) -> list[bytes] | None:
-        digest = key.digest
-        with self._disk_lock:
-            if digest not in self._disk:
-                return None
-            path = self._path(digest)
-            try:
-                packets = decode_entry(digest, path.read_bytes())
-            except FileNotFoundError:
-                self._disk_bytes -= self._disk.pop(digest)
-                return None
-            except (CorruptEntryError, OSError) as exc:
-                log.warning("discarding audio cache file %s: %s", path.name, exc)
-                self._disk_errors += 1
-                self._delete_file(digest)
-                return None
-            try:
-                os.utime(path)
-            except OSError as exc:
-                log.debug("cannot touch audio cache file %s: %s", path.name, exc)
-            self._disk.move_to_end(digest)
-            return packets
-
-    def _write_disk(self, key: CacheKey, entry: tuple[bytes, ...]) -> None:
-        if any(len(packet) > _MAX_PACKET for packet in entry):
-            return
-        digest = key.digest
-        data = encode_entry(digest, entry)
-        if len(data) > self.max_disk_bytes:
-            return
-        with self._disk_lock:
-            if self.directory is None:
-                return
-            try:
-                self._write_atomically(self.directory, digest, data)
-            except OSError as exc:
-                log.warning("cannot write audio cache file for %s: %s", digest, exc)
-                self._disk_errors += 1
-                return
-            self._disk_bytes -= self._disk.pop(digest, 0)
-            self._disk[digest] = len(data)
-            self._disk_bytes += len(data)
-            self._enforce_disk_bound()
-
-    def _write_atomically(self, directory: Path, digest: str, data: bytes) -> None:
-        # Readers see the old file or the whole new one, never a partial write. No
-        # fsync: after a power loss a damaged file only costs a miss (it fails its checks).
-        fd, temp_name = tempfile.mkstemp(dir=directory, prefix=digest + ".", suffix=_TEMP_SUFFIX)
-        try:
-            with os.fdopen(fd, "wb") as file:
-                file.write(data)
-            os.replace(temp_name, self._path(digest))
-        except BaseException:
-            Path(temp_name).unlink(missing_ok=True)
-            raise
-
-    def _enforce_disk_bound(self) -> None:
-        while self._disk_bytes > self.max_disk_bytes and self._disk:
-            self._delete_file(next(iter(self._disk)))
-            self._disk_evictions += 1
-
-    def _delete_file(self, digest: str) -> None:
-        self._disk_bytes -= self._disk.pop(digest, 0)
-        try:
-            self._path(digest).unlink(missing_ok=True)
-        except OSError as exc:
-            log.warning("cannot delete audio cache file for %s: %s", digest, exc)
-            self._disk_errors += 1
 
 
 class PacketRecorder:

@@ -5,7 +5,7 @@ message it asks the :class:`~core.tts.service.TTSService` for audio, turns it
 into Opus packets, and pulls the *first* packet before it starts playback: so
 an OPEN breaker or a failed synthesis becomes a text post without a silent
 playback ever starting. Once playing, packets stream into a
-:class:`~core.audio.PacketBuffer` that the voice connection reads from.
+:class:`~core.packet_buffer.PacketBuffer` that the voice connection reads from.
 
 Discord stays outside: the cog supplies a :class:`VoiceOutput` (the voice
 connection) and a :class:`TextOutput` (the bound text channel).
@@ -20,10 +20,11 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Protocol
 
-from core.audio import DEFAULT_BITRATE, PacketBuffer, opus_packets, pump
+from core.audio import DEFAULT_BITRATE, opus_packets
 from core.breaker import CircuitOpenError
 from core.cache import AudioCache, CacheKey, PacketRecorder
 from core.clock import Clock, monotonic
+from core.packet_buffer import PacketBuffer, pump
 from core.speech import (
     FallbackReason,
     OutageNotice,

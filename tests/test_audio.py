@@ -20,14 +20,13 @@ from core.audio import (
     OPUS_SILENCE_FRAME,
     AudioDecodeError,
     OpusStreamEncoder,
-    PacketBuffer,
     decode_opus_packets,
     missing_codecs,
     opus_packets,
-    pump,
     rms,
 )
 from core.clock import FakeClock
+from core.packet_buffer import PacketBuffer, pump
 from core.tts.errors import ErrorKind, TTSError
 from core.tts.provider import EDGE_MP3, AudioFormat
 

@@ -23,12 +23,10 @@ from core.cache import (
     PACKET_OVERHEAD,
     AudioCache,
     CacheKey,
-    CorruptEntryError,
     PacketRecorder,
-    decode_entry,
-    encode_entry,
     memory_size,
 )
+from core.cache_disk import CorruptEntryError, decode_entry, encode_entry
 from core.tts.provider import EDGE_MP3, SynthesisRequest, VoiceSettings
 from tests.fakes.audio_samples import edge_like_mp3
 

@@ -29,9 +29,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from core.clock import FakeClock
+from core.diagnostics.certificates import certificate_issuer
 from core.diagnostics.probes import (
     ProbeDeadlines,
-    certificate_issuer,
     probe_dns,
     probe_synthesis,
     probe_tls,

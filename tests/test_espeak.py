@@ -15,13 +15,13 @@ import pytest
 
 from core.tts.errors import ErrorKind, InvalidText, InvalidVoiceSettings, TTSError
 from core.tts.espeak import (
-    ESPEAK_PCM,
     EspeakProsody,
     EspeakProvider,
     available_espeak_languages,
     espeak_prosody,
     espeak_voice_for,
 )
+from core.tts.espeak_library import ESPEAK_PCM
 from core.tts.provider import SynthesisRequest, TTSProvider, VoiceSettings
 
 GERMAN = "de-DE-KillianNeural"

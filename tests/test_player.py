@@ -46,7 +46,7 @@ class ThreadedVoice:
         return self.connected
 
     async def play(self, buffer: object) -> None:
-        from core.audio import PacketBuffer
+        from core.packet_buffer import PacketBuffer
 
         assert isinstance(buffer, PacketBuffer)
         self.plays += 1

@@ -16,7 +16,8 @@ import pytest
 from discord.ext.test import backend as dpy_backend
 
 from cogs.voice_output import ChannelTextOutput, DiscordVoiceOutput, PacketSource
-from core.audio import OPUS_SILENCE_FRAME, PacketBuffer
+from core.audio import OPUS_SILENCE_FRAME
+from core.packet_buffer import PacketBuffer
 from core.player import PlaybackError
 from core.tts.errors import ErrorKind, TTSError
 from tests.fakes.discord_harness import RecordingVoiceClient, TestBot, running_test_bot

@@ -24,7 +24,6 @@ import contextlib
 import logging
 import math
 import os
-import sqlite3
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -36,45 +35,15 @@ from typing import Any, Protocol
 from core.breaker.breaker import CircuitBreaker
 from core.breaker.events import Listener, TransitionEvent
 from core.breaker.state import CircuitState
+from core.breaker.store_db import StateDatabase
 from core.clock import WallClock, wall_time
 
 log = logging.getLogger(__name__)
 
 STATE_FILE_NAME = "breaker_state.sqlite3"
-SCHEMA_VERSION = 1
-"""Kept in SQLite's ``PRAGMA user_version``; a file with another version is replaced."""
 
 CLOCK_SKEW_TOLERANCE = 2.0
 """Seconds a row may appear to come from the future before the clock counts as turned back."""
-
-BUSY_TIMEOUT = 0.1
-"""Seconds a write waits for another connection's lock. It blocks the event loop,
-so it is short: only a second process sharing the file holds locks."""
-
-_TABLE = "breaker_state"
-_COLUMNS = (
-    "name",
-    "state",
-    "open_until_wall",
-    "cooldown",
-    "trips",
-    "consecutive_trips",
-    "saved_at_wall",
-)
-_CREATE = f"""
-CREATE TABLE IF NOT EXISTS {_TABLE} (
-    name TEXT PRIMARY KEY,
-    state TEXT NOT NULL,
-    open_until_wall REAL,
-    cooldown REAL NOT NULL,
-    trips INTEGER NOT NULL,
-    consecutive_trips INTEGER NOT NULL,
-    saved_at_wall REAL NOT NULL
-)"""
-_UPSERT = f"INSERT OR REPLACE INTO {_TABLE} ({', '.join(_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?)"
-_SELECT = f"SELECT {', '.join(_COLUMNS)} FROM {_TABLE} WHERE name = ?"
-# The file is unusable rather than busy: move it aside and start a new one.
-_CORRUPT_CODES = {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}
 
 
 class RestoreOutcome(StrEnum):
@@ -135,7 +104,7 @@ class BreakerStateStore:
         self.path = Path(path)
         self._wall = wall_clock
         self._lock = threading.RLock()
-        self._conn: sqlite3.Connection | None = None
+        self._db = StateDatabase(self.path)
         self._closed = False
         # Trips from earlier runs that a CLOSED breaker cannot be told about
         # (restore_open is its only way in): added to what it counts itself.
@@ -189,7 +158,7 @@ class BreakerStateStore:
         try:
             name = str(snapshot["name"])
             with self._lock:
-                self._execute(_UPSERT, self._row_from_snapshot(name, snapshot, self._wall()))
+                self._db.upsert(self._row_from_snapshot(name, snapshot, self._wall()))
         except Exception:
             log.exception("breaker state: could not save %r", snapshot.get("name"))
 
@@ -216,7 +185,7 @@ class BreakerStateStore:
         if offset is None:
             # Not restored by this store (a breaker created after attach_service):
             # keep counting from what an earlier run stored.
-            rows = self._execute(_SELECT, (name,))
+            rows = self._select(name)
             offset = 0
             if rows:
                 with contextlib.suppress(ValueError, TypeError):
@@ -229,7 +198,7 @@ class BreakerStateStore:
     def load(self, name: str) -> StoredBreaker | None:
         """The stored row for ``name``; None when there is none or it is unusable."""
         try:
-            rows = self._execute(_SELECT, (name,))
+            rows = self._select(name)
             return _parse_row(rows[0]) if rows else None
         except Exception:
             log.warning("breaker state: stored row for %r is unusable", name, exc_info=True)
@@ -262,7 +231,7 @@ class BreakerStateStore:
         if breaker.state is not CircuitState.CLOSED:
             log.info("breaker state: %r is already %s; not restored", name, breaker.state.value)
             return RestoreOutcome.SKIPPED
-        rows = self._execute(_SELECT, (name,))
+        rows = self._select(name)
         if rows is None:
             return RestoreOutcome.UNAVAILABLE
         if not rows:
@@ -315,126 +284,9 @@ class BreakerStateStore:
         self.save(breaker)
         return RestoreOutcome.DISCARDED
 
-    # -- the file ----------------------------------------------------------
-
-    def _execute(self, sql: str, params: tuple[object, ...]) -> list[Any] | None:
-        """Run one statement; its rows, or None when the file is unusable now.
-
-        A corrupt file is moved aside and the statement retried on a new one.
-        Other errors (locked, disk full) are logged and the connection dropped,
-        so the next call starts afresh.
-        """
+    def _select(self, name: str) -> list[Any] | None:
         with self._lock:
-            return self._execute_locked(sql, params)
-
-    def _execute_locked(self, sql: str, params: tuple[object, ...]) -> list[Any] | None:
-        for attempt in (1, 2):
-            conn = self._connection()
-            if conn is None:
-                return None
-            try:
-                return conn.execute(sql, params).fetchall()
-            except sqlite3.Error as exc:
-                if _is_corrupt(exc) and attempt == 1:
-                    self._quarantine(exc)
-                    continue
-                log.warning("breaker state: %s failed: %s", self.path, exc)
-                self._drop_connection()
-                return None
-        return None
-
-    def _connection(self) -> sqlite3.Connection | None:
-        if self._conn is not None or self._closed:
-            return self._conn
-        try:
-            self._conn = self._open()
-        except sqlite3.Error as exc:
-            if not _is_corrupt(exc):
-                log.warning(
-                    "breaker state: cannot use %s (%s); breakers start CLOSED", self.path, exc
-                )
-                return None
-            self._quarantine(exc)
-            try:
-                self._conn = self._open()
-            except (sqlite3.Error, OSError) as again:
-                log.warning("breaker state: cannot recreate %s: %s", self.path, again)
-        except OSError as exc:
-            log.warning("breaker state: cannot create %s: %s", self.path.parent, exc)
-        return self._conn
-
-    def _open(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # Autocommit: every write is one statement and its own transaction.
-        conn = sqlite3.connect(
-            self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
-        )
-        try:
-            # WAL with NORMAL sync: a commit is an append without fsync; a power
-            # cut may lose the last rows but never corrupts the file.
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            self._ensure_schema(conn)
-        except BaseException:
-            conn.close()
-            raise
-        return conn
-
-    def _ensure_schema(self, conn: sqlite3.Connection) -> None:
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        columns = tuple(row[1] for row in conn.execute(f"PRAGMA table_info({_TABLE})"))
-        if columns == _COLUMNS and version == SCHEMA_VERSION:
-            return
-        fresh = version == 0 and columns in ((), _COLUMNS)
-        if not fresh:
-            log.warning(
-                "breaker state: %s has schema version %s with columns %s, expected version %s; "
-                "replacing the table, breakers start CLOSED",
-                self.path,
-                version,
-                list(columns),
-                SCHEMA_VERSION,
-            )
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            if not fresh:
-                conn.execute(f"DROP TABLE IF EXISTS {_TABLE}")
-            conn.execute(_CREATE)
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-
-    def _quarantine(self, exc: sqlite3.Error) -> None:
-        self._drop_connection()
-        aside = self.path.with_name(self.path.name + ".corrupt")
-        log.warning(
-            "breaker state: %s is not a usable database (%s); moved to %s and starting a "
-            "new one, breakers start CLOSED",
-            self.path,
-            exc,
-            aside,
-        )
-        try:
-            os.replace(self.path, aside)
-        except FileNotFoundError:
-            pass
-        except OSError as error:
-            log.warning("breaker state: cannot move %s aside (%s); deleting it", self.path, error)
-            with contextlib.suppress(OSError):
-                self.path.unlink()
-        # Journal files belong to the old database and must not meet the new one.
-        for suffix in ("-wal", "-shm", "-journal"):
-            with contextlib.suppress(OSError):
-                self.path.with_name(self.path.name + suffix).unlink()
-
-    def _drop_connection(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            with contextlib.suppress(sqlite3.Error):
-                conn.close()
+            return self._db.select(name)
 
     # -- lifetime ------------------------------------------------------------
 
@@ -455,7 +307,7 @@ class BreakerStateStore:
                 breaker.remove_listener(self._on_transition)
             self._attached.clear()
             self._groups.clear()
-            self._drop_connection()
+            self._db.close()
 
     def __enter__(self) -> BreakerStateStore:
         return self
@@ -467,12 +319,6 @@ class BreakerStateStore:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-
-def _is_corrupt(exc: sqlite3.Error) -> bool:
-    # Extended result codes keep the primary code in the low byte.
-    code = getattr(exc, "sqlite_errorcode", None)
-    return isinstance(code, int) and (code & 0xFF) in _CORRUPT_CODES
 
 
 def _parse_row(values: Sequence[Any]) -> StoredBreaker:

@@ -1,5 +1,8 @@
 """Offline speech with eSpeak NG, loaded through ctypes from the ``espeakng-loader`` wheel.
 
+This module holds the provider, the mapping of Edge voices to eSpeak voices and the
+prosody; the ctypes binding of the library is :mod:`core.tts.espeak_library`.
+
 The library keeps all of its state in globals (voice, prosody, the audio callback), so
 every provider runs its syntheses on one worker thread of its own and, in addition, holds
 a per-library lock while it speaks: two providers in one process cannot interleave.
@@ -17,58 +20,29 @@ by a few milliseconds.
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import importlib
-import os
 import re
 import threading
-from collections.abc import AsyncIterator, Collection, Mapping
+from collections.abc import AsyncGenerator, Collection, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from types import ModuleType
 from typing import Final
 
 from core.tts.errors import ErrorKind, InvalidText, InvalidVoiceSettings, TTSError
-from core.tts.provider import AudioFormat, SynthesisRequest, VoiceSettings
-
-ESPEAK_PCM: Final = AudioFormat(codec="pcm_s16le", sample_rate=22_050, channels=1)
-"""What eSpeak NG's bundled data produces; checked against ``espeak_Initialize`` at load."""
+from core.tts.espeak_library import (
+    END_OF_AUDIO,
+    ESPEAK_PCM,
+    EspeakJob,
+    JobItem,
+    default_data_path,
+    loaded_library,
+)
+from core.tts.provider import SynthesisRequest, VoiceSettings
 
 DEFAULT_WORDS_PER_MINUTE: Final = 175
 MIN_WORDS_PER_MINUTE: Final = 80
 MAX_WORDS_PER_MINUTE: Final = 450
-
-# speak_lib.h (API revision 12, eSpeak NG 1.52)
-_AUDIO_OUTPUT_SYNCHRONOUS: Final = 2
-_INITIALIZE_DONT_EXIT: Final = 0x8000
-_CHARS_UTF8: Final = 1
-_POS_CHARACTER: Final = 1
-_EE_OK: Final = 0
-_EE_NOT_FOUND: Final = 2
-_PARAM_RATE: Final = 1
-_PARAM_VOLUME: Final = 2
-_PARAM_PITCH: Final = 3
-
-_SynthCallback = ctypes.CFUNCTYPE(
-    ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p
-)
-
-
-class _VoiceSpec(ctypes.Structure):
-    _fields_ = (
-        ("name", ctypes.c_char_p),
-        ("languages", ctypes.c_char_p),
-        ("identifier", ctypes.c_char_p),
-        ("gender", ctypes.c_ubyte),
-        ("age", ctypes.c_ubyte),
-        ("variant", ctypes.c_ubyte),
-        ("xx1", ctypes.c_ubyte),
-        ("score", ctypes.c_int),
-        ("spare", ctypes.c_void_p),
-    )
-
 
 # Edge locales whose plain language would pick the wrong eSpeak voice.
 _LANGUAGE_ALIASES: Final = {"zh-hk": "yue", "wuu": "cmn"}
@@ -116,7 +90,7 @@ def espeak_voice_for(
 
 def available_espeak_languages(data_path: str | None = None) -> frozenset[str]:
     """Language codes (lower case) the eSpeak data directory has voices for."""
-    return _languages_in(data_path or _default_data_path())
+    return _languages_in(data_path or default_data_path())
 
 
 @lru_cache(maxsize=4)
@@ -178,194 +152,6 @@ def _clamp(value: int, low: int, high: int) -> int:
     return max(low, min(high, value))
 
 
-class _End:
-    """Marks a synthesis that delivered all of its audio."""
-
-
-_END: Final = _End()
-_Item = bytes | _End | TTSError
-
-
-class _Job:
-    """One request's trip to the worker thread and the audio's trip back."""
-
-    def __init__(
-        self,
-        text: bytes,
-        settings: VoiceSettings,
-        prosody: EspeakProsody,
-        loop: asyncio.AbstractEventLoop,
-    ) -> None:
-        self.text = text
-        self.settings = settings
-        self.prosody = prosody
-        self.items: asyncio.Queue[_Item] = asyncio.Queue()
-        self.cancelled = threading.Event()
-        self.audible = False
-        self.callback_error: BaseException | None = None
-        self._loop = loop
-
-    def deliver(self, item: _Item) -> None:
-        """Hand an item to the consumer's event loop; callable from any thread."""
-        try:
-            self._loop.call_soon_threadsafe(self.items.put_nowait, item)
-        except RuntimeError:  # the loop is closed: nobody is listening any more
-            self.cancelled.set()
-
-
-class _EspeakLibrary:
-    """One loaded, initialised copy of libespeak-ng and the job it is speaking."""
-
-    def __init__(self, cdll: ctypes.CDLL, data_path: str) -> None:
-        self.cdll = cdll
-        self.data_path = data_path
-        self.lock = threading.Lock()
-        self._current: _Job | None = None
-        # eSpeak keeps this pointer for the life of the process, so must we.
-        self._callback = _SynthCallback(self._on_audio)
-        cdll.espeak_SetSynthCallback(self._callback)
-
-    def speak(self, job: _Job, voice: str) -> None:
-        """Synthesize ``job`` on the calling thread, feeding its audio to ``job.deliver``."""
-        with self.lock:
-            if job.cancelled.is_set():
-                return
-            self._select_voice(voice)
-            prosody = job.prosody
-            # Parameters outlive voice changes and earlier requests: set all of them.
-            for parameter, value in (
-                (_PARAM_RATE, prosody.words_per_minute),
-                (_PARAM_VOLUME, prosody.volume),
-                (_PARAM_PITCH, prosody.pitch),
-            ):
-                self._check(self.cdll.espeak_SetParameter(parameter, value, 0), "SetParameter")
-            self._current = job
-            try:
-                status = self.cdll.espeak_Synth(
-                    job.text, len(job.text) + 1, 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None
-                )
-                self._check(status, "Synth")
-                self._check(self.cdll.espeak_Synchronize(), "Synchronize")
-            finally:
-                self._current = None
-        if job.callback_error is not None:
-            raise TTSError(
-                ErrorKind.PROTOCOL, f"eSpeak NG audio callback failed: {job.callback_error!r}"
-            )
-
-    def _select_voice(self, voice: str) -> None:
-        encoded = voice.encode()
-        status = self.cdll.espeak_SetVoiceByName(encoded)
-        if status == _EE_NOT_FOUND:
-            # Language codes such as "en-gb" or "zh" are not file names; match them by language.
-            spec = _VoiceSpec(languages=encoded)
-            status = self.cdll.espeak_SetVoiceByProperties(ctypes.byref(spec))
-        if status == _EE_NOT_FOUND:
-            raise InvalidVoiceSettings(f"eSpeak NG has no voice or language {voice!r}")
-        self._check(status, f"SetVoice({voice!r})")
-        rate = self.cdll.espeak_ng_GetSampleRate()
-        if rate != ESPEAK_PCM.sample_rate:
-            raise InvalidVoiceSettings(
-                f"eSpeak voice {voice!r} speaks at {rate} Hz, not {ESPEAK_PCM.sample_rate} Hz"
-            )
-
-    @staticmethod
-    def _check(status: int, call: str) -> None:
-        if status != _EE_OK:
-            raise TTSError(ErrorKind.PROTOCOL, f"eSpeak NG espeak_{call} returned {status}")
-
-    def _on_audio(self, wav: ctypes._Pointer[ctypes.c_short], samples: int, _events: int) -> int:
-        # Runs inside espeak_Synth on the worker thread. Returning 1 aborts the synthesis;
-        # an exception here would be swallowed by ctypes, so it is kept for the worker.
-        job = self._current
-        if job is None or job.cancelled.is_set():
-            return 1
-        try:
-            if wav and samples > 0:
-                chunk = ctypes.string_at(wav, samples * 2)
-                if not job.audible and chunk.strip(b"\x00"):
-                    job.audible = True
-                job.deliver(chunk)
-        except Exception as exc:
-            job.callback_error = exc
-            return 1
-        return 0
-
-
-_LIBRARIES: dict[str, _EspeakLibrary] = {}
-_LIBRARIES_LOCK = threading.Lock()
-
-
-def _loaded_library(library_path: str | None, data_path: str | None) -> _EspeakLibrary:
-    """Load and initialise libespeak-ng once per process and path; errors as TTSError."""
-    library_path = library_path or _default_library_path()
-    data_path = data_path or _default_data_path()
-    key = os.path.realpath(library_path)
-    with _LIBRARIES_LOCK:
-        library = _LIBRARIES.get(key)
-        if library is not None:
-            if library.data_path != data_path:
-                raise TTSError(
-                    ErrorKind.UNAVAILABLE,
-                    f"eSpeak NG at {library_path} is already initialised with data "
-                    f"{library.data_path}; it cannot switch to {data_path}",
-                )
-            return library
-        try:
-            cdll = ctypes.CDLL(library_path)
-            cdll.espeak_Initialize.argtypes = (
-                ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int,
-            )  # fmt: skip
-            cdll.espeak_SetSynthCallback.argtypes = (_SynthCallback,)
-            cdll.espeak_SetSynthCallback.restype = None
-            cdll.espeak_SetVoiceByName.argtypes = (ctypes.c_char_p,)
-            cdll.espeak_SetVoiceByProperties.argtypes = (ctypes.POINTER(_VoiceSpec),)
-            cdll.espeak_SetParameter.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int)
-            cdll.espeak_Synth.argtypes = (
-                ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int,
-                ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p,
-            )  # fmt: skip
-        except (OSError, AttributeError) as exc:
-            raise TTSError(
-                ErrorKind.UNAVAILABLE, f"cannot load eSpeak NG from {library_path}: {exc}"
-            ) from exc
-        rate = cdll.espeak_Initialize(
-            _AUDIO_OUTPUT_SYNCHRONOUS, 0, data_path.encode(), _INITIALIZE_DONT_EXIT
-        )
-        if rate <= 0:
-            raise TTSError(
-                ErrorKind.UNAVAILABLE,
-                f"eSpeak NG could not initialise with data {data_path} (returned {rate})",
-            )
-        if rate != ESPEAK_PCM.sample_rate:
-            raise TTSError(
-                ErrorKind.PROTOCOL,
-                f"eSpeak NG produces {rate} Hz, this provider declares {ESPEAK_PCM.sample_rate} Hz",
-            )
-        library = _EspeakLibrary(cdll, data_path)
-        _LIBRARIES[key] = library
-        return library
-
-
-def _default_library_path() -> str:
-    return str(_loader().get_library_path())
-
-
-def _default_data_path() -> str:
-    try:
-        return str(_loader().get_data_path())
-    except RuntimeError as exc:  # the wheel's own "data path not exists"
-        raise TTSError(ErrorKind.UNAVAILABLE, f"no eSpeak NG data: {exc}") from exc
-
-
-def _loader() -> ModuleType:
-    # Imported on first use so that a missing wheel is reported there, not at import.
-    try:
-        return importlib.import_module("espeakng_loader")
-    except ImportError as exc:
-        raise TTSError(ErrorKind.UNAVAILABLE, "the espeakng-loader package is missing") from exc
-
-
 class EspeakProvider:
     """A :class:`core.tts.provider.TTSProvider` speaking offline with eSpeak NG.
 
@@ -390,10 +176,10 @@ class EspeakProvider:
         self._data_path = data_path
         self._state_lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = None
-        self._active: set[_Job] = set()
+        self._active: set[EspeakJob] = set()
         self._closed = False
 
-    async def stream(self, request: SynthesisRequest) -> AsyncIterator[bytes]:
+    async def stream(self, request: SynthesisRequest) -> AsyncGenerator[bytes, None]:
         """Yield 16-bit mono PCM at 22 050 Hz for ``request`` as eSpeak produces it.
 
         Cancelling the consumer (or closing the generator) aborts the synthesis.
@@ -404,7 +190,7 @@ class EspeakProvider:
         text = _CONTROL_CHARS.sub(" ", request.text)
         if not text.strip():
             raise InvalidText("nothing to speak")
-        job = _Job(
+        job = EspeakJob(
             text.encode("utf-8", errors="replace"),
             request.settings,
             espeak_prosody(request.settings),
@@ -434,7 +220,7 @@ class EspeakProvider:
         if executor is not None:
             executor.shutdown(wait=True, cancel_futures=True)
 
-    def _submit(self, job: _Job) -> None:
+    def _submit(self, job: EspeakJob) -> None:
         with self._state_lock:
             if self._closed:
                 raise TTSError(ErrorKind.UNAVAILABLE, "the eSpeak provider is closed")
@@ -451,16 +237,16 @@ class EspeakProvider:
 
         future.add_done_callback(finished)
 
-    def _run(self, job: _Job) -> None:
+    def _run(self, job: EspeakJob) -> None:
         # The worker must always answer its consumer, whatever goes wrong.
-        outcome: _Item
+        outcome: JobItem
         try:
             voice = espeak_voice_for(
                 job.settings.voice,
                 self._overrides,
                 available_espeak_languages(self._data_path),
             )
-            _loaded_library(self._library_path, self._data_path).speak(job, voice)
+            loaded_library(self._library_path, self._data_path).speak(job, voice)
         except TTSError as exc:
             outcome = exc
         except Exception as exc:
@@ -471,5 +257,5 @@ class EspeakProvider:
             elif not job.audible:
                 outcome = TTSError(ErrorKind.NO_AUDIO, "eSpeak NG produced only silence")
             else:
-                outcome = _END
+                outcome = END_OF_AUDIO
         job.deliver(outcome)

@@ -1,0 +1,75 @@
+"""One guild's voice session, as the voice cog keeps it while joined there.
+
+A :class:`VoiceSession` ties the guild's :class:`~core.player.GuildPlayer` to the voice
+connection it plays on, the text channel it reads and posts to, and the "NAME said"
+prefixer. :func:`open_session` builds one from the configuration; :func:`describe_result`
+words what became of an utterance for the reply to ``/say``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import discord
+
+from cogs.voice_output import ChannelTextOutput, DiscordVoiceOutput
+from core.cache import AudioCache
+from core.clock import Clock
+from core.config import Config
+from core.player import GuildPlayer, PlayerSettings, StandInVoice
+from core.speech import SpeakerPrefixer, SpeechOutcome, SpeechResult
+from core.tts.service import TTSService
+
+
+@dataclass(eq=False)
+class VoiceSession:
+    """One guild's voice session: its player and the text channel it reads and posts to."""
+
+    player: GuildPlayer
+    voice: DiscordVoiceOutput
+    text: ChannelTextOutput
+    prefixer: SpeakerPrefixer
+
+
+def open_session(
+    guild: discord.Guild,
+    channel: discord.abc.Messageable,
+    service: TTSService,
+    config: Config,
+    *,
+    cache: AudioCache | None,
+    stand_in: StandInVoice | None,
+    clock: Clock,
+) -> VoiceSession:
+    """A session speaking in ``guild``'s voice connection and reading ``channel``: a new
+    player on ``service`` with ``config``'s player and speaker-announcement settings."""
+    voice, text = DiscordVoiceOutput(guild), ChannelTextOutput(channel)
+    settings = config.player
+    player = GuildPlayer(
+        service,
+        voice,
+        text,
+        PlayerSettings(
+            queue_size=settings.queue_size,
+            max_wait=settings.max_wait,
+            bitrate=settings.bitrate_kbps * 1000,
+        ),
+        cache=cache,
+        stand_in=stand_in,
+        clock=clock,
+    )
+    prefixer = SpeakerPrefixer(
+        every=config.text.announce_speaker_every,
+        enabled=config.text.announce_speaker,
+    )
+    return VoiceSession(player, voice, text, prefixer)
+
+
+def describe_result(result: SpeechResult, session: VoiceSession, shortened: bool) -> str:
+    """The reply to ``/say``: spoken (and whether it was cut), rejected, or posted as text."""
+    if result.outcome is SpeechOutcome.SPOKEN:
+        return "🔊 Said it." + (" (Cut to fit the length limit.)" if shortened else "")
+    if result.outcome is SpeechOutcome.REJECTED:
+        return f"That can't be spoken: {result.detail or result.reason}."
+    where = getattr(session.text.channel, "mention", "the bound channel")
+    return f"🔇 I couldn't speak it ({result.reason}), so I posted it as text in {where}."

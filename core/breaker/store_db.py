@@ -1,0 +1,201 @@
+"""The SQLite file behind :class:`core.breaker.store.BreakerStateStore`.
+
+Opens the file (creating it and its directory), keeps its one table at the current
+schema, and survives a bad file: one that is not a database or is corrupt is moved
+aside and replaced, one with another schema has its table replaced, and one that is
+locked or unwritable makes the call answer None (logged) instead of raising. The
+store decides what the rows mean.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+# Part of the store: its warnings keep the store's logger name, which operators filter on.
+log = logging.getLogger("core.breaker.store")
+
+SCHEMA_VERSION = 1
+"""Kept in SQLite's ``PRAGMA user_version``; a file with another version is replaced."""
+
+BUSY_TIMEOUT = 0.1
+"""Seconds a write waits for another connection's lock. It blocks the event loop,
+so it is short: only a second process sharing the file holds locks."""
+
+_TABLE = "breaker_state"
+_COLUMNS = (
+    "name",
+    "state",
+    "open_until_wall",
+    "cooldown",
+    "trips",
+    "consecutive_trips",
+    "saved_at_wall",
+)
+_CREATE = f"""
+CREATE TABLE IF NOT EXISTS {_TABLE} (
+    name TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    open_until_wall REAL,
+    cooldown REAL NOT NULL,
+    trips INTEGER NOT NULL,
+    consecutive_trips INTEGER NOT NULL,
+    saved_at_wall REAL NOT NULL
+)"""
+_UPSERT = f"INSERT OR REPLACE INTO {_TABLE} ({', '.join(_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+_SELECT = f"SELECT {', '.join(_COLUMNS)} FROM {_TABLE} WHERE name = ?"
+# The file is unusable rather than busy: move it aside and start a new one.
+_CORRUPT_CODES = {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}
+
+
+class StateDatabase:
+    """One connection to the state file at ``path``, opened on first use.
+
+    A row is one breaker's values in column order: name, state, open_until_wall,
+    cooldown, trips, consecutive_trips, saved_at_wall. Not locked: the store
+    serialises every call. After :meth:`close` every call answers None and the
+    file is not opened again.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._conn: sqlite3.Connection | None = None
+        self._closed = False
+
+    def select(self, name: str) -> list[Any] | None:
+        """The rows stored for breaker ``name`` (none or one); None when the file is unusable."""
+        return self._execute(_SELECT, (name,))
+
+    def upsert(self, row: tuple[object, ...]) -> None:
+        """Write ``row`` over any row of its breaker; a failure is logged."""
+        self._execute(_UPSERT, row)
+
+    def _execute(self, sql: str, params: tuple[object, ...]) -> list[Any] | None:
+        """Run one statement; its rows, or None when the file is unusable now.
+
+        A corrupt file is moved aside and the statement retried on a new one.
+        Other errors (locked, disk full) are logged and the connection dropped,
+        so the next call starts afresh.
+        """
+        for attempt in (1, 2):
+            conn = self._connection()
+            if conn is None:
+                return None
+            try:
+                return conn.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                if _is_corrupt(exc) and attempt == 1:
+                    self._quarantine(exc)
+                    continue
+                log.warning("breaker state: %s failed: %s", self.path, exc)
+                self._drop_connection()
+                return None
+        return None
+
+    def close(self) -> None:
+        """Close the connection for good. Idempotent."""
+        self._closed = True
+        self._drop_connection()
+
+    def _connection(self) -> sqlite3.Connection | None:
+        if self._conn is not None or self._closed:
+            return self._conn
+        try:
+            self._conn = self._open()
+        except sqlite3.Error as exc:
+            if not _is_corrupt(exc):
+                log.warning(
+                    "breaker state: cannot use %s (%s); breakers start CLOSED", self.path, exc
+                )
+                return None
+            self._quarantine(exc)
+            try:
+                self._conn = self._open()
+            except (sqlite3.Error, OSError) as again:
+                log.warning("breaker state: cannot recreate %s: %s", self.path, again)
+        except OSError as exc:
+            log.warning("breaker state: cannot create %s: %s", self.path.parent, exc)
+        return self._conn
+
+    def _open(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Autocommit: every write is one statement and its own transaction.
+        conn = sqlite3.connect(
+            self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
+        )
+        try:
+            # WAL with NORMAL sync: a commit is an append without fsync; a power
+            # cut may lose the last rows but never corrupts the file.
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._ensure_schema(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _ensure_schema(self, conn: sqlite3.Connection) -> None:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        columns = tuple(row[1] for row in conn.execute(f"PRAGMA table_info({_TABLE})"))
+        if columns == _COLUMNS and version == SCHEMA_VERSION:
+            return
+        fresh = version == 0 and columns in ((), _COLUMNS)
+        if not fresh:
+            log.warning(
+                "breaker state: %s has schema version %s with columns %s, expected version %s; "
+                "replacing the table, breakers start CLOSED",
+                self.path,
+                version,
+                list(columns),
+                SCHEMA_VERSION,
+            )
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if not fresh:
+                conn.execute(f"DROP TABLE IF EXISTS {_TABLE}")
+            conn.execute(_CREATE)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def _quarantine(self, exc: sqlite3.Error) -> None:
+        self._drop_connection()
+        aside = self.path.with_name(self.path.name + ".corrupt")
+        log.warning(
+            "breaker state: %s is not a usable database (%s); moved to %s and starting a "
+            "new one, breakers start CLOSED",
+            self.path,
+            exc,
+            aside,
+        )
+        try:
+            os.replace(self.path, aside)
+        except FileNotFoundError:
+            pass
+        except OSError as error:
+            log.warning("breaker state: cannot move %s aside (%s); deleting it", self.path, error)
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+        # Journal files belong to the old database and must not meet the new one.
+        for suffix in ("-wal", "-shm", "-journal"):
+            with contextlib.suppress(OSError):
+                self.path.with_name(self.path.name + suffix).unlink()
+
+    def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+
+
+def _is_corrupt(exc: sqlite3.Error) -> bool:
+    # Extended result codes keep the primary code in the low byte.
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(code, int) and (code & 0xFF) in _CORRUPT_CODES
