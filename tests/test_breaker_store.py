@@ -338,6 +338,7 @@ async def test_trips_survive_restarts(path: Path) -> None:
     clock = rebooted(clock, after=1)
     breaker, store, outcome = start(path, clock)
     assert outcome is RestoreOutcome.CLOSED
+    assert breaker.snapshot()["trips"] == 1  # a CLOSED circuit shows its history too
     await trip(breaker, down)
     row = store.load("edge")
     assert row is not None

@@ -174,6 +174,10 @@ class CircuitBreaker:
         self._machine.force_open(self._clock(), reason, duration)
         self._publish()
 
+    def restore_trips(self, trips: int) -> None:
+        """Carry the trip count of an earlier run over to this CLOSED circuit."""
+        self._machine.restore_trips(trips)
+
     def restore_open(self, remaining: float, cooldown: float, trips: int) -> None:
         """Re-enter an outage persisted before a restart, ``remaining`` seconds from its end."""
         self._machine.restore_open(self._clock(), remaining, cooldown, trips)

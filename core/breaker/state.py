@@ -355,6 +355,10 @@ class BreakerStateMachine:
         self._clear_counters()
         self._move(CircuitState.OPEN, reason, now)
 
+    def restore_trips(self, trips: int) -> None:
+        """Carry the trip count of an earlier run over (the circuit stays as it is)."""
+        self.trips = trips
+
     def restore_open(self, now: float, remaining: float, cooldown: float, trips: int) -> None:
         """Resume an outage that started before a restart: OPEN for ``remaining`` seconds."""
         self.trips = trips

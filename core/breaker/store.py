@@ -250,7 +250,8 @@ class BreakerStateStore:
                 "(the wall clock went backwards)",
             )
         if row.state is CircuitState.CLOSED or row.open_until_wall is None:
-            self._trip_offsets[name] = row.trips
+            self._trip_offsets[name] = 0
+            breaker.restore_trips(row.trips)
             return RestoreOutcome.CLOSED
         cooldown = row.cooldown
         if cooldown > breaker.config.max_cooldown_period:
