@@ -25,9 +25,7 @@ import edge_tts  # noqa: E402
 
 from bench._common import percentile  # noqa: E402
 from core.config import Config  # noqa: E402
-from core.tts.edge import EdgeProvider, edge_tts_version, validate_settings  # noqa: E402
-from core.tts.policy import Backoff  # noqa: E402
-from core.tts.provider import VoiceSettings  # noqa: E402
+from core.tts.edge import edge_tts_version  # noqa: E402
 from core.tts.service import TTSService  # noqa: E402
 from tests.fakes.edge_server import FakeEdgeServer, Pacing, edge_client_pointed_at  # noqa: E402
 
@@ -42,18 +40,7 @@ Measure = Callable[[], Awaitable[float]]
 
 def build_service(config: Config) -> TTSService:
     """Our layer as the bot builds it from the default configuration."""
-    speech = config.speech
-    return TTSService(
-        EdgeProvider(connect_timeout=config.deadlines.connect, read_timeout=config.deadlines.read),
-        voices=speech.voice_chain,
-        prosody=VoiceSettings(speech.voice, speech.rate, speech.volume, speech.pitch),
-        breaker_config=config.breaker,
-        attempts=config.retry.attempts,
-        backoff=Backoff(config.retry.backoff_base, config.retry.backoff_max),
-        total_deadline=config.deadlines.total,
-        max_chars=config.text.max_chars,
-        validate=validate_settings,
-    )
+    return TTSService.from_config(config)
 
 
 def via_service(service: TTSService) -> Measure:

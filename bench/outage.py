@@ -188,23 +188,15 @@ def _ours(
     rng: random.Random,
     probe_mode: Literal["canary", "traffic"],
 ) -> Contender:
-    speech = CONFIG.speech
-    service = TTSService(
+    service = TTSService.from_config(
+        CONFIG,
         provider,
-        voices=speech.voice_chain,
-        prosody=VoiceSettings(speech.voice, speech.rate, speech.volume, speech.pitch),
-        breaker_config=CONFIG.breaker,
-        attempts=CONFIG.retry.attempts,
-        backoff=Backoff(CONFIG.retry.backoff_base, CONFIG.retry.backoff_max),
-        total_deadline=CONFIG.deadlines.total,
-        max_chars=CONFIG.text.max_chars,
+        validate=None,
         clock=clock,
         wall_clock=clock.wall,
         sleep=asyncio.sleep,  # on this loop, sleeping advances the FakeClock
         jitter=rng.random,
         probe_mode=probe_mode,
-        canary_phrase=CONFIG.probe.canary_text,
-        canary_idle_stop_after=CONFIG.probe.idle_stop_after,
     )
     return service.synthesize, lambda: _label(service.service_breaker)
 
