@@ -123,7 +123,7 @@ async def speak_test_phrase(
                     first = (clock() - started) * 1000
                 packets += 1
     except TTSError as exc:
-        error = f"{exc.kind.value}: {exc}"
+        error = str(exc)  # starts with the kind: "network [voice]: ..."
     except CircuitOpenError as exc:
         error = f"breaker open: {exc}"
     except Exception as exc:  # the check reports; it must not crash with a traceback

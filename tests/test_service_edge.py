@@ -18,7 +18,7 @@ import pytest
 
 from core.breaker import CircuitBreakerConfig, CircuitOpenError
 from core.tts.edge import EdgeProvider, validate_settings
-from core.tts.errors import ErrorKind, TTSError
+from core.tts.errors import ErrorKind, InvalidText, TTSError
 from core.tts.policy import Backoff
 from core.tts.service import SynthesisFailed, TTSService
 from tests.fakes.edge_server import FakeEdgeServer, FaultMode, FaultPlan, Pacing
@@ -205,3 +205,42 @@ async def test_cancelled_request_closes_the_socket_and_counts_nothing(
     health = service.health()
     assert health["window_calls"] == 0
     assert health["voices"][KILLIAN]["window_calls"] == 0
+
+
+NASTY_INPUTS = [
+    pytest.param("", "empty", None, id="empty"),
+    pytest.param("   \t\n ", "whitespace", None, id="spaces"),
+    pytest.param("......", "no letter or digit", None, id="punctuation"),
+    pytest.param("🎉🔥👍", "no letter or digit", None, id="emoji-only"),
+    pytest.param("\u200b\u200c\u200d\ufeff", "invisible", None, id="zero-width-only"),
+    pytest.param("x" * 100_000, "over the limit", None, id="100k-chars"),
+    pytest.param("\x00\x07\x1b\x7f", "invisible", None, id="control-only"),
+    pytest.param(
+        "<speak><voice name='x'>pwned</voice></speak>",
+        None,
+        "<speak><voice name='x'>pwned</voice></speak>",
+        id="ssml-injection",
+    ),
+    pytest.param("Hallo\x00 Welt\x1b", None, "Hallo Welt", id="control-chars-inside"),
+    pytest.param("Hal\u200blo Welt", None, "Hallo Welt", id="zero-width-inside"),
+    pytest.param("Hallo 世界 مرحبا", None, "Hallo 世界 مرحبا", id="mixed-scripts"),
+    pytest.param("Tom & Jerry <3", None, "Tom & Jerry <3", id="xml-specials"),
+]
+
+
+@pytest.mark.parametrize(("text", "error", "server_saw"), NASTY_INPUTS)
+async def test_nasty_input_is_refused_or_spoken_safely(
+    edge_server: FakeEdgeServer, text: str, error: str | None, server_saw: str | None
+) -> None:
+    service = make_service()
+    if error is not None:
+        with pytest.raises(InvalidText, match=error):
+            await service.synthesize(text)
+        assert edge_server.connection_count == 0
+        for breaker in service.breakers:
+            assert breaker.snapshot()["window_calls"] == 0
+        return
+    assert await service.synthesize(text) == edge_server.audio
+    # The fake server unescapes the SSML body: the text arrived as text, not as markup.
+    assert edge_server.requests[0].text == server_saw
+    assert service.health()["window_failures"] == 0
