@@ -42,8 +42,9 @@ from core.player import STAND_IN_REASON, GuildPlayer, PlayerSettings, StandInVoi
 from core.speech import SpeechOutcome, SpeechResult, Utterance  # noqa: E402
 from core.tts.errors import ErrorKind, TTSError  # noqa: E402
 from core.tts.espeak import EspeakProvider  # noqa: E402
+from core.tts.outcomes import SynthesisReport  # noqa: E402
 from core.tts.provider import EDGE_MP3, SynthesisRequest  # noqa: E402
-from core.tts.service import SynthesisReport, TTSService  # noqa: E402
+from core.tts.service import TTSService  # noqa: E402
 from tests.fakes.audio_samples import edge_like_mp3  # noqa: E402
 
 FAILURE_COST = 0.2

@@ -35,8 +35,9 @@ from core.speech import (
 )
 from core.tasks import cancel_and_wait
 from core.tts.errors import ErrorKind, TTSError
+from core.tts.outcomes import SynthesisReport
 from core.tts.provider import SynthesisRequest, TTSProvider, VoiceSettings
-from core.tts.service import SynthesisReport, TTSService
+from core.tts.service import TTSService
 
 log = logging.getLogger(__name__)
 

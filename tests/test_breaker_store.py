@@ -1,88 +1,22 @@
-"""Breaker state across restarts, against a real SQLite file.
+"""Breaker state across restarts: what is restored and saved, against a real SQLite file.
 
-A "restart" is a new FakeClock whose monotonic reading starts over while its
-wall clock carries on, a new CircuitBreaker and a new store on the same file:
-only what the file holds survives, as in a real restart.
+See :mod:`tests.breaker_store_support` for what a "restart" is here.
 """
 
 from __future__ import annotations
 
-import logging
-import os
 import sqlite3
 from collections.abc import AsyncGenerator
 from pathlib import Path
 
 import pytest
 
-from core.breaker import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError, CircuitState
-from core.breaker.store import (
-    STATE_FILE_NAME,
-    BreakerStateStore,
-    RestoreOutcome,
-)
+from core.breaker import CircuitBreakerConfig, CircuitOpenError, CircuitState
+from core.breaker.store import STATE_FILE_NAME, BreakerStateStore, RestoreOutcome
 from core.clock import FakeClock
 from core.tts.provider import EDGE_MP3, SynthesisRequest
 from core.tts.service import TTSService
-
-CONFIG = CircuitBreakerConfig(
-    consecutive_failures=2,
-    cooldown_period=60,
-    max_cooldown_period=600,
-    success_threshold=1,
-    cooldown_jitter=0.0,
-)
-
-
-class Downstream:
-    """Counts every call that reached it."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    async def ok(self) -> str:
-        self.calls += 1
-        return "ok"
-
-    async def fail(self) -> str:
-        self.calls += 1
-        raise ConnectionError("down")
-
-
-def new_breaker(
-    clock: FakeClock, name: str = "edge", config: CircuitBreakerConfig = CONFIG
-) -> CircuitBreaker:
-    return CircuitBreaker(name, config, clock, wall_clock=clock.wall)
-
-
-def rebooted(clock: FakeClock, after: float) -> FakeClock:
-    """A clock for the next process: monotonic starts over, wall time moved on by ``after``."""
-    return FakeClock(start=5.0, epoch=clock.wall() + after - 5.0)
-
-
-def start(
-    path: Path, clock: FakeClock, config: CircuitBreakerConfig = CONFIG
-) -> tuple[CircuitBreaker, BreakerStateStore, RestoreOutcome]:
-    """One process's breaker and store, attached; returns (breaker, store, outcome)."""
-    breaker = new_breaker(clock, config=config)
-    store = BreakerStateStore(path, wall_clock=clock.wall)
-    outcome = store.attach([breaker])[breaker.name]
-    return breaker, store, outcome
-
-
-async def trip(breaker: CircuitBreaker, down: Downstream) -> None:
-    for _ in range(CONFIG.consecutive_failures or 1):
-        with pytest.raises(ConnectionError):
-            await breaker.call(down.fail)
-    assert breaker.state is CircuitState.OPEN
-
-
-def store_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [
-        r.getMessage()
-        for r in caplog.records
-        if r.name == "core.breaker.store" and r.levelno >= logging.WARNING
-    ]
+from tests.breaker_store_support import Downstream, rebooted, start, store_warnings, trip
 
 
 @pytest.fixture
@@ -226,105 +160,6 @@ async def test_nonsense_row_starts_closed_with_a_warning(
     store.close()
 
 
-async def test_corrupt_file_starts_closed_and_is_replaced(
-    path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    garbage = b"\x00not a database\xff" * 500
-    path.parent.mkdir(parents=True)
-    path.write_bytes(garbage)
-    clock = FakeClock()
-
-    breaker, store, outcome = start(path, clock)
-    assert breaker.state is CircuitState.CLOSED
-    assert outcome is RestoreOutcome.NOTHING_STORED
-    assert any("not a usable database" in message for message in store_warnings(caplog))
-    assert path.with_name(path.name + ".corrupt").read_bytes() == garbage
-
-    await trip(breaker, Downstream())
-    store.close()
-    breaker, store, outcome = start(path, rebooted(clock, after=1))
-    assert outcome is RestoreOutcome.OPEN
-    assert breaker.state is CircuitState.OPEN
-    store.close()
-
-
-@pytest.mark.parametrize(
-    "setup",
-    [
-        ["CREATE TABLE breaker_state (name TEXT, colour TEXT)"],
-        ["PRAGMA user_version = 7"],
-    ],
-    ids=["other columns", "newer version"],
-)
-async def test_wrong_schema_is_replaced(
-    path: Path, caplog: pytest.LogCaptureFixture, setup: list[str]
-) -> None:
-    path.parent.mkdir(parents=True)
-    db = sqlite3.connect(path)
-    for statement in setup:
-        db.execute(statement)
-    db.commit()
-    db.close()
-    clock = FakeClock()
-
-    breaker, store, outcome = start(path, clock)
-    assert outcome is RestoreOutcome.NOTHING_STORED
-    assert any("schema" in message for message in store_warnings(caplog))
-    await trip(breaker, Downstream())
-    store.close()
-    _, store, outcome = start(path, rebooted(clock, after=1))
-    assert outcome is RestoreOutcome.OPEN
-    store.close()
-
-
-async def test_locked_file_is_left_alone_and_used_once_free(
-    path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    path.parent.mkdir(parents=True)
-    other = sqlite3.connect(path, isolation_level=None)
-    other.execute("CREATE TABLE someone_elses (x)")
-    other.execute("BEGIN EXCLUSIVE")
-    clock = FakeClock()
-
-    breaker, store, outcome = start(path, clock)
-    down = Downstream()
-    assert outcome is RestoreOutcome.UNAVAILABLE
-    assert breaker.state is CircuitState.CLOSED
-    assert any("locked" in message for message in store_warnings(caplog))
-    await trip(breaker, down)  # the save fails, quietly
-    assert not path.with_name(path.name + ".corrupt").exists()
-
-    other.execute("COMMIT")
-    other.close()
-    clock.advance(60)
-    assert await breaker.call(down.ok) == "ok"
-    await trip(breaker, down)
-    store.close()
-    breaker, store, outcome = start(path, rebooted(clock, after=1))
-    assert outcome is RestoreOutcome.OPEN
-    assert breaker.snapshot()["trips"] == 2
-    store.close()
-
-
-async def test_write_lock_held_by_another_process_does_not_break_calls(
-    path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    clock = FakeClock()
-    breaker, store, _ = start(path, clock)
-    other = sqlite3.connect(path, isolation_level=None)
-    other.execute("BEGIN IMMEDIATE")
-    await trip(breaker, Downstream())
-    assert any("locked" in message for message in store_warnings(caplog))
-    other.execute("ROLLBACK")
-    other.close()
-
-    breaker.reset()
-    row = store.load("edge")
-    assert row is not None
-    assert row.state is CircuitState.CLOSED
-    store.close()
-
-
 async def test_trips_survive_restarts(path: Path) -> None:
     clock = FakeClock()
     breaker, store, _ = start(path, clock)
@@ -364,79 +199,6 @@ async def test_reset_persists_closed(path: Path) -> None:
     assert await breaker.call(down.ok) == "ok"
     assert down.calls == 1
     store.close()
-
-
-async def test_store_survives_many_transitions(path: Path) -> None:
-    clock = FakeClock()
-    breaker, store, _ = start(path, clock)
-    down = Downstream()
-    cycles = 300
-    for _ in range(cycles):
-        await trip(breaker, down)
-        clock.advance(60)
-        await breaker.call(down.ok)
-    store.close()
-
-    with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-        assert db.execute("SELECT count(*), trips, state FROM breaker_state").fetchone() == (
-            1,
-            cycles,
-            "CLOSED",
-        )
-    db.close()
-    _, store, outcome = start(path, rebooted(clock, after=1))
-    assert outcome is RestoreOutcome.CLOSED
-    store.close()
-
-
-def open_handles(path: Path) -> list[str]:
-    fd_dir = Path("/proc/self/fd")
-    targets = []
-    for fd in os.listdir(fd_dir):
-        try:
-            targets.append(os.readlink(fd_dir / fd))
-        except OSError:
-            continue
-    return [t for t in targets if t.startswith(str(path.resolve()))]
-
-
-@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc")
-async def test_close_releases_the_file_and_stops_saving(path: Path) -> None:
-    clock = FakeClock()
-    breaker, store, _ = start(path, clock)
-    await trip(breaker, Downstream())
-    assert open_handles(path)
-
-    store.close()
-    store.close()
-    assert open_handles(path) == []
-    assert not path.with_name(path.name + "-wal").exists()
-    breaker.reset()
-    store.save(breaker)
-    assert open_handles(path) == []
-    _, store, outcome = start(path, rebooted(clock, after=1))
-    assert outcome is RestoreOutcome.OPEN
-    store.close()
-
-
-async def test_missing_directory_is_created_and_unusable_one_is_survived(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    clock = FakeClock()
-    store = BreakerStateStore.in_data_dir(tmp_path / "a" / "b", wall_clock=clock.wall)
-    breaker = new_breaker(clock)
-    store.attach([breaker])
-    assert (tmp_path / "a" / "b" / STATE_FILE_NAME).is_file()
-    store.close()
-
-    (tmp_path / "blocker").write_text("a file where the directory should be")
-    breaker = new_breaker(clock)
-    with BreakerStateStore.in_data_dir(tmp_path / "blocker" / "d", wall_clock=clock.wall) as store:
-        assert store.attach([breaker]) == {"edge": RestoreOutcome.UNAVAILABLE}
-        down = Downstream()
-        await trip(breaker, down)
-        assert store_warnings(caplog)
 
 
 async def test_cooldown_above_a_lowered_maximum_is_capped(path: Path) -> None:

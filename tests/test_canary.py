@@ -14,8 +14,9 @@ import pytest
 from core.breaker import CircuitBreakerConfig, CircuitOpenError
 from core.clock import FakeClock
 from core.tts.edge import EdgeProvider
+from core.tts.outcomes import SynthesisFailed
 from core.tts.policy import Backoff
-from core.tts.service import SynthesisFailed, TTSService
+from core.tts.service import TTSService
 from tests.fakes.edge_server import FakeEdgeServer, FaultMode, FaultPlan
 
 CANARY = "Kanarienvogel."

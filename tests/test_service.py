@@ -18,9 +18,10 @@ import pytest
 from core.breaker import CircuitBreakerConfig, CircuitOpenError, TransitionEvent
 from core.clock import FakeClock
 from core.tts.errors import ErrorKind, InvalidText, InvalidVoiceSettings, TTSError
+from core.tts.outcomes import SynthesisFailed
 from core.tts.policy import Backoff
 from core.tts.provider import EDGE_MP3, SynthesisRequest, VoiceSettings
-from core.tts.service import SynthesisFailed, TTSService
+from core.tts.service import TTSService
 
 KILLIAN, CONRAD = "de-DE-KillianNeural", "de-DE-ConradNeural"
 AUDIO = [b"chunk-1", b"chunk-2", b"chunk-3"]

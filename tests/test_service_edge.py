@@ -19,8 +19,9 @@ import pytest
 from core.breaker import CircuitBreakerConfig, CircuitOpenError
 from core.tts.edge import EdgeProvider, validate_settings
 from core.tts.errors import ErrorKind, InvalidText, TTSError
+from core.tts.outcomes import SynthesisFailed
 from core.tts.policy import Backoff
-from core.tts.service import SynthesisFailed, TTSService
+from core.tts.service import TTSService
 from tests.fakes.edge_server import FakeEdgeServer, FaultMode, FaultPlan, Pacing
 
 KILLIAN, CONRAD = "de-DE-KillianNeural", "de-DE-ConradNeural"

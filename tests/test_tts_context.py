@@ -22,7 +22,7 @@ from core.config import (
     RetrySettings,
     StateSettings,
 )
-from core.tts.service import SynthesisFailed
+from core.tts.outcomes import SynthesisFailed
 from tests.fakes.edge_server import FakeEdgeServer, FaultMode, FaultPlan
 
 

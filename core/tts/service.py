@@ -22,7 +22,6 @@ import contextlib
 import logging
 import random
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -39,6 +38,7 @@ from core.config import Config
 from core.tts.canary import CanaryProber
 from core.tts.edge import EdgeProvider, validate_settings
 from core.tts.errors import ErrorKind, TTSError
+from core.tts.outcomes import Attempt, SynthesisFailed, SynthesisReport
 from core.tts.policy import Backoff, is_retryable, is_voice_scoped
 from core.tts.provider import SynthesisRequest, TTSProvider, VoiceSettings
 from core.tts.text import check_speakable
@@ -46,37 +46,6 @@ from core.tts.text import check_speakable
 log = logging.getLogger(__name__)
 
 Sleep = Callable[[float], Awaitable[None]]
-
-
-@dataclass(frozen=True, slots=True)
-class Attempt:
-    """One try of one voice within a request, for logs and diagnosis."""
-
-    voice: str
-    number: int
-    kind: ErrorKind | None
-    """None when the voice was skipped because its breaker was open."""
-    detail: str
-
-
-class SynthesisFailed(TTSError):
-    """Every voice of the chain failed for one request; ``attempts`` says how."""
-
-    def __init__(self, last: TTSError, attempts: Sequence[Attempt]) -> None:
-        tried = ", ".join(f"{a.voice}#{a.number} {a.kind or 'skipped'}" for a in attempts)
-        super().__init__(
-            last.kind, f"{last.message} (tried: {tried})", voice=last.voice, status=last.status
-        )
-        self.last = last
-        self.attempts = tuple(attempts)
-
-
-@dataclass(slots=True)
-class SynthesisReport:
-    """Filled in by :meth:`TTSService.stream` for a caller that wants to know more."""
-
-    request: SynthesisRequest | None = None
-    """The request that was finally spoken: cleaned text, and the voice that spoke it."""
 
 
 class _Held:
