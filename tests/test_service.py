@@ -27,6 +27,7 @@ KILLIAN, CONRAD = "de-DE-KillianNeural", "de-DE-ConradNeural"
 AUDIO = [b"chunk-1", b"chunk-2", b"chunk-3"]
 HANG = "hang"
 PARTIAL = "partial"
+SLOW_TIMEOUT = "slow-timeout"
 
 
 class ScriptedProvider:
@@ -55,6 +56,9 @@ class ScriptedProvider:
         try:
             if outcome == HANG:
                 await asyncio.Event().wait()
+            if outcome == SLOW_TIMEOUT:  # a silent server: the provider's read deadline ends it
+                await asyncio.sleep(0.3)
+                raise TTSError(ErrorKind.TIMEOUT, "silent for 0.3 s", voice=voice)
             if outcome == PARTIAL:
                 yield AUDIO[0]
                 raise TTSError(ErrorKind.PROTOCOL, "stream cut", voice=voice)
@@ -268,6 +272,20 @@ async def test_total_deadline_bounds_a_hanging_provider() -> None:
     assert info.value.kind is ErrorKind.TIMEOUT
     assert "total deadline of 0.2s" in str(info.value)
     assert provider.closed == provider.calls[KILLIAN]
+
+
+async def test_no_retry_that_the_total_deadline_would_cut_short() -> None:
+    provider = ScriptedProvider(de_DE_KillianNeural=[SLOW_TIMEOUT] * 3)
+    service = TTSService(provider, voices=[KILLIAN], total_deadline=0.5, backoff=Backoff(0, 0))
+    with pytest.raises(SynthesisFailed) as info:
+        await collect(service)
+    assert info.value.kind is ErrorKind.TIMEOUT
+    # 0.2 s would be left after a 0.3 s silence: a retry could not wait as long again.
+    assert provider.calls == {KILLIAN: 1}
+    roomy = ScriptedProvider(de_DE_KillianNeural=[SLOW_TIMEOUT, "ok"])
+    service = TTSService(roomy, voices=[KILLIAN], total_deadline=2.0, backoff=Backoff(0, 0))
+    assert await collect(service) == b"".join(AUDIO)
+    assert roomy.calls == {KILLIAN: 2}
 
 
 async def test_cancellation_releases_permits_and_counts_nothing(clock: FakeClock) -> None:

@@ -321,6 +321,7 @@ class TTSService:
         voice = request.settings.voice
         for number in range(1, self.attempts + 1):
             heard = False
+            started = _loop_time()
             try:
                 async with contextlib.aclosing(self._attempt(request, deadline)) as chunks:
                     async for chunk in chunks:
@@ -330,11 +331,12 @@ class TTSService:
             except TTSError as error:
                 attempts.append(Attempt(voice, number, error.kind, error.message))
                 log.info("synthesis attempt %d with %s failed: %s", number, voice, error)
-                remaining = deadline - _loop_time()
                 if heard or number == self.attempts or not is_retryable(error.kind):
                     raise
                 delay = self.backoff.delay(number, self._jitter())
-                if delay >= remaining:
+                # A retry left less time than the attempt that just failed took (a
+                # silent server eats the read deadline) would only be cut off.
+                if deadline - _loop_time() - delay < _loop_time() - started:
                     raise
                 await self._sleep(delay)
         raise AssertionError("unreachable: the last attempt returns or raises")
