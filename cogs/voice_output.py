@@ -35,6 +35,9 @@ POST_TIMEOUT = 10.0
 """Seconds one text post may take before it is given up (and logged)."""
 MESSAGE_LIMIT = 2000
 """Discord's limit on the characters of one message."""
+PLAYBACK_STALL_SECONDS = 15.0
+"""How long discord.py's player may read nothing before playback is given up: it stops
+reading while it waits for a voice reconnect, which may never come."""
 
 
 class PacketSource(discord.AudioSource):
@@ -72,8 +75,11 @@ class DiscordVoiceOutput:
     without :meth:`stop`, means the connection was lost: :class:`PlaybackError`.
     """
 
-    def __init__(self, guild: discord.Guild) -> None:
+    def __init__(
+        self, guild: discord.Guild, *, stall_after: float = PLAYBACK_STALL_SECONDS
+    ) -> None:
         self.guild = guild
+        self.stall_after = stall_after
         self._stop_requested = False
 
     def _client(self) -> Any:
@@ -110,16 +116,34 @@ class DiscordVoiceOutput:
             source.cleanup()
             raise PlaybackError(f"could not start playback: {exc}") from exc
         try:
-            error = await finished
+            error = await self._while_reading(finished, buffer)
         except asyncio.CancelledError:
             client.stop()
             raise
+        except TimeoutError:
+            client.stop()
+            raise PlaybackError(
+                f"voice playback stalled: nothing was read for {self.stall_after:g}s"
+            ) from None
         if isinstance(error, TTSError):
             raise error
         if error is not None:
             raise PlaybackError(f"voice playback failed: {error!r}") from error
         if not source.ended and not self._stop_requested:
             raise PlaybackError("voice connection lost")
+
+    async def _while_reading(
+        self, finished: asyncio.Future[Exception | None], buffer: PacketBuffer
+    ) -> Exception | None:
+        """Wait for ``finished`` as long as the player thread keeps reading packets."""
+        seen = -1
+        while True:
+            progress = buffer.packets_read + buffer.silence_frames
+            if progress == seen:
+                raise TimeoutError
+            seen = progress
+            with contextlib.suppress(TimeoutError):
+                return await asyncio.wait_for(asyncio.shield(finished), self.stall_after)
 
     def stop(self) -> None:
         """Stop the current playback; :meth:`play` then returns normally."""

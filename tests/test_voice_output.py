@@ -118,6 +118,32 @@ async def test_playback_stopped_from_outside_counts_as_lost(tb: TestBot) -> None
         await asyncio.wait_for(playing, 5)
 
 
+async def test_a_player_that_stops_reading_is_given_up(tb: TestBot) -> None:
+    # discord.py's player stops reading while it waits for a voice reconnect.
+    client = await connected(tb)
+    output = DiscordVoiceOutput(tb.guild, stall_after=0.2)
+    playing = asyncio.create_task(output.play(filled(PACKETS[:3], finish=False)))
+    await until(lambda: len(client.packets) >= 3)
+
+    client.pause()
+
+    with pytest.raises(PlaybackError, match=r"stalled: nothing was read for 0\.2s"):
+        await asyncio.wait_for(playing, 5)
+
+
+async def test_slow_audio_is_not_a_stall(tb: TestBot) -> None:
+    client = await connected(tb)
+    output = DiscordVoiceOutput(tb.guild, stall_after=0.2)
+    buffer = filled([], finish=False)
+    playing = asyncio.create_task(output.play(buffer))
+    for packet in PACKETS[:4]:  # slower than the stall limit overall, never idle for it
+        await asyncio.sleep(0.1)
+        buffer.put(packet)
+    buffer.finish()
+    await asyncio.wait_for(playing, 5)
+    assert [p for p in client.packets if p != OPUS_SILENCE_FRAME] == PACKETS[:4]
+
+
 async def test_stop_ends_playback_normally(tb: TestBot) -> None:
     client = await connected(tb)
     output = DiscordVoiceOutput(tb.guild)
