@@ -21,6 +21,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from cogs.replies import NO_MENTIONS, defer_privately, respond
 from cogs.tts_context import acquire_tts_context, release_tts_context
 from core.alerts import (
     STATE_COLOURS,
@@ -38,7 +39,7 @@ from core.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
-NO_MENTIONS = discord.AllowedMentions.none()
+
 DIAGNOSE_DEADLINE = 90.0
 """Seconds /tts diagnose may take; the probes' own deadlines add up to less."""
 POST_DEADLINE = 15.0
@@ -129,17 +130,7 @@ class AdminCog(commands.Cog, name="TTS admin"):
             message = (
                 f"/{command} failed ({type(cause).__name__}). The details are in the bot's log."
             )
-        try:
-            if interaction.response.is_done():
-                await interaction.followup.send(
-                    message, ephemeral=True, allowed_mentions=NO_MENTIONS
-                )
-            else:
-                await interaction.response.send_message(
-                    message, ephemeral=True, allowed_mentions=NO_MENTIONS
-                )
-        except discord.HTTPException as exc:
-            log.warning("could not tell %s about the error: %s", interaction.user, exc)
+        await respond(interaction, message)
 
     # -- commands ------------------------------------------------------
 
@@ -151,18 +142,14 @@ class AdminCog(commands.Cog, name="TTS admin"):
             cache=None if cache is None else cache.stats(),
             on_open=self.config.fallback.on_open,
         )
-        embed = alert_embed(alert)
-        await interaction.response.send_message(
-            embed=embed, ephemeral=True, allowed_mentions=NO_MENTIONS
-        )
+        await respond(interaction, embed=alert_embed(alert))
 
     @tts.command(name="diagnose", description="Test the path to Edge TTS and suggest fixes")
     async def diagnose(self, interaction: discord.Interaction) -> None:
-        await interaction.response.defer(ephemeral=True, thinking=True)
+        await defer_privately(interaction)
         async with asyncio.timeout(DIAGNOSE_DEADLINE):
             diagnosis = await diagnose_service(self.service, self.config.edge)
-        embed = alert_embed(diagnosis_alert(diagnosis))
-        await interaction.followup.send(embed=embed, ephemeral=True, allowed_mentions=NO_MENTIONS)
+        await respond(interaction, embed=alert_embed(diagnosis_alert(diagnosis)))
 
     @tts.command(name="reset", description="Close every TTS circuit breaker and clear its counters")
     async def reset(self, interaction: discord.Interaction) -> None:
@@ -171,10 +158,9 @@ class AdminCog(commands.Cog, name="TTS admin"):
         self.service.reset(f"reset by {user} with /tts reset")
         troubled = [f"{n}: {s.value}" for n, s in before.items() if s is not CircuitState.CLOSED]
         was = ", ".join(troubled) if troubled else "all were CLOSED already"
-        await interaction.response.send_message(
+        await respond(
+            interaction,
             f"Reset {len(before)} breakers ({was}). Speech is tried again with the next message.",
-            ephemeral=True,
-            allowed_mentions=NO_MENTIONS,
         )
         await self.post_alert(
             Alert.build(

@@ -22,6 +22,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from cogs.replies import defer_privately, respond
 from cogs.tts_context import TTSContext, acquire_tts_context, release_tts_context
 from cogs.voice_output import (
     ChannelTextOutput,
@@ -29,10 +30,8 @@ from cogs.voice_output import (
     build_utterance,
     can_post,
     connect_voice,
-    followup_ephemeral,
     is_connected_in,
     join_problem,
-    reply_ephemeral,
     voice_channel_of,
 )
 from cogs.voice_session import VoiceSession, describe_result, open_session
@@ -174,7 +173,7 @@ class VoiceCog(commands.Cog, name="Voice"):
             return
         guild = member.guild
         if member.voice is None or member.voice.channel is None:
-            await reply_ephemeral(interaction, NOT_IN_VOICE)
+            await respond(interaction, NOT_IN_VOICE)
             return
         channel = member.voice.channel
         problem = join_problem(channel, guild.me)
@@ -185,20 +184,18 @@ class VoiceCog(commands.Cog, name="Voice"):
                 "lost. Run /join in a channel where I can post."
             )
         if problem is not None or text_channel is None:
-            await reply_ephemeral(interaction, problem or GUILD_ONLY)
+            await respond(interaction, problem or GUILD_ONLY)
             return
-        await interaction.response.defer(ephemeral=True, thinking=True)
+        await defer_privately(interaction)
         async with self._locks[guild.id]:
             problem = await connect_voice(guild, channel)
             if problem is None:
                 self._bind(guild, text_channel)
         if problem is not None:
-            await followup_ephemeral(interaction, problem)
+            await respond(interaction, problem)
             return
         where = getattr(text_channel, "mention", "this channel")
-        await followup_ephemeral(
-            interaction, f"🔊 Joined {bold(channel.name)}; reading {where} aloud."
-        )
+        await respond(interaction, f"🔊 Joined {bold(channel.name)}; reading {where} aloud.")
 
     @app_commands.command(name="leave", description="Leave the voice channel")
     @app_commands.guild_only()
@@ -209,9 +206,9 @@ class VoiceCog(commands.Cog, name="Voice"):
             return
         guild = member.guild
         if guild.id not in self._sessions and guild.voice_client is None:
-            await reply_ephemeral(interaction, NOT_CONNECTED)
+            await respond(interaction, NOT_CONNECTED)
             return
-        await reply_ephemeral(interaction, "👋 Leaving voice.")
+        await respond(interaction, "👋 Leaving voice.")
         await self._end_session(guild)
 
     @app_commands.command(name="say", description="Speak text in the voice channel")
@@ -227,19 +224,19 @@ class VoiceCog(commands.Cog, name="Voice"):
         session = self._sessions.get(member.guild.id)
         channel = voice_channel_of(member.guild)
         if session is None or channel is None:
-            await reply_ephemeral(interaction, NOT_CONNECTED)
+            await respond(interaction, NOT_CONNECTED)
             return
         if member.voice is None or member.voice.channel != channel:
-            await reply_ephemeral(interaction, f"Join {bold(channel.name)} to use /say.")
+            await respond(interaction, f"Join {bold(channel.name)} to use /say.")
             return
         try:
             utterance, shortened = self._utterance(member.guild, member, text, session)
         except InvalidText as exc:
-            await reply_ephemeral(interaction, f"That can't be spoken: {exc.message}.")
+            await respond(interaction, f"That can't be spoken: {exc.message}.")
             return
-        await interaction.response.defer(ephemeral=True, thinking=True)
+        await defer_privately(interaction)
         result = await session.player.speak(utterance)
-        await followup_ephemeral(interaction, describe_result(result, session, shortened))
+        await respond(interaction, describe_result(result, session, shortened))
 
     @app_commands.command(name="skip", description="Stop the message being spoken")
     @app_commands.guild_only()
@@ -250,9 +247,9 @@ class VoiceCog(commands.Cog, name="Voice"):
             return
         session = self._sessions.get(member.guild.id)
         if session is None or not session.player.skip():
-            await reply_ephemeral(interaction, NOTHING_PLAYING)
+            await respond(interaction, NOTHING_PLAYING)
             return
-        await reply_ephemeral(interaction, "⏭️ Skipped.")
+        await respond(interaction, "⏭️ Skipped.")
 
     async def cog_app_command_error(
         self, interaction: discord.Interaction, error: app_commands.AppCommandError
@@ -262,9 +259,9 @@ class VoiceCog(commands.Cog, name="Voice"):
         )
         text = "Something went wrong with that command; it has been logged."
         if interaction.response.is_done():
-            await followup_ephemeral(interaction, text)
+            await respond(interaction, text)
         else:
-            await reply_ephemeral(interaction, text)
+            await respond(interaction, text)
 
     # -- listeners ---------------------------------------------------------
 
@@ -324,7 +321,7 @@ class VoiceCog(commands.Cog, name="Voice"):
 
     async def _member_or_reply(self, interaction: discord.Interaction) -> discord.Member | None:
         if interaction.guild is None or not isinstance(interaction.user, discord.Member):
-            await reply_ephemeral(interaction, GUILD_ONLY)
+            await respond(interaction, GUILD_ONLY)
             return None
         return interaction.user
 

@@ -300,25 +300,3 @@ def build_utterance(
     shortened = len(clean_for_guild(guild, content, _UNCUT)) > len(text)
     name = escape_markdown(author.display_name)
     return Utterance(text, author.id, name, now, spoken_prefix=prefix), shortened
-
-
-# -- replies to the cog's commands --------------------------------------------
-
-_QUIET = discord.AllowedMentions.none()
-
-
-async def reply_ephemeral(interaction: discord.Interaction, text: str) -> None:
-    """Answer ``interaction`` with ``text`` only its user sees, mentions suppressed;
-    a failure is logged."""
-    try:
-        await interaction.response.send_message(text, ephemeral=True, allowed_mentions=_QUIET)
-    except discord.HTTPException as exc:
-        log.warning("could not reply to an interaction: %s", exc)
-
-
-async def followup_ephemeral(interaction: discord.Interaction, text: str) -> None:
-    """Like :func:`reply_ephemeral`, for an interaction already answered or deferred."""
-    try:
-        await interaction.followup.send(text, ephemeral=True, allowed_mentions=_QUIET)
-    except discord.HTTPException as exc:
-        log.warning("could not send an interaction follow-up: %s", exc)
