@@ -21,7 +21,7 @@ from pathlib import Path
 import discord
 from discord.ext import commands
 
-from core.config import CONFIG_PATH_ENV, Config, ConfigError, load_config
+from core.config import Config, ConfigError, find_config, load_config
 from core.selfcheck import run_self_check
 
 log = logging.getLogger("bot")
@@ -38,12 +38,10 @@ def load_host_config(environ: Mapping[str, str]) -> tuple[Config, str]:
 
     A named file must exist; without one, a missing ``config.toml`` means the defaults.
     """
-    named = environ.get(CONFIG_PATH_ENV)
-    if named:
-        return load_config(named), named
-    if DEFAULT_CONFIG.is_file():
-        return load_config(DEFAULT_CONFIG), str(DEFAULT_CONFIG)
-    return Config(), "built-in defaults (no config.toml)"
+    path = find_config(environ, DEFAULT_CONFIG)
+    if path is None:
+        return Config(), "built-in defaults (no config.toml)"
+    return load_config(path), str(path)
 
 
 def setup_logging(level: str) -> None:

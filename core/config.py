@@ -279,16 +279,26 @@ CONFIG_PATH_ENV = "TTS_CONFIG"
 """Environment variable naming the config file for hosts that don't pass one."""
 
 
-def load_default_config(environ: Mapping[str, str] | None = None) -> Config:
-    """The config for a host that gives none: ``$TTS_CONFIG``, else ``./config.toml``.
+def find_config(
+    environ: Mapping[str, str] | None = None, default_path: str | Path = "config.toml"
+) -> Path | None:
+    """Which file configures a host that names none: ``$TTS_CONFIG``, else
+    ``default_path`` if it exists; None means the built-in defaults.
 
-    A path named in the environment must exist; without one, a missing
-    ``config.toml`` means the defaults.
+    A path named in the environment is returned even if missing, so loading it
+    reports the mistake instead of silently using the defaults.
     """
     env = os.environ if environ is None else environ
     named = env.get(CONFIG_PATH_ENV)
     if named:
-        return load_config(named)
-    if Path("config.toml").is_file():
-        return load_config("config.toml")
-    return Config()
+        return Path(named)
+    default = Path(default_path)
+    return default if default.is_file() else None
+
+
+def load_default_config(
+    environ: Mapping[str, str] | None = None, default_path: str | Path = "config.toml"
+) -> Config:
+    """The config of the file :func:`find_config` picks, or the defaults."""
+    path = find_config(environ, default_path)
+    return Config() if path is None else load_config(path)

@@ -25,7 +25,7 @@ TEST_PHRASE = "Dies ist ein Test der Sprachausgabe."
 
 
 @dataclass(frozen=True)
-class SpeechResult:
+class SpeechTestResult:
     """What the test phrase produced: Opus packets, or the error that stopped it."""
 
     packets: int
@@ -47,7 +47,7 @@ class SelfCheckReport:
     target: str
     """The ``host:port`` the diagnostics probed."""
     diagnosis: Diagnosis
-    speech: SpeechResult
+    speech: SpeechTestResult
     missing_codecs: tuple[str, ...] = ()
 
     @property
@@ -107,7 +107,7 @@ async def speak_test_phrase(
     *,
     bitrate_kbps: int = 64,
     clock: Clock = monotonic,
-) -> SpeechResult:
+) -> SpeechTestResult:
     """Synthesize ``text`` through ``service`` and convert it to Opus; never raises."""
     started = clock()
     packets = 0
@@ -128,7 +128,7 @@ async def speak_test_phrase(
         error = f"breaker open: {exc}"
     except Exception as exc:  # the check reports; it must not crash with a traceback
         error = f"unexpected {type(exc).__name__}: {exc}"
-    return SpeechResult(packets, first, (clock() - started) * 1000, error)
+    return SpeechTestResult(packets, first, (clock() - started) * 1000, error)
 
 
 async def run_self_check(
