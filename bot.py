@@ -20,15 +20,14 @@ from pathlib import Path
 
 import discord
 from discord.ext import commands
-
-from core.config import Config, ConfigError, find_config, load_config
-from core.selfcheck import run_self_check
+from edge_voice.core.config import Config, ConfigError, find_config, load_config
+from edge_voice.core.selfcheck import run_self_check
 
 log = logging.getLogger("bot")
 
 TOKEN_ENV = "DISCORD_TOKEN"
 DEFAULT_CONFIG = Path(__file__).with_name("config.toml")
-EXTENSIONS = ("cogs.voice", "cogs.admin")
+EXTENSIONS = ("edge_voice.cogs.voice", "edge_voice.cogs.admin")
 SYNC_DEADLINE = 30.0
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 

@@ -17,8 +17,8 @@ from collections.abc import (
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar, TypeVarTuple
 
-from core.clock import FakeClock
-from core.tts.provider import AudioFormat, SynthesisRequest
+from edge_voice.core.clock import FakeClock
+from edge_voice.core.tts.provider import AudioFormat, SynthesisRequest
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(1, str(ROOT / ".bench-peers"))
 
-from core.breaker import (  # noqa: E402
+from edge_voice.core.breaker import (  # noqa: E402
     CircuitBreaker,
     CircuitBreakerConfig,
     CircuitOpenError,

@@ -30,19 +30,20 @@ from typing import Any, Literal
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from edge_voice.core.breaker import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError  # noqa: E402
+from edge_voice.core.breaker.state import CircuitState  # noqa: E402
+from edge_voice.core.breaker.store import BreakerStateStore  # noqa: E402
+from edge_voice.core.clock import FakeClock  # noqa: E402
+from edge_voice.core.config import Config  # noqa: E402
+from edge_voice.core.tasks import cancel_and_wait  # noqa: E402
+from edge_voice.core.tts.errors import ErrorKind, TTSError  # noqa: E402
+from edge_voice.core.tts.policy import Backoff  # noqa: E402
+from edge_voice.core.tts.provider import EDGE_MP3, SynthesisRequest, VoiceSettings  # noqa: E402
+from edge_voice.core.tts.service import TTSService  # noqa: E402
+
 from bench import outage_features  # noqa: E402
 from bench._common import run_simulated  # noqa: E402
 from bench.outage_features import EdgeDouble, schedule  # noqa: E402
-from core.breaker import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError  # noqa: E402
-from core.breaker.state import CircuitState  # noqa: E402
-from core.breaker.store import BreakerStateStore  # noqa: E402
-from core.clock import FakeClock  # noqa: E402
-from core.config import Config  # noqa: E402
-from core.tasks import cancel_and_wait  # noqa: E402
-from core.tts.errors import ErrorKind, TTSError  # noqa: E402
-from core.tts.policy import Backoff  # noqa: E402
-from core.tts.provider import EDGE_MP3, SynthesisRequest, VoiceSettings  # noqa: E402
-from core.tts.service import TTSService  # noqa: E402
 
 CONFIG = Config()
 ANSWER_LIMIT = 0.1

@@ -31,20 +31,21 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from edge_voice.core.audio import OPUS_FRAME_SECONDS  # noqa: E402
+from edge_voice.core.breaker import CircuitState, TransitionEvent  # noqa: E402
+from edge_voice.core.cache import AudioCache  # noqa: E402
+from edge_voice.core.clock import FakeClock  # noqa: E402
+from edge_voice.core.config import CacheSettings, Config, FallbackSettings  # noqa: E402
+from edge_voice.core.packet_buffer import PacketBuffer  # noqa: E402
+from edge_voice.core.player import STAND_IN_REASON, GuildPlayer, PlayerSettings, StandInVoice  # noqa: E402
+from edge_voice.core.speech import SpeechOutcome, SpeechResult, Utterance  # noqa: E402
+from edge_voice.core.tts.errors import ErrorKind, TTSError  # noqa: E402
+from edge_voice.core.tts.espeak import EspeakProvider  # noqa: E402
+from edge_voice.core.tts.outcomes import SynthesisReport  # noqa: E402
+from edge_voice.core.tts.provider import EDGE_MP3, SynthesisRequest  # noqa: E402
+from edge_voice.core.tts.service import TTSService  # noqa: E402
+
 from bench._common import ThreadAwareProvider, run_simulated  # noqa: E402
-from core.audio import OPUS_FRAME_SECONDS  # noqa: E402
-from core.breaker import CircuitState, TransitionEvent  # noqa: E402
-from core.cache import AudioCache  # noqa: E402
-from core.clock import FakeClock  # noqa: E402
-from core.config import CacheSettings, Config, FallbackSettings  # noqa: E402
-from core.packet_buffer import PacketBuffer  # noqa: E402
-from core.player import STAND_IN_REASON, GuildPlayer, PlayerSettings, StandInVoice  # noqa: E402
-from core.speech import SpeechOutcome, SpeechResult, Utterance  # noqa: E402
-from core.tts.errors import ErrorKind, TTSError  # noqa: E402
-from core.tts.espeak import EspeakProvider  # noqa: E402
-from core.tts.outcomes import SynthesisReport  # noqa: E402
-from core.tts.provider import EDGE_MP3, SynthesisRequest  # noqa: E402
-from core.tts.service import TTSService  # noqa: E402
 from tests.fakes.audio_samples import edge_like_mp3  # noqa: E402
 
 FAILURE_COST = 0.2

@@ -32,17 +32,17 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import edge_tts  # noqa: E402
+from edge_voice.core.audio import opus_packets  # noqa: E402
+from edge_voice.core.config import Config  # noqa: E402
+from edge_voice.core.packet_buffer import PacketBuffer  # noqa: E402
+from edge_voice.core.player import GuildPlayer, PlayerSettings  # noqa: E402
+from edge_voice.core.speech import Utterance  # noqa: E402
+from edge_voice.core.tts.edge import EdgeProvider, edge_tts_version  # noqa: E402
+from edge_voice.core.tts.provider import SynthesisRequest  # noqa: E402
+from edge_voice.core.tts.service import TTSService  # noqa: E402
+from edge_voice.core.tts.text import clean_discord_message  # noqa: E402
 
 from bench._common import percentile  # noqa: E402
-from core.audio import opus_packets  # noqa: E402
-from core.config import Config  # noqa: E402
-from core.packet_buffer import PacketBuffer  # noqa: E402
-from core.player import GuildPlayer, PlayerSettings  # noqa: E402
-from core.speech import Utterance  # noqa: E402
-from core.tts.edge import EdgeProvider, edge_tts_version  # noqa: E402
-from core.tts.provider import SynthesisRequest  # noqa: E402
-from core.tts.service import TTSService  # noqa: E402
-from core.tts.text import clean_discord_message  # noqa: E402
 from tests.fakes.audio_samples import edge_like_mp3  # noqa: E402
 from tests.fakes.edge_server import FakeEdgeServer, Pacing, edge_client_pointed_at  # noqa: E402
 

@@ -20,10 +20,9 @@ import logging
 import discord
 from discord import app_commands
 from discord.ext import commands
-
-from cogs.replies import NO_MENTIONS, defer_privately, respond
-from cogs.tts_context import acquire_tts_context, release_tts_context
-from core.alerts import (
+from edge_voice.cogs.replies import NO_MENTIONS, defer_privately, respond
+from edge_voice.cogs.tts_context import acquire_tts_context, release_tts_context
+from edge_voice.core.alerts import (
     STATE_COLOURS,
     Alert,
     AlertBatcher,
@@ -31,11 +30,11 @@ from core.alerts import (
     diagnosis_alert,
     status_alert,
 )
-from core.breaker import CircuitState
-from core.config import ConfigError
-from core.diagnostics.report import Verdict
-from core.diagnostics.service_check import diagnose_service
-from core.tasks import cancel_and_wait
+from edge_voice.core.breaker import CircuitState
+from edge_voice.core.config import ConfigError
+from edge_voice.core.diagnostics.report import Verdict
+from edge_voice.core.diagnostics.service_check import diagnose_service
+from edge_voice.core.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -221,5 +220,5 @@ class AdminCog(commands.Cog, name="TTS admin"):
 
 
 async def setup(bot: commands.Bot) -> None:
-    """Extension entry point: ``await bot.load_extension("cogs.admin")``."""
+    """Extension entry point: ``await bot.load_extension("edge_voice.cogs.admin")``."""
     await bot.add_cog(AdminCog(bot))

@@ -16,13 +16,12 @@ import logging
 from dataclasses import dataclass, field
 
 from discord.ext import commands
-
-from core.breaker.store import BreakerStateStore
-from core.cache import AudioCache
-from core.config import Config, load_default_config
-from core.player import StandInVoice
-from core.tts.espeak import EspeakProvider
-from core.tts.service import TTSService
+from edge_voice.core.breaker.store import BreakerStateStore
+from edge_voice.core.cache import AudioCache
+from edge_voice.core.config import Config, load_default_config
+from edge_voice.core.player import StandInVoice
+from edge_voice.core.tts.espeak import EspeakProvider
+from edge_voice.core.tts.service import TTSService
 
 log = logging.getLogger(__name__)
 

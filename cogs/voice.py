@@ -21,10 +21,9 @@ from typing import Any
 import discord
 from discord import app_commands
 from discord.ext import commands
-
-from cogs.replies import defer_privately, respond
-from cogs.tts_context import TTSContext, acquire_tts_context, release_tts_context
-from cogs.voice_output import (
+from edge_voice.cogs.replies import defer_privately, respond
+from edge_voice.cogs.tts_context import TTSContext, acquire_tts_context, release_tts_context
+from edge_voice.cogs.voice_output import (
     ChannelTextOutput,
     bold,
     build_utterance,
@@ -34,20 +33,20 @@ from cogs.voice_output import (
     join_problem,
     voice_channel_of,
 )
-from cogs.voice_session import VoiceSession, describe_result, open_session
-from core.clock import Clock, monotonic
-from core.config import Config
-from core.player import GuildPlayer
-from core.speech import (
+from edge_voice.cogs.voice_session import VoiceSession, describe_result, open_session
+from edge_voice.core.clock import Clock, monotonic
+from edge_voice.core.config import Config
+from edge_voice.core.player import GuildPlayer
+from edge_voice.core.speech import (
     FallbackReason,
     SpeechOutcome,
     SpeechResult,
     Utterance,
     fallback_text,
 )
-from core.tasks import cancel_and_wait
-from core.tts.errors import InvalidText
-from core.tts.service import TTSService
+from edge_voice.core.tasks import cancel_and_wait
+from edge_voice.core.tts.errors import InvalidText
+from edge_voice.core.tts.service import TTSService
 
 log = logging.getLogger(__name__)
 
@@ -386,5 +385,5 @@ class VoiceCog(commands.Cog, name="Voice"):
 
 
 async def setup(bot: commands.Bot) -> None:
-    """Extension entry point: ``await bot.load_extension("cogs.voice")``."""
+    """Extension entry point: ``await bot.load_extension("edge_voice.cogs.voice")``."""
     await bot.add_cog(VoiceCog(bot))

@@ -19,13 +19,12 @@ from typing import Any
 
 import discord
 from discord.utils import escape_markdown
-
-from core.audio import OPUS_FRAME_SECONDS
-from core.packet_buffer import PacketBuffer
-from core.player import PlaybackError
-from core.speech import SpeakerPrefixer, Utterance
-from core.tts.errors import TTSError
-from core.tts.text import check_speakable, clean_discord_message
+from edge_voice.core.audio import OPUS_FRAME_SECONDS
+from edge_voice.core.packet_buffer import PacketBuffer
+from edge_voice.core.player import PlaybackError
+from edge_voice.core.speech import SpeakerPrefixer, Utterance
+from edge_voice.core.tts.errors import TTSError
+from edge_voice.core.tts.text import check_speakable, clean_discord_message
 
 log = logging.getLogger(__name__)
 

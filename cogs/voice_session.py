@@ -11,14 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import discord
-
-from cogs.voice_output import ChannelTextOutput, DiscordVoiceOutput
-from core.cache import AudioCache
-from core.clock import Clock
-from core.config import Config
-from core.player import GuildPlayer, PlayerSettings, StandInVoice
-from core.speech import SpeakerPrefixer, SpeechOutcome, SpeechResult
-from core.tts.service import TTSService
+from edge_voice.cogs.voice_output import ChannelTextOutput, DiscordVoiceOutput
+from edge_voice.core.cache import AudioCache
+from edge_voice.core.clock import Clock
+from edge_voice.core.config import Config
+from edge_voice.core.player import GuildPlayer, PlayerSettings, StandInVoice
+from edge_voice.core.speech import SpeakerPrefixer, SpeechOutcome, SpeechResult
+from edge_voice.core.tts.service import TTSService
 
 
 @dataclass(eq=False)

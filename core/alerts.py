@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from core.breaker.events import TransitionEvent
-from core.breaker.state import CircuitState
-from core.diagnostics.report import Diagnosis, Verdict
+from edge_voice.core.breaker.events import TransitionEvent
+from edge_voice.core.breaker.state import CircuitState
+from edge_voice.core.diagnostics.report import Diagnosis, Verdict
 
 log = logging.getLogger(__name__)
 

@@ -29,9 +29,8 @@ from typing import Literal
 import av
 import av.error
 from av.codec.codec import UnknownCodecError
-
-from core.tts.errors import ErrorKind, TTSError
-from core.tts.provider import AudioFormat
+from edge_voice.core.tts.errors import ErrorKind, TTSError
+from edge_voice.core.tts.provider import AudioFormat
 
 OPUS_SAMPLE_RATE = 48_000
 OPUS_CHANNELS = 2

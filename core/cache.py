@@ -25,8 +25,8 @@ from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.cache_disk import DiskStore
-from core.tts.provider import SynthesisRequest
+from edge_voice.core.cache_disk import DiskStore
+from edge_voice.core.tts.provider import SynthesisRequest
 
 DEFAULT_MAX_DISK_BYTES = 64 * 1024 * 1024
 

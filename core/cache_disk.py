@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 # The disk tier's messages keep the logger name they had inside core.cache.
-log = logging.getLogger("core.cache")
+log = logging.getLogger("edge_voice.core.cache")
 
 _MAGIC = b"TTSOPK"
 _VERSION = 1

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
-from core.breaker.state import CircuitBreakerConfig, config_problems
+from edge_voice.core.breaker.state import CircuitBreakerConfig, config_problems
 
 
 class ConfigError(ValueError):

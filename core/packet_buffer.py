@@ -12,8 +12,8 @@ import threading
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator
 
-from core.audio import OPUS_SILENCE_FRAME
-from core.clock import Clock, monotonic
+from edge_voice.core.audio import OPUS_SILENCE_FRAME
+from edge_voice.core.clock import Clock, monotonic
 
 
 class PacketBuffer:

@@ -20,12 +20,12 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Protocol
 
-from core.audio import DEFAULT_BITRATE, opus_packets
-from core.breaker import CircuitOpenError
-from core.cache import AudioCache, CacheKey, PacketRecorder
-from core.clock import Clock, monotonic
-from core.packet_buffer import PacketBuffer, pump
-from core.speech import (
+from edge_voice.core.audio import DEFAULT_BITRATE, opus_packets
+from edge_voice.core.breaker import CircuitOpenError
+from edge_voice.core.cache import AudioCache, CacheKey, PacketRecorder
+from edge_voice.core.clock import Clock, monotonic
+from edge_voice.core.packet_buffer import PacketBuffer, pump
+from edge_voice.core.speech import (
     FallbackReason,
     OutageNotice,
     SpeechOutcome,
@@ -33,11 +33,11 @@ from core.speech import (
     Utterance,
     fallback_text,
 )
-from core.tasks import cancel_and_wait
-from core.tts.errors import ErrorKind, TTSError
-from core.tts.outcomes import SynthesisReport
-from core.tts.provider import SynthesisRequest, TTSProvider, VoiceSettings
-from core.tts.service import TTSService
+from edge_voice.core.tasks import cancel_and_wait
+from edge_voice.core.tts.errors import ErrorKind, TTSError
+from edge_voice.core.tts.outcomes import SynthesisReport
+from edge_voice.core.tts.provider import SynthesisRequest, TTSProvider, VoiceSettings
+from edge_voice.core.tts.service import TTSService
 
 log = logging.getLogger(__name__)
 

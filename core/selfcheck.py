@@ -11,15 +11,15 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 
-from core.audio import OPUS_FRAME_SECONDS, missing_codecs, opus_packets
-from core.breaker import CircuitOpenError
-from core.clock import Clock, monotonic
-from core.config import Config
-from core.diagnostics.probes import ProbeDeadlines
-from core.diagnostics.report import Diagnosis, Verdict, render_text
-from core.diagnostics.service_check import diagnose_service
-from core.tts.errors import TTSError
-from core.tts.service import TTSService
+from edge_voice.core.audio import OPUS_FRAME_SECONDS, missing_codecs, opus_packets
+from edge_voice.core.breaker import CircuitOpenError
+from edge_voice.core.clock import Clock, monotonic
+from edge_voice.core.config import Config
+from edge_voice.core.diagnostics.probes import ProbeDeadlines
+from edge_voice.core.diagnostics.report import Diagnosis, Verdict, render_text
+from edge_voice.core.diagnostics.service_check import diagnose_service
+from edge_voice.core.tts.errors import TTSError
+from edge_voice.core.tts.service import TTSService
 
 TEST_PHRASE = "Dies ist ein Test der Sprachausgabe."
 

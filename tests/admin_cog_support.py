@@ -17,15 +17,15 @@ from typing import Any, cast
 import discord
 from discord.ext import commands
 from discord.ext.test import backend as dpy_backend
+from edge_voice.cogs.admin import AdminCog
+from edge_voice.cogs.tts_context import TTSContext
+from edge_voice.core.alerts import Sleep
+from edge_voice.core.breaker import CircuitBreaker
+from edge_voice.core.cache import AudioCache
+from edge_voice.core.clock import FakeClock
+from edge_voice.core.config import Config, parse_config
+from edge_voice.core.tts.service import TTSService
 
-from cogs.admin import AdminCog
-from cogs.tts_context import TTSContext
-from core.alerts import Sleep
-from core.breaker import CircuitBreaker
-from core.cache import AudioCache
-from core.clock import FakeClock
-from core.config import Config, parse_config
-from core.tts.service import TTSService
 from tests.fakes.discord_harness import SentMessage, TestBot, make_test_bot
 
 MANAGE_GUILD = str(discord.Permissions(manage_guild=True).value)
@@ -111,7 +111,7 @@ async def admin_bot(
         if sleep is not None:
             await bot.add_cog(AdminCog(bot, sleep=sleep))
 
-    extensions = [] if sleep is not None else ["cogs.admin"]
+    extensions = [] if sleep is not None else ["edge_voice.cogs.admin"]
     async with await make_test_bot(extensions, setup=inject) as tb:
         cog = admin_cog(tb.bot)
         assert cog.startup_task is not None

@@ -11,10 +11,9 @@ import logging
 from pathlib import Path
 
 import pytest
-
-from core.breaker import CircuitBreaker, CircuitBreakerConfig, CircuitState
-from core.breaker.store import BreakerStateStore, RestoreOutcome
-from core.clock import FakeClock
+from edge_voice.core.breaker import CircuitBreaker, CircuitBreakerConfig, CircuitState
+from edge_voice.core.breaker.store import BreakerStateStore, RestoreOutcome
+from edge_voice.core.clock import FakeClock
 
 CONFIG = CircuitBreakerConfig(
     consecutive_failures=2,
@@ -75,5 +74,5 @@ def store_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [
         r.getMessage()
         for r in caplog.records
-        if r.name == "core.breaker.store" and r.levelno >= logging.WARNING
+        if r.name == "edge_voice.core.breaker.store" and r.levelno >= logging.WARNING
     ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from core.cache import CacheKey
+from edge_voice.core.cache import CacheKey
 
 HELLO = CacheKey("edge", "en-US-AriaNeural", "+0%", "+0%", "+0Hz", "Hello")
 

@@ -18,9 +18,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-
-from core.diagnostics.probes import ProbeDeadlines, run_diagnostics
-from core.diagnostics.report import DiagnosticsResult
+from edge_voice.core.diagnostics.probes import ProbeDeadlines, run_diagnostics
+from edge_voice.core.diagnostics.report import DiagnosticsResult
 
 LOCAL = "127.0.0.1"
 FAST = ProbeDeadlines(dns=2.0, tcp=2.0, tls=2.0, websocket=2.0, synthesis=2.0)

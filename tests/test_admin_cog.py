@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from discord import app_commands
 from discord.ext import commands
+from edge_voice.cogs.tts_context import TTSContext
+from edge_voice.core.config import ConfigError
+from edge_voice.core.tts.service import TTSService
 
-from cogs.tts_context import TTSContext
-from core.config import ConfigError
-from core.tts.service import TTSService
 from tests.admin_cog_support import (
     ADMINISTRATOR,
     MANAGE_GUILD,
@@ -115,7 +115,7 @@ async def test_unknown_admin_permission_is_a_clear_error(port: int) -> None:
         bot.tts_context = TTSContext(config, TTSService.from_config(config))  # type: ignore[attr-defined]
 
     with pytest.raises(commands.ExtensionFailed) as failed:
-        await make_test_bot(["cogs.admin"], setup=inject)
+        await make_test_bot(["edge_voice.cogs.admin"], setup=inject)
 
     error = failed.value.original
     assert isinstance(error, ConfigError)
@@ -271,10 +271,10 @@ async def test_an_error_becomes_a_short_ephemeral_message_and_a_logged_traceback
         service = BrokenHealth.from_config(config)
         bot.tts_context = TTSContext(config, service)  # type: ignore[attr-defined]
 
-    async with await make_test_bot(["cogs.admin"], setup=inject) as tb:
+    async with await make_test_bot(["edge_voice.cogs.admin"], setup=inject) as tb:
         await admin_cog(tb.bot).startup_task  # type: ignore[misc]
         member = add_member(tb.guild, "root")
-        with caplog.at_level(logging.ERROR, logger="cogs.admin"):
+        with caplog.at_level(logging.ERROR, logger="edge_voice.cogs.admin"):
             result = await invoke_slash(
                 tb.bot, tb.guild, member, tb.text_channel, "tts", "status", permissions=MANAGE_GUILD
             )
@@ -283,7 +283,7 @@ async def test_an_error_becomes_a_short_ephemeral_message_and_a_logged_traceback
     assert reply.ephemeral
     assert reply.content == "/tts status failed (RuntimeError). The details are in the bot's log."
     assert "Traceback" not in (reply.content or "")
-    [record] = [r for r in caplog.records if r.name == "cogs.admin" and r.exc_info]
+    [record] = [r for r in caplog.records if r.name == "edge_voice.cogs.admin" and r.exc_info]
     assert record.exc_info is not None
     assert str(record.exc_info[1]) == "snapshot exploded"
 

@@ -13,11 +13,11 @@ from collections.abc import Iterator
 import discord
 import pytest
 from discord.ext import commands
+from edge_voice.cogs.admin import AdminCog
+from edge_voice.cogs.tts_context import TTSContext
+from edge_voice.core.clock import FakeClock
+from edge_voice.core.tts.service import TTSService
 
-from cogs.admin import AdminCog
-from cogs.tts_context import TTSContext
-from core.clock import FakeClock
-from core.tts.service import TTSService
 from tests.admin_cog_support import (
     MANAGE_GUILD,
     WindowSleep,
@@ -85,7 +85,7 @@ async def test_a_missing_channel_is_a_warning_and_nothing_breaks(
     port: int, caplog: pytest.LogCaptureFixture
 ) -> None:
     async with admin_bot(port, log_channel=False, log_channel_id=424242) as ab:
-        with caplog.at_level(logging.WARNING, logger="cogs.admin"):
+        with caplog.at_level(logging.WARNING, logger="edge_voice.cogs.admin"):
             fail(ab.service.service_breaker, 3)
             await ab.cog.alerts.drain()
             root = add_member(ab.tb.guild, "root")
@@ -105,7 +105,7 @@ async def test_a_missing_permission_is_a_warning_and_nothing_is_sent(
     port: int, caplog: pytest.LogCaptureFixture
 ) -> None:
     denied = discord.Permissions(send_messages=True)
-    with caplog.at_level(logging.WARNING, logger="cogs.admin"):
+    with caplog.at_level(logging.WARNING, logger="edge_voice.cogs.admin"):
         async with admin_bot(port, log_channel_denies=denied) as ab:
             fail(ab.service.service_breaker, 3)
             await ab.cog.alerts.drain()
@@ -118,7 +118,7 @@ async def test_a_missing_permission_is_a_warning_and_nothing_is_sent(
 async def test_no_log_channel_configured_posts_nothing_and_warns_nothing(
     port: int, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="cogs.admin"):
+    with caplog.at_level(logging.WARNING, logger="edge_voice.cogs.admin"):
         async with admin_bot(port, log_channel=False) as ab:
             fail(ab.service.service_breaker, 3)
             await ab.cog.alerts.drain()

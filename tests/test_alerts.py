@@ -8,8 +8,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
-
-from core.alerts import (
+from edge_voice.core.alerts import (
     EMBED_TOTAL_LIMIT,
     FIELD_COUNT_LIMIT,
     FIELD_VALUE_LIMIT,
@@ -21,9 +20,14 @@ from core.alerts import (
     status_alert,
     transition_alert,
 )
-from core.breaker import CircuitBreaker, CircuitBreakerConfig, CircuitState, TransitionEvent
-from core.clock import FakeClock
-from core.diagnostics.report import (
+from edge_voice.core.breaker import (
+    CircuitBreaker,
+    CircuitBreakerConfig,
+    CircuitState,
+    TransitionEvent,
+)
+from edge_voice.core.clock import FakeClock
+from edge_voice.core.diagnostics.report import (
     DiagnosticsResult,
     DnsResult,
     HandshakeResult,
@@ -32,8 +36,9 @@ from core.diagnostics.report import (
     TlsResult,
     diagnose,
 )
-from core.tts.edge import EdgeProvider
-from core.tts.service import TTSService
+from edge_voice.core.tts.edge import EdgeProvider
+from edge_voice.core.tts.service import TTSService
+
 from tests.admin_cog_support import WindowSleep
 
 CLOSED, OPEN, HALF = CircuitState.CLOSED, CircuitState.OPEN, CircuitState.HALF_OPEN

@@ -24,12 +24,12 @@ import discord
 import pytest
 from discord.ext import commands
 from discord.ext.test import backend as dpy_backend
+from edge_voice.cogs.tts_context import TTSContext
+from edge_voice.core.config import ConfigError, parse_config
+from edge_voice.core.selfcheck import run_self_check
+from edge_voice.core.tts.service import TTSService
 
 import bot as host
-from cogs.tts_context import TTSContext
-from core.config import ConfigError, parse_config
-from core.selfcheck import run_self_check
-from core.tts.service import TTSService
 from tests.admin_cog_support import refused_port
 from tests.fakes.discord_harness import make_test_bot
 from tests.fakes.edge_server import FakeEdgeServer
@@ -190,15 +190,15 @@ async def test_a_failing_extension_is_logged_and_the_others_load(
             bot.tts_context = TTSContext(config, TTSService.from_config(config))  # type: ignore[attr-defined]
 
         async with await make_test_bot(setup=inject) as tb:
-            names = [*host.EXTENSIONS, "cogs.does_not_exist"]
+            names = [*host.EXTENSIONS, "edge_voice.cogs.does_not_exist"]
             with caplog.at_level(logging.INFO, logger="bot"):
                 loaded = await host.load_extensions(tb.bot, names)
             cogs = sorted(tb.bot.cogs)
 
-    assert loaded == ["cogs.voice", "cogs.admin"]
+    assert loaded == ["edge_voice.cogs.voice", "edge_voice.cogs.admin"]
     assert "TTS admin" in cogs
     [failure] = [r for r in caplog.records if r.levelno == logging.ERROR]
-    assert "extension cogs.does_not_exist not loaded" in failure.getMessage()
+    assert "extension edge_voice.cogs.does_not_exist not loaded" in failure.getMessage()
     assert failure.exc_info is not None
 
 
@@ -215,7 +215,7 @@ async def test_commands_sync_to_listed_guilds_or_globally(
         async def inject(bot: commands.Bot) -> None:
             bot.tts_context = TTSContext(config, TTSService.from_config(config))  # type: ignore[attr-defined]
 
-        async with await make_test_bot(["cogs.admin"], setup=inject) as tb:
+        async with await make_test_bot(["edge_voice.cogs.admin"], setup=inject) as tb:
             synced: list[tuple[str, int | None, list[str]]] = []
             http: Any = tb.bot.http
 

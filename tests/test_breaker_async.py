@@ -7,8 +7,7 @@ import logging
 from datetime import UTC, datetime
 
 import pytest
-
-from core.breaker import (
+from edge_voice.core.breaker import (
     CircuitBreaker,
     CircuitBreakerConfig,
     CircuitOpenError,
@@ -16,7 +15,7 @@ from core.breaker import (
     TransitionEvent,
     TTSCircuitOpenError,
 )
-from core.clock import FakeClock
+from edge_voice.core.clock import FakeClock
 
 
 class Downstream:

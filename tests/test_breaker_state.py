@@ -5,8 +5,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
-
-from core.breaker import (
+from edge_voice.core.breaker import (
     BreakerStateMachine,
     CircuitBreakerConfig,
     CircuitOpenError,

@@ -12,18 +12,18 @@ from collections.abc import AsyncGenerator
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-from core.audio import decode_opus_packets, opus_packets, rms
-from core.cache import (
+from edge_voice.core.audio import decode_opus_packets, opus_packets, rms
+from edge_voice.core.cache import (
     PACKET_OVERHEAD,
     AudioCache,
     CacheKey,
     PacketRecorder,
     memory_size,
 )
-from core.tts.provider import EDGE_MP3, SynthesisRequest, VoiceSettings
+from edge_voice.core.tts.provider import EDGE_MP3, SynthesisRequest, VoiceSettings
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from tests.cache_support import HELLO, key, packets_of
 from tests.fakes.audio_samples import edge_like_mp3
 

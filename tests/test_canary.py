@@ -10,13 +10,13 @@ import asyncio
 from collections.abc import Callable
 
 import pytest
+from edge_voice.core.breaker import CircuitBreakerConfig, CircuitOpenError
+from edge_voice.core.clock import FakeClock
+from edge_voice.core.tts.edge import EdgeProvider
+from edge_voice.core.tts.outcomes import SynthesisFailed
+from edge_voice.core.tts.policy import Backoff
+from edge_voice.core.tts.service import TTSService
 
-from core.breaker import CircuitBreakerConfig, CircuitOpenError
-from core.clock import FakeClock
-from core.tts.edge import EdgeProvider
-from core.tts.outcomes import SynthesisFailed
-from core.tts.policy import Backoff
-from core.tts.service import TTSService
 from tests.fakes.edge_server import FakeEdgeServer, FaultMode, FaultPlan
 
 CANARY = "Kanarienvogel."

@@ -6,9 +6,8 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-
-from core.breaker import CircuitBreakerConfig
-from core.config import Config, ConfigError, load_config, parse_config
+from edge_voice.core.breaker import CircuitBreakerConfig
+from edge_voice.core.config import Config, ConfigError, load_config, parse_config
 
 ROOT = Path(__file__).resolve().parent.parent
 

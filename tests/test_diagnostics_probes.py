@@ -14,18 +14,24 @@ import pytest
 import trustme
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-
-from core.clock import FakeClock
-from core.diagnostics.certificates import certificate_issuer
-from core.diagnostics.probes import (
+from edge_voice.core.clock import FakeClock
+from edge_voice.core.diagnostics.certificates import certificate_issuer
+from edge_voice.core.diagnostics.probes import (
     probe_dns,
     probe_synthesis,
     probe_tls,
     probe_websocket,
     run_diagnostics,
 )
-from core.diagnostics.report import HandshakeResult, TlsResult, Verdict, diagnose, render_text
-from core.tts.errors import ErrorKind, TTSError
+from edge_voice.core.diagnostics.report import (
+    HandshakeResult,
+    TlsResult,
+    Verdict,
+    diagnose,
+    render_text,
+)
+from edge_voice.core.tts.errors import ErrorKind, TTSError
+
 from tests.diagnostics_support import (
     FAST,
     LOCAL,

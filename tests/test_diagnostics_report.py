@@ -11,8 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from core.diagnostics.report import (
+from edge_voice.core.diagnostics.report import (
     DiagnosticsResult,
     DnsResult,
     HandshakeResult,
@@ -24,7 +23,7 @@ from core.diagnostics.report import (
     diagnose,
     render_text,
 )
-from core.tts.errors import ErrorKind
+from edge_voice.core.tts.errors import ErrorKind
 
 # As in the probe tests: an unclosed resource (here, the subprocess's pipes) is a leak.
 pytestmark = pytest.mark.filterwarnings("error::ResourceWarning")

@@ -12,17 +12,16 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-
-from core.tts.errors import ErrorKind, InvalidText, InvalidVoiceSettings, TTSError
-from core.tts.espeak import (
+from edge_voice.core.tts.errors import ErrorKind, InvalidText, InvalidVoiceSettings, TTSError
+from edge_voice.core.tts.espeak import (
     EspeakProsody,
     EspeakProvider,
     available_espeak_languages,
     espeak_prosody,
     espeak_voice_for,
 )
-from core.tts.espeak_library import ESPEAK_PCM
-from core.tts.provider import SynthesisRequest, TTSProvider, VoiceSettings
+from edge_voice.core.tts.espeak_library import ESPEAK_PCM
+from edge_voice.core.tts.provider import SynthesisRequest, TTSProvider, VoiceSettings
 
 GERMAN = "de-DE-KillianNeural"
 ENGLISH = "en-US-AriaNeural"

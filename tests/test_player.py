@@ -11,21 +11,21 @@ import threading
 import time
 
 import pytest
-
-from core.audio import decode_opus_packets, rms
-from core.breaker import CircuitBreakerConfig
-from core.clock import FakeClock
-from core.player import (
+from edge_voice.core.audio import decode_opus_packets, rms
+from edge_voice.core.breaker import CircuitBreakerConfig
+from edge_voice.core.clock import FakeClock
+from edge_voice.core.player import (
     OUTAGE_NOTICE,
     RECOVERY_NOTICE,
     GuildPlayer,
     PlaybackError,
     PlayerSettings,
 )
-from core.speech import FallbackReason, SpeechOutcome, Utterance
-from core.tts.edge import EdgeProvider
-from core.tts.policy import Backoff
-from core.tts.service import TTSService
+from edge_voice.core.speech import FallbackReason, SpeechOutcome, Utterance
+from edge_voice.core.tts.edge import EdgeProvider
+from edge_voice.core.tts.policy import Backoff
+from edge_voice.core.tts.service import TTSService
+
 from tests.fakes.audio_samples import edge_like_mp3
 from tests.fakes.edge_server import FakeEdgeServer, FaultMode, FaultPlan, Pacing
 
@@ -46,7 +46,7 @@ class ThreadedVoice:
         return self.connected
 
     async def play(self, buffer: object) -> None:
-        from core.packet_buffer import PacketBuffer
+        from edge_voice.core.packet_buffer import PacketBuffer
 
         assert isinstance(buffer, PacketBuffer)
         self.plays += 1

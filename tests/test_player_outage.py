@@ -10,10 +10,9 @@ import asyncio
 from collections.abc import Iterator
 
 import pytest
-
-from core.audio import decode_opus_packets, rms
-from core.cache import AudioCache
-from core.player import (
+from edge_voice.core.audio import decode_opus_packets, rms
+from edge_voice.core.cache import AudioCache
+from edge_voice.core.player import (
     OUTAGE_NOTICE,
     RECOVERY_NOTICE,
     STAND_IN_NOTICE,
@@ -21,9 +20,10 @@ from core.player import (
     GuildPlayer,
     StandInVoice,
 )
-from core.speech import FallbackReason, SpeechOutcome
-from core.tts.espeak import EspeakProvider
-from core.tts.provider import VoiceSettings
+from edge_voice.core.speech import FallbackReason, SpeechOutcome
+from edge_voice.core.tts.espeak import EspeakProvider
+from edge_voice.core.tts.provider import VoiceSettings
+
 from tests.fakes.audio_samples import edge_like_mp3
 from tests.fakes.edge_server import FakeEdgeServer, FaultMode, FaultPlan, Pacing
 from tests.test_player import RecordingText, ThreadedVoice, make_service, utterance

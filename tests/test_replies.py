@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 from discord.webhook.async_ import AsyncWebhookAdapter
+from edge_voice.cogs import replies
 
-from cogs import replies
 from tests.fakes.discord_harness import TestBot, add_member, invoke_slash
 from tests.fakes.edge_server import FakeEdgeServer
 from tests.voice_cog_support import voice_bot
@@ -38,7 +38,7 @@ async def test_a_reply_that_hangs_is_given_up_and_logged(
     monkeypatch.setattr(AsyncWebhookAdapter, "create_interaction_response", never_answers)
     monkeypatch.setattr(replies, "REPLY_DEADLINE", 0.1)
     member = add_member(tb.guild, "Anna")
-    with caplog.at_level(logging.WARNING, logger="cogs.replies"):
+    with caplog.at_level(logging.WARNING, logger="edge_voice.cogs.replies"):
         await asyncio.wait_for(
             invoke_slash(tb.bot, tb.guild, member, tb.text_channel, "skip"), timeout=5
         )

@@ -14,14 +14,13 @@ from collections.abc import AsyncGenerator
 from pathlib import Path
 
 import pytest
-
-from core.breaker import CircuitBreakerConfig, CircuitOpenError, TransitionEvent
-from core.clock import FakeClock
-from core.tts.errors import ErrorKind, InvalidText, InvalidVoiceSettings, TTSError
-from core.tts.outcomes import SynthesisFailed
-from core.tts.policy import Backoff
-from core.tts.provider import EDGE_MP3, SynthesisRequest, VoiceSettings
-from core.tts.service import TTSService
+from edge_voice.core.breaker import CircuitBreakerConfig, CircuitOpenError, TransitionEvent
+from edge_voice.core.clock import FakeClock
+from edge_voice.core.tts.errors import ErrorKind, InvalidText, InvalidVoiceSettings, TTSError
+from edge_voice.core.tts.outcomes import SynthesisFailed
+from edge_voice.core.tts.policy import Backoff
+from edge_voice.core.tts.provider import EDGE_MP3, SynthesisRequest, VoiceSettings
+from edge_voice.core.tts.service import TTSService
 
 KILLIAN, CONRAD = "de-DE-KillianNeural", "de-DE-ConradNeural"
 AUDIO = [b"chunk-1", b"chunk-2", b"chunk-3"]

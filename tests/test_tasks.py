@@ -6,8 +6,7 @@ import asyncio
 import logging
 
 import pytest
-
-from core.tasks import cancel_and_wait
+from edge_voice.core.tasks import cancel_and_wait
 
 
 async def test_stops_the_task() -> None:

@@ -6,11 +6,15 @@ import unicodedata
 from collections.abc import Callable
 
 import pytest
+from edge_voice.core.tts.errors import ErrorKind, InvalidText
+from edge_voice.core.tts.text import (
+    SpokenWords,
+    check_speakable,
+    clean_discord_message,
+    normalize_text,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from core.tts.errors import ErrorKind, InvalidText
-from core.tts.text import SpokenWords, check_speakable, clean_discord_message, normalize_text
 
 USERS = {1: "Alice", 2: "Bob", 3: "\u200bZoë\u200d"}
 ROLES = {10: "Moderators", 11: "@everyone"}

@@ -11,10 +11,9 @@ from pathlib import Path
 import discord
 import pytest
 from discord.ext import commands
-
-from cogs.tts_context import acquire_tts_context, build_tts_context, release_tts_context
-from core.breaker import CircuitBreakerConfig, CircuitOpenError
-from core.config import (
+from edge_voice.cogs.tts_context import acquire_tts_context, build_tts_context, release_tts_context
+from edge_voice.core.breaker import CircuitBreakerConfig, CircuitOpenError
+from edge_voice.core.config import (
     CacheSettings,
     Config,
     DeadlineSettings,
@@ -22,7 +21,8 @@ from core.config import (
     RetrySettings,
     StateSettings,
 )
-from core.tts.outcomes import SynthesisFailed
+from edge_voice.core.tts.outcomes import SynthesisFailed
+
 from tests.fakes.edge_server import FakeEdgeServer, FaultMode, FaultPlan
 
 

@@ -14,13 +14,13 @@ import discord.ext.test as dpytest
 import pytest
 from discord.ext import commands
 from discord.utils import escape_markdown
+from edge_voice.core.audio import rms
+from edge_voice.core.breaker import CircuitState
+from edge_voice.core.clock import FakeClock
+from edge_voice.core.config import CacheSettings, StateSettings
+from edge_voice.core.player import OUTAGE_NOTICE, RECOVERY_NOTICE
+from edge_voice.core.speech import SpeechOutcome, SpeechResult
 
-from core.audio import rms
-from core.breaker import CircuitState
-from core.clock import FakeClock
-from core.config import CacheSettings, StateSettings
-from core.player import OUTAGE_NOTICE, RECOVERY_NOTICE
-from core.speech import SpeechOutcome, SpeechResult
 from tests.fakes.audio_samples import edge_like_mp3
 from tests.fakes.discord_harness import (
     RecordingVoiceClient,
@@ -257,7 +257,7 @@ async def test_unloading_posts_queued_messages_and_disconnects(
     for text in ("Eins", "Zwei", "Drei"):
         await send_message(alice, tb.text_channel, text)
     await _until_playing(client)
-    await tb.bot.unload_extension("cogs.voice")
+    await tb.bot.unload_extension("edge_voice.cogs.voice")
 
     assert tb.guild.voice_client is None
     assert not client.is_connected()
@@ -324,9 +324,9 @@ async def test_shares_the_bots_tts_context_and_hands_it_back(edge_server: FakeEd
     async def configure(bot: commands.Bot) -> None:
         bot.tts_config = config  # type: ignore[attr-defined]
 
-    async with running_test_bot(["cogs.voice"], setup=configure) as tb:
+    async with running_test_bot(["edge_voice.cogs.voice"], setup=configure) as tb:
         context = tb.bot.tts_context  # type: ignore[attr-defined]
         assert (context.config, context.users, context.owned) == (config, 1, True)
         assert voice_cog(tb).service is context.service
-        await tb.bot.unload_extension("cogs.voice")
+        await tb.bot.unload_extension("edge_voice.cogs.voice")
         assert not hasattr(tb.bot, "tts_context")  # the last user closed it

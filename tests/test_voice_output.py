@@ -14,12 +14,12 @@ from typing import Any
 import discord
 import pytest
 from discord.ext.test import backend as dpy_backend
+from edge_voice.cogs.voice_output import ChannelTextOutput, DiscordVoiceOutput, PacketSource
+from edge_voice.core.audio import OPUS_SILENCE_FRAME
+from edge_voice.core.packet_buffer import PacketBuffer
+from edge_voice.core.player import PlaybackError
+from edge_voice.core.tts.errors import ErrorKind, TTSError
 
-from cogs.voice_output import ChannelTextOutput, DiscordVoiceOutput, PacketSource
-from core.audio import OPUS_SILENCE_FRAME
-from core.packet_buffer import PacketBuffer
-from core.player import PlaybackError
-from core.tts.errors import ErrorKind, TTSError
 from tests.fakes.discord_harness import RecordingVoiceClient, TestBot, running_test_bot
 from tests.voice_cog_support import until
 
@@ -196,7 +196,7 @@ class RefusingChannel:
 async def test_text_output_logs_instead_of_raising(caplog: pytest.LogCaptureFixture) -> None:
     output = ChannelTextOutput(RefusingChannel())  # type: ignore[arg-type]
 
-    with caplog.at_level(logging.WARNING, logger="cogs.voice_output"):
+    with caplog.at_level(logging.WARNING, logger="edge_voice.cogs.voice_output"):
         await output.post("🔇 Alice: hallo")
         assert not await output.try_post("🔇 Alice: nochmal")
 

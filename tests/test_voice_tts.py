@@ -7,10 +7,10 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
+from edge_voice.core.breaker import CircuitBreakerConfig
+from edge_voice.core.config import Config, DeadlineSettings, EdgeSettings, RetrySettings
+from edge_voice.core.tts import voice_tts
 
-from core.breaker import CircuitBreakerConfig
-from core.config import Config, DeadlineSettings, EdgeSettings, RetrySettings
-from core.tts import voice_tts
 from tests.fakes.audio_samples import decode_mp3
 from tests.fakes.edge_server import FakeEdgeServer, FaultMode, FaultPlan
 

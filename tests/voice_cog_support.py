@@ -13,13 +13,12 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, cast
 
 import discord
-
-from cogs.tts_context import TTSContext
-from cogs.voice import VoiceCog
-from core.audio import OPUS_SILENCE_FRAME, decode_opus_packets
-from core.breaker import CircuitBreakerConfig
-from core.clock import Clock, monotonic
-from core.config import (
+from edge_voice.cogs.tts_context import TTSContext
+from edge_voice.cogs.voice import VoiceCog
+from edge_voice.core.audio import OPUS_SILENCE_FRAME, decode_opus_packets
+from edge_voice.core.breaker import CircuitBreakerConfig
+from edge_voice.core.clock import Clock, monotonic
+from edge_voice.core.config import (
     Config,
     DeadlineSettings,
     PlayerSettings,
@@ -28,8 +27,9 @@ from core.config import (
     SpeechSettings,
     TextSettings,
 )
-from core.tts.edge import EdgeProvider
-from core.tts.service import TTSService
+from edge_voice.core.tts.edge import EdgeProvider
+from edge_voice.core.tts.service import TTSService
+
 from tests.fakes.discord_harness import (
     RecordingVoiceClient,
     SlashResult,
@@ -79,7 +79,9 @@ async def voice_bot(
         bot.tts_context = TTSContext(config, service)
 
     try:
-        async with running_test_bot(["cogs.voice"], setup=inject, **bot_options) as harness:
+        async with running_test_bot(
+            ["edge_voice.cogs.voice"], setup=inject, **bot_options
+        ) as harness:
             yield harness
     finally:
         await service.close()

@@ -1,8 +1,8 @@
 """Circuit breaker: a pure state machine and its asyncio wrapper."""
 
-from core.breaker.breaker import CircuitBreaker, counts_as_failure, describe_failure
-from core.breaker.events import Listener, TransitionEvent
-from core.breaker.state import (
+from edge_voice.core.breaker.breaker import CircuitBreaker, counts_as_failure, describe_failure
+from edge_voice.core.breaker.events import Listener, TransitionEvent
+from edge_voice.core.breaker.state import (
     BreakerStateMachine,
     CircuitBreakerConfig,
     CircuitOpenError,

@@ -16,15 +16,15 @@ from contextvars import ContextVar
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
-from core.breaker.events import Listener, ListenerSet, TransitionEvent
-from core.breaker.state import (
+from edge_voice.core.breaker.events import Listener, ListenerSet, TransitionEvent
+from edge_voice.core.breaker.state import (
     BreakerStateMachine,
     CircuitBreakerConfig,
     CircuitOpenError,
     CircuitState,
     Permit,
 )
-from core.clock import Clock, WallClock, at_datetime, monotonic, to_datetime, wall_time
+from edge_voice.core.clock import Clock, WallClock, at_datetime, monotonic, to_datetime, wall_time
 
 _CLOSED = CircuitState.CLOSED
 P = ParamSpec("P")

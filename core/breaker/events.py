@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from core.breaker.state import CircuitState
+from edge_voice.core.breaker.state import CircuitState
 
 log = logging.getLogger(__name__)
 

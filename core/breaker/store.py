@@ -32,11 +32,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
 
-from core.breaker.breaker import CircuitBreaker
-from core.breaker.events import Listener, TransitionEvent
-from core.breaker.state import CircuitState
-from core.breaker.store_db import StateDatabase
-from core.clock import WallClock, wall_time
+from edge_voice.core.breaker.breaker import CircuitBreaker
+from edge_voice.core.breaker.events import Listener, TransitionEvent
+from edge_voice.core.breaker.state import CircuitState
+from edge_voice.core.breaker.store_db import StateDatabase
+from edge_voice.core.clock import WallClock, wall_time
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 # Part of the store: its warnings keep the store's logger name, which operators filter on.
-log = logging.getLogger("core.breaker.store")
+log = logging.getLogger("edge_voice.core.breaker.store")
 
 SCHEMA_VERSION = 1
 """Kept in SQLite's ``PRAGMA user_version``; a file with another version is replaced."""

@@ -5,7 +5,7 @@
 re-exports only the pure part, so importing it pulls in no network library.
 """
 
-from core.diagnostics.report import (
+from edge_voice.core.diagnostics.report import (
     Diagnosis,
     DiagnosticsResult,
     ProbeName,

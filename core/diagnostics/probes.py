@@ -20,10 +20,9 @@ from typing import Any, TypeVar
 
 import aiohttp
 import certifi
-
-from core.clock import Clock, WallClock, monotonic, wall_time
-from core.diagnostics.certificates import peer_certificate_facts
-from core.diagnostics.report import (
+from edge_voice.core.clock import Clock, WallClock, monotonic, wall_time
+from edge_voice.core.diagnostics.certificates import peer_certificate_facts
+from edge_voice.core.diagnostics.report import (
     EDGE_HOST,
     EDGE_PORT,
     DiagnosticsResult,
@@ -34,8 +33,8 @@ from core.diagnostics.report import (
     TcpResult,
     TlsResult,
 )
-from core.tts.edge import handshake_request
-from core.tts.errors import ErrorKind, TTSError
+from edge_voice.core.tts.edge import handshake_request
+from edge_voice.core.tts.errors import ErrorKind, TTSError
 
 R = TypeVar("R", bound=ProbeResult)
 

@@ -14,7 +14,7 @@ from datetime import datetime
 from enum import Enum, StrEnum
 from typing import Any, ClassVar, Self
 
-from core.tts.errors import ErrorKind
+from edge_voice.core.tts.errors import ErrorKind
 
 EDGE_HOST = "speech.platform.bing.com"
 EDGE_PORT = 443

@@ -6,11 +6,11 @@ The one place that joins the probes, the service's breakers and the report, so
 
 from __future__ import annotations
 
-from core.config import EdgeSettings
-from core.diagnostics.probes import ProbeDeadlines, run_diagnostics
-from core.diagnostics.report import Diagnosis, diagnose
-from core.tts.edge import edge_tts_version
-from core.tts.service import TTSService
+from edge_voice.core.config import EdgeSettings
+from edge_voice.core.diagnostics.probes import ProbeDeadlines, run_diagnostics
+from edge_voice.core.diagnostics.report import Diagnosis, diagnose
+from edge_voice.core.tts.edge import edge_tts_version
+from edge_voice.core.tts.service import TTSService
 
 TEST_PHRASE = "Test."
 

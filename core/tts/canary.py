@@ -20,14 +20,14 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from core.breaker import CircuitBreaker, CircuitOpenError, CircuitState, TransitionEvent
-from core.clock import Clock
-from core.tasks import cancel_and_wait
-from core.tts.errors import TTSError
-from core.tts.policy import is_voice_scoped
+from edge_voice.core.breaker import CircuitBreaker, CircuitOpenError, CircuitState, TransitionEvent
+from edge_voice.core.clock import Clock
+from edge_voice.core.tasks import cancel_and_wait
+from edge_voice.core.tts.errors import TTSError
+from edge_voice.core.tts.policy import is_voice_scoped
 
 if TYPE_CHECKING:
-    from core.tts.service import TTSService
+    from edge_voice.core.tts.service import TTSService
 
 log = logging.getLogger(__name__)
 

@@ -29,9 +29,8 @@ from edge_tts.exceptions import (
     WebSocketError,
 )
 from edge_tts.typing import CommunicateState, TTSChunk
-
-from core.tts.errors import ErrorKind, InvalidText, InvalidVoiceSettings, TTSError
-from core.tts.provider import EDGE_MP3, AudioFormat, SynthesisRequest, VoiceSettings
+from edge_voice.core.tts.errors import ErrorKind, InvalidText, InvalidVoiceSettings, TTSError
+from edge_voice.core.tts.provider import EDGE_MP3, AudioFormat, SynthesisRequest, VoiceSettings
 
 _BOUNDARY: Final = "SentenceBoundary"
 

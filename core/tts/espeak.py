@@ -29,8 +29,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Final
 
-from core.tts.errors import ErrorKind, InvalidText, InvalidVoiceSettings, TTSError
-from core.tts.espeak_library import (
+from edge_voice.core.tts.errors import ErrorKind, InvalidText, InvalidVoiceSettings, TTSError
+from edge_voice.core.tts.espeak_library import (
     END_OF_AUDIO,
     ESPEAK_PCM,
     EspeakJob,
@@ -38,7 +38,7 @@ from core.tts.espeak_library import (
     default_data_path,
     loaded_library,
 )
-from core.tts.provider import SynthesisRequest, VoiceSettings
+from edge_voice.core.tts.provider import SynthesisRequest, VoiceSettings
 
 DEFAULT_WORDS_PER_MINUTE: Final = 175
 MIN_WORDS_PER_MINUTE: Final = 80

@@ -21,11 +21,11 @@ import threading
 from types import ModuleType
 from typing import TYPE_CHECKING, Final
 
-from core.tts.errors import ErrorKind, InvalidVoiceSettings, TTSError
-from core.tts.provider import AudioFormat, VoiceSettings
+from edge_voice.core.tts.errors import ErrorKind, InvalidVoiceSettings, TTSError
+from edge_voice.core.tts.provider import AudioFormat, VoiceSettings
 
 if TYPE_CHECKING:
-    from core.tts.espeak import EspeakProsody
+    from edge_voice.core.tts.espeak import EspeakProsody
 
 ESPEAK_PCM: Final = AudioFormat(codec="pcm_s16le", sample_rate=22_050, channels=1)
 """What eSpeak NG's bundled data produces; checked against ``espeak_Initialize`` at load."""

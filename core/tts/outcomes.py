@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from core.tts.errors import ErrorKind, TTSError
-from core.tts.provider import SynthesisRequest
+from edge_voice.core.tts.errors import ErrorKind, TTSError
+from edge_voice.core.tts.provider import SynthesisRequest
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.tts.errors import ErrorKind
+from edge_voice.core.tts.errors import ErrorKind
 
 VOICE_SCOPED: frozenset[ErrorKind] = frozenset({ErrorKind.NO_AUDIO, ErrorKind.PROTOCOL})
 """Failures another voice may not have: Microsoft blocks single voices, and a

@@ -25,23 +25,23 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from core.breaker import (
+from edge_voice.core.breaker import (
     CircuitBreaker,
     CircuitBreakerConfig,
     CircuitOpenError,
     CircuitState,
     Permit,
 )
-from core.breaker.events import Listener
-from core.clock import Clock, WallClock, monotonic, wall_time
-from core.config import Config
-from core.tts.canary import CanaryProber
-from core.tts.edge import EdgeProvider, validate_settings
-from core.tts.errors import ErrorKind, TTSError
-from core.tts.outcomes import Attempt, SynthesisFailed, SynthesisReport
-from core.tts.policy import Backoff, is_retryable, is_voice_scoped
-from core.tts.provider import SynthesisRequest, TTSProvider, VoiceSettings
-from core.tts.text import check_speakable
+from edge_voice.core.breaker.events import Listener
+from edge_voice.core.clock import Clock, WallClock, monotonic, wall_time
+from edge_voice.core.config import Config
+from edge_voice.core.tts.canary import CanaryProber
+from edge_voice.core.tts.edge import EdgeProvider, validate_settings
+from edge_voice.core.tts.errors import ErrorKind, TTSError
+from edge_voice.core.tts.outcomes import Attempt, SynthesisFailed, SynthesisReport
+from edge_voice.core.tts.policy import Backoff, is_retryable, is_voice_scoped
+from edge_voice.core.tts.provider import SynthesisRequest, TTSProvider, VoiceSettings
+from edge_voice.core.tts.text import check_speakable
 
 log = logging.getLogger(__name__)
 

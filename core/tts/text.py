@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
-from core.tts.errors import InvalidText
+from edge_voice.core.tts.errors import InvalidText
 
 __all__ = [
     "ENGLISH",

@@ -12,13 +12,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from core.breaker import CircuitOpenError
-from core.config import Config, EdgeSettings, load_default_config
-from core.diagnostics.probes import probe_dns, probe_tcp
-from core.diagnostics.report import render_text
-from core.diagnostics.service_check import TEST_PHRASE, diagnose_service
-from core.tts.errors import TTSError
-from core.tts.service import TTSService
+from edge_voice.core.breaker import CircuitOpenError
+from edge_voice.core.config import Config, EdgeSettings, load_default_config
+from edge_voice.core.diagnostics.probes import probe_dns, probe_tcp
+from edge_voice.core.diagnostics.report import render_text
+from edge_voice.core.diagnostics.service_check import TEST_PHRASE, diagnose_service
+from edge_voice.core.tts.errors import TTSError
+from edge_voice.core.tts.service import TTSService
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ one bot can be active at a time (dpytest keeps global state).
 
 Bot (pytest-asyncio auto mode, function-scoped loops)::
 
-    async with await make_test_bot(["cogs.voice"], setup=inject_services) as tb:
+    async with await make_test_bot(["edge_voice.cogs.voice"], setup=inject_services) as tb:
         tb.bot, tb.guild, tb.text_channel, tb.voice_channel  # a ready-made guild
     # or as a fixture: `async with running_test_bot([...]) as tb: yield tb`
 
