@@ -20,6 +20,7 @@ from pathlib import Path
 
 import discord
 from discord.ext import commands
+
 from edge_voice.core.config import Config, ConfigError, find_config, load_config
 from edge_voice.core.selfcheck import run_self_check
 

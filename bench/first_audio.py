@@ -22,11 +22,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import edge_tts  # noqa: E402
+
+from bench._common import percentile  # noqa: E402
 from edge_voice.core.config import Config  # noqa: E402
 from edge_voice.core.tts.edge import edge_tts_version  # noqa: E402
 from edge_voice.core.tts.service import TTSService  # noqa: E402
-
-from bench._common import percentile  # noqa: E402
 from tests.fakes.edge_server import FakeEdgeServer, Pacing, edge_client_pointed_at  # noqa: E402
 
 TEXT = "Hallo zusammen, das ist ein kurzer Test der Sprachausgabe."

@@ -25,11 +25,14 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import outage_features  # noqa: E402
+from bench._common import run_simulated  # noqa: E402
+from bench.outage_features import EdgeDouble, schedule  # noqa: E402
 from edge_voice.core.breaker import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError  # noqa: E402
 from edge_voice.core.breaker.state import CircuitState  # noqa: E402
 from edge_voice.core.breaker.store import BreakerStateStore  # noqa: E402
@@ -40,10 +43,6 @@ from edge_voice.core.tts.errors import ErrorKind, TTSError  # noqa: E402
 from edge_voice.core.tts.policy import Backoff  # noqa: E402
 from edge_voice.core.tts.provider import EDGE_MP3, SynthesisRequest, VoiceSettings  # noqa: E402
 from edge_voice.core.tts.service import TTSService  # noqa: E402
-
-from bench import outage_features  # noqa: E402
-from bench._common import run_simulated  # noqa: E402
-from bench.outage_features import EdgeDouble, schedule  # noqa: E402
 
 CONFIG = Config()
 ANSWER_LIMIT = 0.1
@@ -176,18 +175,19 @@ def seed(config: CircuitBreakerConfig) -> Callable[..., Contender]:
 
 
 def ours(provider: OutageProvider, clock: FakeClock, rng: random.Random) -> Contender:
-    return _ours(provider, clock, rng, "traffic")
+    return _ours(provider, clock, rng, canaries=False)
 
 
 def ours_canary(provider: OutageProvider, clock: FakeClock, rng: random.Random) -> Contender:
-    return _ours(provider, clock, rng, "canary")
+    return _ours(provider, clock, rng, canaries=True)
 
 
 def _ours(
     provider: OutageProvider,
     clock: FakeClock,
     rng: random.Random,
-    probe_mode: Literal["canary", "traffic"],
+    *,
+    canaries: bool,
 ) -> Contender:
     service = TTSService.from_config(
         CONFIG,
@@ -197,7 +197,7 @@ def _ours(
         wall_clock=clock.wall,
         sleep=asyncio.sleep,  # on this loop, sleeping advances the FakeClock
         jitter=rng.random,
-        probe_mode=probe_mode,
+        canaries=canaries,
     )
     return service.synthesize, lambda: _label(service.service_breaker)
 
@@ -277,9 +277,9 @@ def describe(args: argparse.Namespace) -> list[str]:
         f"{brk.window_size}, cooldown {brk.cooldown_period:g} s x{brk.cooldown_multiplier:g} up "
         f"to {brk.max_cooldown_period:g} s, {brk.success_threshold} trial successes close; "
         f"{retry.attempts} attempts per voice, total deadline {CONFIG.deadlines.total:g} s; "
-        "probe mode traffic: trial calls are user messages.",
-        f"(e) ours, canaries: the same with probe mode canary (the product default): after a "
-        f"cooldown the service sends '{CONFIG.probe.canary_text}' itself (counted as downstream "
+        "canaries off: trial calls are user messages.",
+        f"(e) ours, canaries: the same with canaries on (the product default): after a "
+        f"cooldown the service sends '{CONFIG.canary.text}' itself (counted as downstream "
         "attempts) and listeners are never the trial call.",
         f"'answered at once' = settled within {ANSWER_LIMIT * 1000:.0f} ms of simulated time "
         "without any network attempt (OPEN rejects at once).",
@@ -306,7 +306,7 @@ def restart_loop(persist: bool, args: argparse.Namespace) -> RestartResult:
     restart are cancelled, as a killed process drops them."""
     clock = FakeClock(start=0.0)
     outage = args.outage_minutes * 60.0
-    edge = EdgeDouble(clock, 0.0, outage, CONFIG.probe.canary_text)
+    edge = EdgeDouble(clock, 0.0, outage, CONFIG.canary.text)
     pending = schedule(args, outage)
     result = RestartResult()
 
@@ -356,8 +356,8 @@ def report_restarts(args: argparse.Namespace) -> bool:
     print(
         f"\n## Restarts during the outage\n\nEdge answers 503 for {args.outage_minutes:g} min "
         f"({outage_features.FAILURE_COST} s per attempt); the bot restarts every "
-        f"{args.restart_every:g} s: a fresh TTSService.from_config(Config()) each time (canary "
-        "probes, breaker defaults), messages in flight dropped. Same message schedule as the "
+        f"{args.restart_every:g} s: a fresh TTSService.from_config(Config()) each time ("
+        "canaries, breaker defaults), messages in flight dropped. Same message schedule as the "
         "voice share below. The store's wall clock is the FakeClock."
     )
     plain, saved = restart_loop(False, args), restart_loop(True, args)

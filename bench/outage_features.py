@@ -5,7 +5,7 @@ runs it after its own table). Two simulations on the FakeClock-driven loop of
 ``bench._common.run_simulated``:
 
 1. Voice share: real ``GuildPlayer`` objects (one per guild) with a shared
-   ``AudioCache``, the real ``EspeakProvider`` as stand-in voice and real PyAV
+   ``AudioCache``, the real ``EspeakProvider`` as offline voice and real PyAV
    conversion to Opus, against an Edge double that serves real MP3 until the
    outage starts. The voice output drains each ``PacketBuffer`` as fast as packets
    come; eSpeak and PyAV run in real time on worker threads while the simulated
@@ -31,21 +31,20 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench._common import ThreadAwareProvider, run_simulated  # noqa: E402
 from edge_voice.core.audio import OPUS_FRAME_SECONDS  # noqa: E402
 from edge_voice.core.breaker import CircuitState, TransitionEvent  # noqa: E402
 from edge_voice.core.cache import AudioCache  # noqa: E402
 from edge_voice.core.clock import FakeClock  # noqa: E402
-from edge_voice.core.config import CacheSettings, Config, FallbackSettings  # noqa: E402
+from edge_voice.core.config import CacheConfig, Config, FallbackConfig  # noqa: E402
 from edge_voice.core.packet_buffer import PacketBuffer  # noqa: E402
-from edge_voice.core.player import STAND_IN_REASON, GuildPlayer, PlayerSettings, StandInVoice  # noqa: E402
+from edge_voice.core.player import OFFLINE_VOICE_REASON, GuildPlayer, OfflineVoice  # noqa: E402
 from edge_voice.core.speech import SpeechOutcome, SpeechResult, Utterance  # noqa: E402
 from edge_voice.core.tts.errors import ErrorKind, TTSError  # noqa: E402
 from edge_voice.core.tts.espeak import EspeakProvider  # noqa: E402
 from edge_voice.core.tts.outcomes import SynthesisReport  # noqa: E402
 from edge_voice.core.tts.provider import EDGE_MP3, SynthesisRequest  # noqa: E402
 from edge_voice.core.tts.service import TTSService  # noqa: E402
-
-from bench._common import ThreadAwareProvider, run_simulated  # noqa: E402
 from tests.fakes.audio_samples import edge_like_mp3  # noqa: E402
 
 FAILURE_COST = 0.2
@@ -227,7 +226,7 @@ def _kind(result: SpeechResult | None) -> str:
     if result is None or not result.spoken:
         posted = result is not None and result.outcome is SpeechOutcome.POSTED_AS_TEXT
         return "text" if posted else "other"
-    return {"cached": "cached", STAND_IN_REASON: "offline"}.get(result.reason, "edge")
+    return {"cached": "cached", OFFLINE_VOICE_REASON: "offline"}.get(result.reason, "edge")
 
 
 def voice_share(config: Config, args: argparse.Namespace) -> ShareResult:
@@ -235,7 +234,7 @@ def voice_share(config: Config, args: argparse.Namespace) -> ShareResult:
     clock = FakeClock(start=0.0)
     start, end = args.warmup_minutes * 60.0, (args.warmup_minutes + args.outage_minutes) * 60.0
     messages = schedule(args, end + args.recovery_minutes * 60.0)
-    edge = EdgeDouble(clock, start, end, config.probe.canary_text)
+    edge = EdgeDouble(clock, start, end, config.canary.text)
     offline = config.fallback.on_open != "text"
     espeak = EspeakProvider(config.fallback.offline_voices) if offline else None
     result = ShareResult()
@@ -250,14 +249,12 @@ def voice_share(config: Config, args: argparse.Namespace) -> ShareResult:
         )
         service.service_breaker.add_listener(on_transition)
         cache = AudioCache(config.cache.max_bytes) if config.cache.enabled else None
-        stand_in = None if espeak is None else StandInVoice(ThreadAwareProvider(espeak))
-        settings = PlayerSettings(
-            config.player.queue_size, config.player.max_wait, config.player.bitrate_kbps * 1000
-        )
+        offline_voice = None if espeak is None else OfflineVoice(ThreadAwareProvider(espeak))
+        settings = config.player
         voices = [DrainingVoice(edge.is_down) for _ in range(args.guilds)]
         players = [
             GuildPlayer(service, voice, RecordingText(), settings,
-                        cache=cache, stand_in=stand_in, clock=clock)
+                        cache=cache, offline_voice=offline_voice, clock=clock)
             for voice in voices
         ]  # fmt: skip
 
@@ -304,9 +301,9 @@ OFFLINE_AND_CACHE = "(c) offline_voice + cache"
 
 def configurations() -> dict[str, Config]:
     """The three setups compared."""
-    text, offline = FallbackSettings(on_open="text"), FallbackSettings(on_open="offline_voice")
+    text, offline = FallbackConfig(on_open="text"), FallbackConfig(on_open="offline_voice")
     return {
-        TEXT_ONLY: Config(cache=CacheSettings(enabled=False), fallback=text),
+        TEXT_ONLY: Config(cache=CacheConfig(enabled=False), fallback=text),
         TEXT_AND_CACHE: Config(fallback=text),
         OFFLINE_AND_CACHE: Config(fallback=offline),
     }
@@ -323,10 +320,10 @@ def describe(args: argparse.Namespace) -> str:
         "(4-8 words); no 'NAME said' prefix.\n"
         f"Edge healthy for {warm:g} min (warm-up; real Edge-shaped MP3, {AUDIO_SECONDS:g} s of "
         f"audio), then 503 for {out:g} min ({FAILURE_COST} s per attempt), then healthy for "
-        f"{rec:g} min. Per guild a real GuildPlayer (PlayerSettings from Config) whose voice "
+        f"{rec:g} min. Per guild a real GuildPlayer (PlayerConfig from Config) whose voice "
         "output drains each PacketBuffer as fast as packets come; one AudioCache shared by "
-        "the guilds; the real EspeakProvider as stand-in voice; TTSService.from_config "
-        "(probe mode canary, breaker defaults); no restart, so no state file."
+        "the guilds; the real EspeakProvider as offline voice; TTSService.from_config "
+        "(canaries on, breaker defaults); no restart, so no state file."
     )
 
 
@@ -372,7 +369,7 @@ def report(args: argparse.Namespace) -> bool:
             share[OFFLINE_AND_CACHE] >= 0.99 and text_only.voiced(text_only.heard) == 0,
         ),
         (
-            "listener messages used as trials once the breaker opened = 0 (canaries probe "
+            "listener messages used as trials once the breaker opened = 0 (canaries test "
             f"instead): {trials}; canaries sent: {text_only.canaries}, {cached.canaries}, "
             f"{offline.canaries}",
             trials == 0 and all(r.canaries > 0 for r in results.values()),

@@ -32,17 +32,17 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import edge_tts  # noqa: E402
+
+from bench._common import percentile  # noqa: E402
 from edge_voice.core.audio import opus_packets  # noqa: E402
-from edge_voice.core.config import Config  # noqa: E402
+from edge_voice.core.config import Config, PlayerConfig  # noqa: E402
 from edge_voice.core.packet_buffer import PacketBuffer  # noqa: E402
-from edge_voice.core.player import GuildPlayer, PlayerSettings  # noqa: E402
+from edge_voice.core.player import GuildPlayer  # noqa: E402
 from edge_voice.core.speech import Utterance  # noqa: E402
 from edge_voice.core.tts.edge import EdgeProvider, edge_tts_version  # noqa: E402
 from edge_voice.core.tts.provider import SynthesisRequest  # noqa: E402
 from edge_voice.core.tts.service import TTSService  # noqa: E402
 from edge_voice.core.tts.text import clean_discord_message  # noqa: E402
-
-from bench._common import percentile  # noqa: E402
 from tests.fakes.audio_samples import edge_like_mp3  # noqa: E402
 from tests.fakes.edge_server import FakeEdgeServer, Pacing, edge_client_pointed_at  # noqa: E402
 
@@ -113,7 +113,7 @@ class Posts:
 def streaming(service: TTSService, tap: FirstChunkTap, conversions: list[float]) -> Sample:
     """Streaming-path samples; each also appends first chunk -> first packet to ``conversions``."""
     voice, text = FirstPacketVoice(), Posts()
-    player = GuildPlayer(service, voice, text, PlayerSettings(max_wait=REQUEST_DEADLINE))
+    player = GuildPlayer(service, voice, text, PlayerConfig(max_wait=REQUEST_DEADLINE))
 
     async def sample() -> float:
         voice.first_packet_at = tap.first_chunk_at = None

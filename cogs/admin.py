@@ -20,6 +20,7 @@ import logging
 import discord
 from discord import app_commands
 from discord.ext import commands
+
 from edge_voice.cogs.replies import NO_MENTIONS, defer_privately, respond
 from edge_voice.cogs.tts_context import acquire_tts_context, release_tts_context
 from edge_voice.core.alerts import (
@@ -40,7 +41,7 @@ log = logging.getLogger(__name__)
 
 
 DIAGNOSE_DEADLINE = 90.0
-"""Seconds /tts diagnose may take; the probes' own deadlines add up to less."""
+"""Seconds /tts diagnose may take; the checks' own deadlines add up to less."""
 POST_DEADLINE = 15.0
 
 

@@ -3,7 +3,7 @@
 Each cog calls :func:`acquire_tts_context` when it loads and
 :func:`release_tts_context` when it unloads; they all get the same object,
 created on first use and stored on the bot, and the last one out closes it
-(background probes stop, the state file is closed). A host that wants a
+(canaries stop, the state file is closed). A host that wants a
 particular configuration sets ``bot.tts_config`` (a :class:`core.config.Config`)
 before loading the cogs; otherwise ``$TTS_CONFIG`` or ``./config.toml`` is read.
 A host (or a test) may also set ``bot.tts_context`` itself, to inject a service;
@@ -16,10 +16,11 @@ import logging
 from dataclasses import dataclass, field
 
 from discord.ext import commands
+
 from edge_voice.core.breaker.store import BreakerStateStore
 from edge_voice.core.cache import AudioCache
 from edge_voice.core.config import Config, load_default_config
-from edge_voice.core.player import StandInVoice
+from edge_voice.core.player import OfflineVoice
 from edge_voice.core.tts.espeak import EspeakProvider
 from edge_voice.core.tts.service import TTSService
 
@@ -36,7 +37,7 @@ class TTSContext:
     service: TTSService
     cache: AudioCache | None = None
     store: BreakerStateStore | None = None
-    stand_in: StandInVoice | None = None
+    offline_voice: OfflineVoice | None = None
     owned: bool = False
     """True when created here (and so closed here); False when the host injected it."""
     users: int = field(default=0, repr=False)
@@ -46,13 +47,15 @@ class TTSContext:
         await self.service.close()
         if self.store is not None:
             self.store.close()
-        if self.stand_in is not None and isinstance(self.stand_in.provider, EspeakProvider):
-            self.stand_in.provider.close()
+        if self.offline_voice is not None and isinstance(
+            self.offline_voice.provider, EspeakProvider
+        ):
+            self.offline_voice.provider.close()
 
 
 def build_tts_context(config: Config) -> TTSContext:
     """A context from ``config``: Edge service, audio cache, saved breaker state,
-    and the offline stand-in voice when ``[fallback] on_open`` asks for one."""
+    and the offline voice when ``[fallback] on_open`` asks for one."""
     service = TTSService.from_config(config)
     cache = None
     if config.cache.enabled:
@@ -66,14 +69,19 @@ def build_tts_context(config: Config) -> TTSContext:
         store = BreakerStateStore.in_data_dir(config.state.data_dir)
         for name, outcome in store.attach_service(service).items():
             log.info("breaker %s restored: %s", name, outcome.value)
-    stand_in = None
+    offline_voice = None
     if config.fallback.on_open != "text":
-        stand_in = StandInVoice(
+        offline_voice = OfflineVoice(
             EspeakProvider(config.fallback.offline_voices),
             also_post_text=config.fallback.on_open == "offline_voice_and_text",
         )
     return TTSContext(
-        config=config, service=service, cache=cache, store=store, stand_in=stand_in, owned=True
+        config=config,
+        service=service,
+        cache=cache,
+        store=store,
+        offline_voice=offline_voice,
+        owned=True,
     )
 
 

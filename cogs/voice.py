@@ -21,6 +21,7 @@ from typing import Any
 import discord
 from discord import app_commands
 from discord.ext import commands
+
 from edge_voice.cogs.replies import defer_privately, respond
 from edge_voice.cogs.tts_context import TTSContext, acquire_tts_context, release_tts_context
 from edge_voice.cogs.voice_output import (
@@ -38,11 +39,11 @@ from edge_voice.core.clock import Clock, monotonic
 from edge_voice.core.config import Config
 from edge_voice.core.player import GuildPlayer
 from edge_voice.core.speech import (
-    FallbackReason,
     SpeechOutcome,
     SpeechResult,
+    TextPostReason,
     Utterance,
-    fallback_text,
+    text_post_for,
 )
 from edge_voice.core.tasks import cancel_and_wait
 from edge_voice.core.tts.errors import InvalidText
@@ -131,11 +132,11 @@ class VoiceCog(commands.Cog, name="Voice"):
         if session is not None and session.voice.is_connected():
             return await session.player.speak(utterance)
         channel = fallback_channel or (session.text.channel if session else None)
-        reason = FallbackReason.NOT_CONNECTED.value
+        reason = TextPostReason.NOT_CONNECTED.value
         if channel is None:
             detail = "no voice connection and no text channel to post in"
             return SpeechResult(SpeechOutcome.REJECTED, reason, detail)
-        if not await ChannelTextOutput(channel).try_post(fallback_text(utterance)):
+        if not await ChannelTextOutput(channel).try_post(text_post_for(utterance)):
             return SpeechResult(SpeechOutcome.REJECTED, reason, "posting the text failed")
         return SpeechResult(SpeechOutcome.POSTED_AS_TEXT, reason)
 
@@ -335,7 +336,7 @@ class VoiceCog(commands.Cog, name="Voice"):
             self.service,
             self.config,
             cache=self.context.cache,
-            stand_in=self.context.stand_in,
+            offline_voice=self.context.offline_voice,
             clock=self.clock,
         )
 

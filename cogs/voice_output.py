@@ -19,6 +19,7 @@ from typing import Any
 
 import discord
 from discord.utils import escape_markdown
+
 from edge_voice.core.audio import OPUS_FRAME_SECONDS
 from edge_voice.core.packet_buffer import PacketBuffer
 from edge_voice.core.player import PlaybackError

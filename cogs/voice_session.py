@@ -11,11 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import discord
+
 from edge_voice.cogs.voice_output import ChannelTextOutput, DiscordVoiceOutput
 from edge_voice.core.cache import AudioCache
 from edge_voice.core.clock import Clock
 from edge_voice.core.config import Config
-from edge_voice.core.player import GuildPlayer, PlayerSettings, StandInVoice
+from edge_voice.core.player import GuildPlayer, OfflineVoice
 from edge_voice.core.speech import SpeakerPrefixer, SpeechOutcome, SpeechResult
 from edge_voice.core.tts.service import TTSService
 
@@ -37,24 +38,19 @@ def open_session(
     config: Config,
     *,
     cache: AudioCache | None,
-    stand_in: StandInVoice | None,
+    offline_voice: OfflineVoice | None,
     clock: Clock,
 ) -> VoiceSession:
     """A session speaking in ``guild``'s voice connection and reading ``channel``: a new
     player on ``service`` with ``config``'s player and speaker-announcement settings."""
     voice, text = DiscordVoiceOutput(guild), ChannelTextOutput(channel)
-    settings = config.player
     player = GuildPlayer(
         service,
         voice,
         text,
-        PlayerSettings(
-            queue_size=settings.queue_size,
-            max_wait=settings.max_wait,
-            bitrate=settings.bitrate_kbps * 1000,
-        ),
+        config.player,
         cache=cache,
-        stand_in=stand_in,
+        offline_voice=offline_voice,
         clock=clock,
     )
     prefixer = SpeakerPrefixer(

@@ -167,7 +167,7 @@ def status_alert(
     voices: Mapping[str, Mapping[str, Any]] = health.get("voices") or {}
     fields = [(f"Service breaker ({provider})", breaker_report(health))]
     fields += [(f"Voice {voice}", breaker_report(snap)) for voice, snap in voices.items()]
-    fields.append(("During outages", _outage_report(health.get("probe") or {}, on_open)))
+    fields.append(("During outages", _outage_report(health.get("canary") or {}, on_open)))
     if cache is not None:
         fields.append(("Audio cache", _cache_report(cache)))
     troubled = [
@@ -186,19 +186,19 @@ def status_alert(
     )
 
 
-def _outage_report(probe: Mapping[str, Any], on_open: str) -> str:
+def _outage_report(canary: Mapping[str, Any], on_open: str) -> str:
     listeners = {
         "text": "messages posted as text",
         "offline_voice": "offline voice speaks",
         "offline_voice_and_text": "offline voice speaks, text posted too",
     }.get(on_open, on_open)
-    if probe.get("mode") == "canary":
+    if canary.get("enabled"):
         prober = (
             "paused (no requests)"
-            if probe.get("paused_idle")
-            else ("probing" if probe.get("running") else "idle")
+            if canary.get("paused_idle")
+            else ("testing" if canary.get("running") else "idle")
         )
-        trials = f"canaries ({prober}, {probe.get('canaries_sent', 0)} sent)"
+        trials = f"canaries ({prober}, {canary.get('sent', 0)} sent)"
     else:
         trials = "the next message is the trial call"
     return f"Listeners: {listeners}\nRecovery test: {trials}"
@@ -278,12 +278,12 @@ def _single_transition(event: TransitionEvent) -> Alert:
 
 
 def diagnosis_alert(diagnosis: Diagnosis, title: str = "TTS diagnosis") -> Alert:
-    """A diagnosis as an alert: headline, each probe's result and latency, fixes, breakers."""
+    """A diagnosis as an alert: headline, each check's result and latency, fixes, breakers."""
     fields = []
-    for probe in diagnosis.probes:
-        mark = "⏭️" if probe.skipped else "✅" if probe.ok else "❌"
-        took = "" if probe.latency_ms is None else f" ({probe.latency_ms:.0f} ms)"
-        fields.append((f"{mark} {probe.name.value}{took}", probe.detail or "ok"))
+    for check in diagnosis.checks:
+        mark = "⏭️" if check.skipped else "✅" if check.ok else "❌"
+        took = "" if check.latency_ms is None else f" ({check.latency_ms:.0f} ms)"
+        fields.append((f"{mark} {check.name.value}{took}", check.detail or "ok"))
     if diagnosis.fixes:
         fields.append(("Suggested fixes", "\n".join(f"• {fix}" for fix in diagnosis.fixes)))
     if diagnosis.breakers:

@@ -29,6 +29,7 @@ from typing import Literal
 import av
 import av.error
 from av.codec.codec import UnknownCodecError
+
 from edge_voice.core.tts.errors import ErrorKind, TTSError
 from edge_voice.core.tts.provider import AudioFormat
 
@@ -61,7 +62,7 @@ class AudioDecodeError(TTSError):
     """The provider's bytes could not be converted: not the audio they claim to be.
 
     A :class:`TTSError` of kind ``PROTOCOL``, so callers handle it like any other
-    synthesis failure (retry, fallback voice, text fallback).
+    synthesis failure (retry, backup voice, text fallback).
     """
 
     def __init__(self, message: str) -> None:

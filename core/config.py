@@ -34,23 +34,23 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
-class SpeechSettings:
+class SpeechConfig:
     """``[speech]``: which voices speak, and how."""
 
     voice: str = "de-DE-KillianNeural"
-    fallback_voices: tuple[str, ...] = ("de-DE-ConradNeural",)
+    backup_voices: tuple[str, ...] = ("de-DE-ConradNeural",)
     rate: str = "+0%"
     volume: str = "+0%"
     pitch: str = "+0Hz"
 
     @property
     def voice_chain(self) -> tuple[str, ...]:
-        """The primary voice, then each fallback voice once, in order."""
-        return tuple(dict.fromkeys((self.voice, *self.fallback_voices)))
+        """The primary voice, then each backup voice once, in order."""
+        return tuple(dict.fromkeys((self.voice, *self.backup_voices)))
 
 
 @dataclass(frozen=True)
-class RetrySettings:
+class RetryConfig:
     """``[retry]``: attempts per voice before moving to the next voice."""
 
     attempts: int = 3
@@ -59,7 +59,7 @@ class RetrySettings:
 
 
 @dataclass(frozen=True)
-class DeadlineSettings:
+class DeadlineConfig:
     """``[deadlines]``: seconds; every network await is bounded by one of these."""
 
     connect: float = 10.0
@@ -68,7 +68,7 @@ class DeadlineSettings:
 
 
 @dataclass(frozen=True)
-class TextSettings:
+class TextConfig:
     """``[text]``: what gets read aloud from the bound text channel."""
 
     max_chars: int = 300
@@ -78,17 +78,25 @@ class TextSettings:
 
 
 @dataclass(frozen=True)
-class PlayerSettings:
+class PlayerConfig:
     """``[player]``: the per-guild queue and voice connection."""
 
     queue_size: int = 20
     max_wait: float = 30.0
     idle_timeout: float = 300.0
     bitrate_kbps: int = 64
+    stall_limit: float = 10.0
+    """Seconds without new audio after which a started utterance gives up (and counts
+    against the service: a stall is the service's fault)."""
+
+    @property
+    def bitrate(self) -> int:
+        """The Opus bitrate in bits per second."""
+        return self.bitrate_kbps * 1000
 
 
 @dataclass(frozen=True)
-class DiscordSettings:
+class DiscordConfig:
     """``[discord]``: how the cogs present themselves in a server."""
 
     log_channel_id: int = 0
@@ -99,7 +107,7 @@ class DiscordSettings:
 
 
 @dataclass(frozen=True)
-class EdgeSettings:
+class EdgeConfig:
     """``[edge]``: where the Edge service lives (used by the diagnostics)."""
 
     host: str = "speech.platform.bing.com"
@@ -107,7 +115,7 @@ class EdgeSettings:
 
 
 @dataclass(frozen=True)
-class FallbackSettings:
+class FallbackConfig:
     """``[fallback]``: what listeners get while Edge cannot speak."""
 
     on_open: Literal["text", "offline_voice", "offline_voice_and_text"] = "text"
@@ -115,7 +123,7 @@ class FallbackSettings:
 
 
 @dataclass(frozen=True)
-class CacheSettings:
+class CacheConfig:
     """``[cache]``: finished utterances kept for repeated phrases."""
 
     enabled: bool = True
@@ -125,16 +133,17 @@ class CacheSettings:
 
 
 @dataclass(frozen=True)
-class ProbeSettings:
-    """``[probe]``: who tests the service when a cooldown ends."""
+class CanaryConfig:
+    """``[canary]``: the bot tests the service itself when a cooldown ends."""
 
-    mode: Literal["canary", "traffic"] = "canary"
-    canary_text: str = "Test."
+    enabled: bool = True
+    """False: the next listener message after a cooldown is the trial call."""
+    text: str = "Test."
     idle_stop_after: float = 900.0
 
 
 @dataclass(frozen=True)
-class StateSettings:
+class StateConfig:
     """``[state]``: where breaker state survives restarts."""
 
     persist: bool = True
@@ -142,7 +151,7 @@ class StateSettings:
 
 
 @dataclass(frozen=True)
-class LoggingSettings:
+class LoggingConfig:
     """``[logging]``."""
 
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -152,19 +161,19 @@ class LoggingSettings:
 class Config:
     """The whole configuration."""
 
-    speech: SpeechSettings = field(default_factory=SpeechSettings)
+    speech: SpeechConfig = field(default_factory=SpeechConfig)
     breaker: CircuitBreakerConfig = field(default_factory=CircuitBreakerConfig)
-    retry: RetrySettings = field(default_factory=RetrySettings)
-    deadlines: DeadlineSettings = field(default_factory=DeadlineSettings)
-    text: TextSettings = field(default_factory=TextSettings)
-    player: PlayerSettings = field(default_factory=PlayerSettings)
-    discord: DiscordSettings = field(default_factory=DiscordSettings)
-    edge: EdgeSettings = field(default_factory=EdgeSettings)
-    fallback: FallbackSettings = field(default_factory=FallbackSettings)
-    cache: CacheSettings = field(default_factory=CacheSettings)
-    probe: ProbeSettings = field(default_factory=ProbeSettings)
-    state: StateSettings = field(default_factory=StateSettings)
-    logging: LoggingSettings = field(default_factory=LoggingSettings)
+    retry: RetryConfig = field(default_factory=RetryConfig)
+    deadlines: DeadlineConfig = field(default_factory=DeadlineConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    player: PlayerConfig = field(default_factory=PlayerConfig)
+    discord: DiscordConfig = field(default_factory=DiscordConfig)
+    edge: EdgeConfig = field(default_factory=EdgeConfig)
+    fallback: FallbackConfig = field(default_factory=FallbackConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
+    canary: CanaryConfig = field(default_factory=CanaryConfig)
+    state: StateConfig = field(default_factory=StateConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
 
 
 def load_config(path: str | Path) -> Config:
@@ -180,13 +189,30 @@ def load_config(path: str | Path) -> Config:
     return parse_config(data, source)
 
 
+RENAMED_KEYS = {
+    "probe": "canary",
+    "probe.mode": "canary.enabled",
+    "probe.canary_text": "canary.text",
+    "probe.idle_stop_after": "canary.idle_stop_after",
+    "speech.fallback_voices": "speech.backup_voices",
+}
+"""Keys of earlier releases and what they are called now, so an old file gets a clear hint."""
+
+
+def _unknown(source: str, key: str, known: str) -> ConfigError:
+    renamed = RENAMED_KEYS.get(key)
+    if renamed is not None:
+        return ConfigError(source, key, f"the new name {renamed!r} (renamed)", key)
+    return ConfigError(source, key, known, key)
+
+
 def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
     """Validate an already parsed TOML document."""
     sections: dict[str, Any] = {}
     known = {f.name: f for f in dataclasses.fields(Config)}
     for name, value in data.items():
         if name not in known:
-            raise ConfigError(source, name, f"one of the sections {sorted(known)}", name)
+            raise _unknown(source, name, f"one of the sections {sorted(known)}")
         if not isinstance(value, dict):
             raise ConfigError(source, name, "a [table]", value)
         section_type = get_type_hints(Config)[name]
@@ -200,7 +226,7 @@ def _build_section(cls: type[Any], table: dict[str, Any], source: str, section: 
     values: dict[str, Any] = {}
     for key, raw in table.items():
         if key not in names:
-            raise ConfigError(source, f"{section}.{key}", f"one of {sorted(names)}", key)
+            raise _unknown(source, f"{section}.{key}", f"one of {sorted(names)}")
         values[key] = _coerce(raw, hints[key], source, f"{section}.{key}")
     if cls is CircuitBreakerConfig:
         _check_breaker(values, source, section)

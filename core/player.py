@@ -20,18 +20,19 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Protocol
 
-from edge_voice.core.audio import DEFAULT_BITRATE, opus_packets
+from edge_voice.core.audio import opus_packets
 from edge_voice.core.breaker import CircuitOpenError
 from edge_voice.core.cache import AudioCache, CacheKey, PacketRecorder
 from edge_voice.core.clock import Clock, monotonic
+from edge_voice.core.config import PlayerConfig
 from edge_voice.core.packet_buffer import PacketBuffer, pump
 from edge_voice.core.speech import (
-    FallbackReason,
     OutageNotice,
     SpeechOutcome,
     SpeechResult,
+    TextPostReason,
     Utterance,
-    fallback_text,
+    text_post_for,
 )
 from edge_voice.core.tasks import cancel_and_wait
 from edge_voice.core.tts.errors import ErrorKind, TTSError
@@ -42,12 +43,12 @@ from edge_voice.core.tts.service import TTSService
 log = logging.getLogger(__name__)
 
 OUTAGE_NOTICE = "🔇 Voice is unavailable right now; showing messages as text until it recovers."
-STAND_IN_NOTICE = (
+OFFLINE_VOICE_NOTICE = (
     "🔇 The usual voice is unavailable right now; "
     "a simpler offline voice stands in until it is back."
 )
 RECOVERY_NOTICE = "🔊 Voice is back."
-STAND_IN_REASON = "offline voice"
+OFFLINE_VOICE_REASON = "offline voice"
 
 
 class PlaybackError(Exception):
@@ -80,18 +81,7 @@ class TextOutput(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class PlayerSettings:
-    """Knobs of one guild's player."""
-
-    queue_size: int = 20
-    max_wait: float = 30.0
-    bitrate: int = DEFAULT_BITRATE
-    stall_limit: float = 10.0
-    """Seconds of no new audio after which a started playback gives up."""
-
-
-@dataclass(frozen=True, slots=True)
-class StandInVoice:
+class OfflineVoice:
     """A speech engine that needs no network, speaking while the service cannot."""
 
     provider: TTSProvider
@@ -114,18 +104,18 @@ class GuildPlayer:
         service: TTSService,
         voice: VoiceOutput,
         text: TextOutput,
-        settings: PlayerSettings | None = None,
+        settings: PlayerConfig | None = None,
         *,
         cache: AudioCache | None = None,
-        stand_in: StandInVoice | None = None,
+        offline_voice: OfflineVoice | None = None,
         clock: Clock = monotonic,
     ) -> None:
         self.service = service
         self.cache = cache
-        self.stand_in = stand_in
+        self.offline_voice = offline_voice
         self.voice = voice
         self.text = text
-        self.settings = settings or PlayerSettings()
+        self.settings = settings or PlayerConfig()
         self._clock = clock
         self._queue: asyncio.Queue[_Job] = asyncio.Queue(self.settings.queue_size)
         self._notice = OutageNotice()
@@ -153,12 +143,12 @@ class GuildPlayer:
         job = _Job(utterance, settings, loop.create_future())
         self.last_activity = self._clock()
         if self._closed:
-            self._spawn_fallback(job, FallbackReason.SHUTTING_DOWN)
+            self._spawn_fallback(job, TextPostReason.SHUTTING_DOWN)
         else:
             try:
                 self._queue.put_nowait(job)
             except asyncio.QueueFull:
-                self._spawn_fallback(job, FallbackReason.QUEUE_FULL)
+                self._spawn_fallback(job, TextPostReason.QUEUE_FULL)
             else:
                 self._ensure_worker()
         return job.result
@@ -185,7 +175,7 @@ class GuildPlayer:
             await cancel_and_wait(self._worker)
             self._worker = None
         while not self._queue.empty():
-            await self._fallback(self._queue.get_nowait(), FallbackReason.SHUTTING_DOWN)
+            await self._fallback(self._queue.get_nowait(), TextPostReason.SHUTTING_DOWN)
 
     # -- worker ------------------------------------------------------------
 
@@ -200,11 +190,11 @@ class GuildPlayer:
             try:
                 result = await self._handle(job)
             except asyncio.CancelledError:
-                await asyncio.shield(self._fallback(job, FallbackReason.SHUTTING_DOWN))
+                await asyncio.shield(self._fallback(job, TextPostReason.SHUTTING_DOWN))
                 raise
             except Exception as exc:  # a bug must not kill the guild's queue
                 log.exception("player failed on a message")
-                result = await self._fallback(job, FallbackReason.SYNTHESIS_FAILED, repr(exc))
+                result = await self._fallback(job, TextPostReason.SYNTHESIS_FAILED, repr(exc))
             finally:
                 self._current = None
                 self.last_activity = self._clock()
@@ -215,10 +205,10 @@ class GuildPlayer:
         waited = self._clock() - job.utterance.requested_at
         if waited > self.settings.max_wait:
             return await self._fallback(
-                job, FallbackReason.WAITED_TOO_LONG, f"waited {waited:.0f}s"
+                job, TextPostReason.WAITED_TOO_LONG, f"waited {waited:.0f}s"
             )
         if not self.voice.is_connected():
-            return await self._fallback(job, FallbackReason.NOT_CONNECTED)
+            return await self._fallback(job, TextPostReason.NOT_CONNECTED)
         try:
             request = self.service.prepare(job.utterance.spoken_text, job.settings)
         except TTSError as exc:
@@ -243,9 +233,9 @@ class GuildPlayer:
         try:
             result = await self._play(job, packets)
         except CircuitOpenError as exc:
-            return await self._outage(job, request, FallbackReason.VOICE_UNAVAILABLE, exc)
+            return await self._outage(job, request, TextPostReason.VOICE_UNAVAILABLE, exc)
         except TTSError as exc:
-            return await self._outage(job, request, FallbackReason.SYNTHESIS_FAILED, exc)
+            return await self._outage(job, request, TextPostReason.SYNTHESIS_FAILED, exc)
         if result.spoken:
             if self._notice.on_spoken():
                 await self.text.post(RECOVERY_NOTICE)
@@ -258,46 +248,46 @@ class GuildPlayer:
             try:
                 first = await anext(packets)
             except StopAsyncIteration:
-                return await self._fallback(job, FallbackReason.SYNTHESIS_FAILED, "no audio")
+                return await self._fallback(job, TextPostReason.SYNTHESIS_FAILED, "no audio")
             buffer = PacketBuffer(stall_limit=self.settings.stall_limit)
             buffer.put(first)
             feeder = asyncio.create_task(pump(packets, buffer), name="guild-player-pump")
             try:
                 await self.voice.play(buffer)
             except (PlaybackError, TTSError) as exc:
-                return await self._service_fallback(job, FallbackReason.CUT_OFF, exc)
+                return await self._service_fallback(job, TextPostReason.CUT_OFF, exc)
             finally:
                 buffer.close()
                 await cancel_and_wait(feeder)
         if buffer.stalled_out:
-            return await self._service_fallback(job, FallbackReason.CUT_OFF, "audio stalled")
+            return await self._service_fallback(job, TextPostReason.CUT_OFF, "audio stalled")
         return SpeechResult(SpeechOutcome.SPOKEN)
 
-    # -- outages: the stand-in voice, the cache ------------------------------
+    # -- outages: the offline voice, the cache ------------------------------
 
     async def _outage(
-        self, job: _Job, request: SynthesisRequest, reason: FallbackReason, cause: BaseException
+        self, job: _Job, request: SynthesisRequest, reason: TextPostReason, cause: BaseException
     ) -> SpeechResult:
-        stand_in = self.stand_in
-        if stand_in is None:
+        offline_voice = self.offline_voice
+        if offline_voice is None:
             return await self._service_fallback(job, reason, cause)
         if self._notice.on_fallback():
-            await self.text.post(STAND_IN_NOTICE)
+            await self.text.post(OFFLINE_VOICE_NOTICE)
         offline = opus_packets(
-            stand_in.provider.stream(request),
-            stand_in.provider.audio_format,
+            offline_voice.provider.stream(request),
+            offline_voice.provider.audio_format,
             bitrate=self.settings.bitrate,
         )
         try:
             result = await self._play(job, offline)
         except TTSError as exc:
-            log.warning("the stand-in voice failed too: %s", exc)
-            return await self._fallback(job, reason, f"{cause}; stand-in voice: {exc}")
+            log.warning("the offline voice failed too: %s", exc)
+            return await self._fallback(job, reason, f"{cause}; offline voice: {exc}")
         if not result.spoken:
             return result
-        if stand_in.also_post_text:
-            await self.text.post(fallback_text(job.utterance))
-        return SpeechResult(SpeechOutcome.SPOKEN, STAND_IN_REASON, str(cause))
+        if offline_voice.also_post_text:
+            await self.text.post(text_post_for(job.utterance))
+        return SpeechResult(SpeechOutcome.SPOKEN, OFFLINE_VOICE_REASON, str(cause))
 
     async def _cached(self, request: SynthesisRequest) -> list[bytes] | None:
         if self.cache is None:
@@ -315,20 +305,20 @@ class GuildPlayer:
     # -- text fallback -------------------------------------------------------
 
     async def _service_fallback(
-        self, job: _Job, reason: FallbackReason, cause: BaseException | str
+        self, job: _Job, reason: TextPostReason, cause: BaseException | str
     ) -> SpeechResult:
         if self._notice.on_fallback():
             await self.text.post(OUTAGE_NOTICE)
         return await self._fallback(job, reason, str(cause))
 
-    async def _fallback(self, job: _Job, reason: FallbackReason, detail: str = "") -> SpeechResult:
-        await self.text.post(fallback_text(job.utterance))
+    async def _fallback(self, job: _Job, reason: TextPostReason, detail: str = "") -> SpeechResult:
+        await self.text.post(text_post_for(job.utterance))
         result = SpeechResult(SpeechOutcome.POSTED_AS_TEXT, reason.value, detail)
         if not job.result.done():
             job.result.set_result(result)
         return result
 
-    def _spawn_fallback(self, job: _Job, reason: FallbackReason) -> None:
+    def _spawn_fallback(self, job: _Job, reason: TextPostReason) -> None:
         task = asyncio.create_task(self._fallback(job, reason), name="guild-player-fallback")
         self._side_tasks.add(task)
         task.add_done_callback(self._side_tasks.discard)

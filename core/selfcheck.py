@@ -15,7 +15,7 @@ from edge_voice.core.audio import OPUS_FRAME_SECONDS, missing_codecs, opus_packe
 from edge_voice.core.breaker import CircuitOpenError
 from edge_voice.core.clock import Clock, monotonic
 from edge_voice.core.config import Config
-from edge_voice.core.diagnostics.probes import ProbeDeadlines
+from edge_voice.core.diagnostics.checks import CheckDeadlines
 from edge_voice.core.diagnostics.report import Diagnosis, Verdict, render_text
 from edge_voice.core.diagnostics.service_check import diagnose_service
 from edge_voice.core.tts.errors import TTSError
@@ -45,7 +45,7 @@ class SelfCheckReport:
 
     config_source: str
     target: str
-    """The ``host:port`` the diagnostics probed."""
+    """The ``host:port`` the diagnostics checked."""
     diagnosis: Diagnosis
     speech: SpeechTestResult
     missing_codecs: tuple[str, ...] = ()
@@ -136,7 +136,7 @@ async def run_self_check(
     config_source: str,
     *,
     service: TTSService | None = None,
-    deadlines: ProbeDeadlines | None = None,
+    deadlines: CheckDeadlines | None = None,
     text: str = TEST_PHRASE,
 ) -> SelfCheckReport:
     """Diagnose the path to Edge, then speak ``text`` through the whole pipeline."""

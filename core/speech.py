@@ -18,13 +18,13 @@ class SpeechOutcome(StrEnum):
     REJECTED = "rejected"
 
 
-class FallbackReason(StrEnum):
+class TextPostReason(StrEnum):
     """Why a message was posted as text instead of spoken."""
 
     VOICE_UNAVAILABLE = "voice unavailable"
     """The service breaker is OPEN (or every voice's is)."""
     SYNTHESIS_FAILED = "synthesis failed"
-    """Every retry and fallback voice failed."""
+    """Every retry and backup voice failed."""
     CUT_OFF = "voice cut off"
     """Synthesis or the voice connection broke after playback had started."""
     NOT_CONNECTED = "not connected"
@@ -67,7 +67,7 @@ class Utterance:
         return f"{self.spoken_prefix}{self.text}"
 
 
-def fallback_text(utterance: Utterance) -> str:
+def text_post_for(utterance: Utterance) -> str:
     """The text post that stands in for speech: ``🔇 NAME: text``."""
     return f"🔇 {utterance.author_name}: {utterance.text}"
 

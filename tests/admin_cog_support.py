@@ -17,6 +17,7 @@ from typing import Any, cast
 import discord
 from discord.ext import commands
 from discord.ext.test import backend as dpy_backend
+
 from edge_voice.cogs.admin import AdminCog
 from edge_voice.cogs.tts_context import TTSContext
 from edge_voice.core.alerts import Sleep
@@ -25,7 +26,6 @@ from edge_voice.core.cache import AudioCache
 from edge_voice.core.clock import FakeClock
 from edge_voice.core.config import Config, parse_config
 from edge_voice.core.tts.service import TTSService
-
 from tests.fakes.discord_harness import SentMessage, TestBot, make_test_bot
 
 MANAGE_GUILD = str(discord.Permissions(manage_guild=True).value)

@@ -11,6 +11,7 @@ import logging
 from pathlib import Path
 
 import pytest
+
 from edge_voice.core.breaker import CircuitBreaker, CircuitBreakerConfig, CircuitState
 from edge_voice.core.breaker.store import BreakerStateStore, RestoreOutcome
 from edge_voice.core.clock import FakeClock

@@ -1,4 +1,4 @@
-"""Local servers and helpers for the diagnostics probe tests (127.0.0.1 only)."""
+"""Local servers and helpers for the diagnostics check tests (127.0.0.1 only)."""
 
 from __future__ import annotations
 
@@ -18,11 +18,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from edge_voice.core.diagnostics.probes import ProbeDeadlines, run_diagnostics
+
+from edge_voice.core.diagnostics.checks import CheckDeadlines, run_diagnostics
 from edge_voice.core.diagnostics.report import DiagnosticsResult
 
 LOCAL = "127.0.0.1"
-FAST = ProbeDeadlines(dns=2.0, tcp=2.0, tls=2.0, websocket=2.0, synthesis=2.0)
+FAST = CheckDeadlines(dns=2.0, tcp=2.0, tls=2.0, websocket=2.0, synthesis=2.0)
 Reply = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -39,8 +40,8 @@ def socket_inodes() -> set[str]:
 
 @contextlib.asynccontextmanager
 async def no_socket_leak() -> AsyncIterator[None]:
-    """Fail if sockets opened inside the block (by probes or by the local servers'
-    connection handlers, which close when the probe hangs up) are still open."""
+    """Fail if sockets opened inside the block (by checks or by the local servers'
+    connection handlers, which close when the check hangs up) are still open."""
     before = socket_inodes()
     yield
     for _ in range(200):  # the servers' side closes a few loop iterations later
@@ -134,7 +135,7 @@ def ws_url(port: int) -> str:
 
 
 async def run_against(port: int, context: ssl.SSLContext, **kwargs: Any) -> DiagnosticsResult:
-    """Every probe against the local server on ``port``, with short deadlines."""
+    """Every check against the local server on ``port``, with short deadlines."""
     return await run_diagnostics(
         host=LOCAL, port=port, ws_url=ws_url(port), ssl_context=context, deadlines=FAST, **kwargs
     )

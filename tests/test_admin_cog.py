@@ -1,7 +1,7 @@
 """cogs/admin.py: /tts status | diagnose | reset through discord.py's CommandTree.
 
 Every command enters as an interaction payload (``invoke_slash``); replies are what discord.py
-sent at the HTTP boundary. The service is real, on a fake clock; the diagnostics probe a
+sent at the HTTP boundary. The service is real, on a fake clock; the diagnostics check a
 127.0.0.1 port that refuses connections.
 """
 
@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from discord import app_commands
 from discord.ext import commands
+
 from edge_voice.cogs.tts_context import TTSContext
 from edge_voice.core.config import ConfigError
 from edge_voice.core.tts.service import TTSService
-
 from tests.admin_cog_support import (
     ADMINISTRATOR,
     MANAGE_GUILD,
@@ -201,7 +201,7 @@ async def test_status_shows_a_failing_voice_while_the_service_speaks(ab: AdminBo
 # ---------------------------------------------------------------- /tts diagnose
 
 
-async def test_diagnose_defers_then_reports_probes_diagnosis_and_fixes(
+async def test_diagnose_defers_then_reports_checks_diagnosis_and_fixes(
     ab: AdminBot, port: int
 ) -> None:
     result = await tts(ab, "diagnose")
@@ -292,7 +292,7 @@ async def test_an_error_after_deferring_becomes_an_ephemeral_followup(
     ab: AdminBot, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async def broken(*args: object, **kwargs: object) -> None:
-        raise OSError("probe crashed")
+        raise OSError("check crashed")
 
     # load_extension ran cogs.admin as a fresh module object: patch the one the cog uses.
     monkeypatch.setattr(sys.modules[type(ab.cog).__module__], "diagnose_service", broken)

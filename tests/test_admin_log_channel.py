@@ -13,11 +13,11 @@ from collections.abc import Iterator
 import discord
 import pytest
 from discord.ext import commands
+
 from edge_voice.cogs.admin import AdminCog
 from edge_voice.cogs.tts_context import TTSContext
 from edge_voice.core.clock import FakeClock
 from edge_voice.core.tts.service import TTSService
-
 from tests.admin_cog_support import (
     MANAGE_GUILD,
     WindowSleep,

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
+
 from edge_voice.core.alerts import (
     EMBED_TOTAL_LIMIT,
     FIELD_COUNT_LIMIT,
@@ -38,7 +39,6 @@ from edge_voice.core.diagnostics.report import (
 )
 from edge_voice.core.tts.edge import EdgeProvider
 from edge_voice.core.tts.service import TTSService
-
 from tests.admin_cog_support import WindowSleep
 
 CLOSED, OPEN, HALF = CircuitState.CLOSED, CircuitState.OPEN, CircuitState.HALF_OPEN
@@ -246,15 +246,15 @@ def _service(clock: FakeClock) -> TTSService:
     )
 
 
-def test_diagnosis_alert_lists_probes_fixes_and_breakers() -> None:
+def test_diagnosis_alert_lists_checks_fixes_and_breakers() -> None:
     refused = DiagnosticsResult(
         "127.0.0.1",
         9,
         DnsResult(ok=True, latency_ms=1.2, detail="resolved to 127.0.0.1"),
         TcpResult(ok=False, latency_ms=0.4, detail="connection refused", refused=True),
-        TlsResult(ok=False, skipped=True, detail="skipped: tcp probe failed"),
-        HandshakeResult(ok=False, skipped=True, detail="skipped: tcp probe failed"),
-        SynthesisResult(ok=False, skipped=True, detail="skipped: tcp probe failed"),
+        TlsResult(ok=False, skipped=True, detail="skipped: tcp check failed"),
+        HandshakeResult(ok=False, skipped=True, detail="skipped: tcp check failed"),
+        SynthesisResult(ok=False, skipped=True, detail="skipped: tcp check failed"),
     )
     clock = FakeClock()
     diagnosis = diagnose(refused, [b.snapshot() for b in _service(clock).breakers])
@@ -436,7 +436,7 @@ def test_status_reports_the_cache_and_what_listeners_get_during_outages() -> Non
         voices=["v1"],
         clock=clock,
         wall_clock=clock.wall,
-        probe_mode="canary",
+        canaries=True,
     )
     service.service_breaker.force_open("outage")
     stats = {"hits": 7, "misses": 3, "evictions": 2, "entries": 5, "bytes": 3 << 20,

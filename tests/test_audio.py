@@ -12,6 +12,9 @@ from collections.abc import AsyncIterator, Iterator
 
 import av
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from edge_voice.core.audio import (
     OPUS_FRAME_SECONDS,
     OPUS_SILENCE_FRAME,
@@ -26,8 +29,6 @@ from edge_voice.core.clock import FakeClock
 from edge_voice.core.packet_buffer import PacketBuffer, pump
 from edge_voice.core.tts.errors import ErrorKind, TTSError
 from edge_voice.core.tts.provider import EDGE_MP3, AudioFormat
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 MP3_RATE = 24_000
 MP3_FRAME_BYTES = 144  # 48 kbps, 24 kHz MPEG-2 Layer III: every frame is 144 bytes

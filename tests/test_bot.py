@@ -24,12 +24,12 @@ import discord
 import pytest
 from discord.ext import commands
 from discord.ext.test import backend as dpy_backend
+
+import bot as host
 from edge_voice.cogs.tts_context import TTSContext
 from edge_voice.core.config import ConfigError, parse_config
 from edge_voice.core.selfcheck import run_self_check
 from edge_voice.core.tts.service import TTSService
-
-import bot as host
 from tests.admin_cog_support import refused_port
 from tests.fakes.discord_harness import make_test_bot
 from tests.fakes.edge_server import FakeEdgeServer
@@ -285,7 +285,7 @@ async def test_check_against_the_fake_edge_server_speaks(edge_server: FakeEdgeSe
     assert (
         f"Speech test (service -> Opus packets): OK: {report.speech.packets} Opus packets" in text
     )
-    # The fake server speaks plain ws://, so the TLS probe fails while speech works.
+    # The fake server speaks plain ws://, so the TLS check fails while speech works.
     assert "[FAIL] tls" in text
     assert text.endswith(
         "RESULT: OK - speech works, although the diagnostics above found a problem "

@@ -7,6 +7,7 @@ import logging
 from datetime import UTC, datetime
 
 import pytest
+
 from edge_voice.core.breaker import (
     CircuitBreaker,
     CircuitBreakerConfig,

@@ -9,8 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import pytest
-from edge_voice.core.breaker import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError, Permit
-from edge_voice.core.clock import FakeClock
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -21,6 +19,9 @@ from hypothesis.stateful import (
     invariant,
     rule,
 )
+
+from edge_voice.core.breaker import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError, Permit
+from edge_voice.core.clock import FakeClock
 
 JITTER = 0.5
 

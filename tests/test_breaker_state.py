@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
+
 from edge_voice.core.breaker import (
     BreakerStateMachine,
     CircuitBreakerConfig,

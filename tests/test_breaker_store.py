@@ -10,12 +10,12 @@ from collections.abc import AsyncGenerator
 from pathlib import Path
 
 import pytest
+
 from edge_voice.core.breaker import CircuitBreakerConfig, CircuitOpenError, CircuitState
 from edge_voice.core.breaker.store import STATE_FILE_NAME, BreakerStateStore, RestoreOutcome
 from edge_voice.core.clock import FakeClock
 from edge_voice.core.tts.provider import EDGE_MP3, SynthesisRequest
 from edge_voice.core.tts.service import TTSService
-
 from tests.breaker_store_support import Downstream, rebooted, start, store_warnings, trip
 
 

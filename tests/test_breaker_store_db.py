@@ -10,10 +10,10 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+
 from edge_voice.core.breaker import CircuitState
 from edge_voice.core.breaker.store import STATE_FILE_NAME, BreakerStateStore, RestoreOutcome
 from edge_voice.core.clock import FakeClock
-
 from tests.breaker_store_support import (
     Downstream,
     new_breaker,

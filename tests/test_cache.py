@@ -12,6 +12,9 @@ from collections.abc import AsyncGenerator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from edge_voice.core.audio import decode_opus_packets, opus_packets, rms
 from edge_voice.core.cache import (
     PACKET_OVERHEAD,
@@ -21,9 +24,6 @@ from edge_voice.core.cache import (
     memory_size,
 )
 from edge_voice.core.tts.provider import EDGE_MP3, SynthesisRequest, VoiceSettings
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from tests.cache_support import HELLO, key, packets_of
 from tests.fakes.audio_samples import edge_like_mp3
 

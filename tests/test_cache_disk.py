@@ -12,9 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from edge_voice.core.cache import AudioCache
 from edge_voice.core.cache_disk import CorruptEntryError, decode_entry, encode_entry
-
 from tests.cache_support import HELLO, key, packets_of
 
 

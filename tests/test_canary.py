@@ -10,13 +10,13 @@ import asyncio
 from collections.abc import Callable
 
 import pytest
+
 from edge_voice.core.breaker import CircuitBreakerConfig, CircuitOpenError
 from edge_voice.core.clock import FakeClock
 from edge_voice.core.tts.edge import EdgeProvider
 from edge_voice.core.tts.outcomes import SynthesisFailed
 from edge_voice.core.tts.policy import Backoff
 from edge_voice.core.tts.service import TTSService
-
 from tests.fakes.edge_server import FakeEdgeServer, FaultMode, FaultPlan
 
 CANARY = "Kanarienvogel."
@@ -40,8 +40,8 @@ def make_service(clock: FakeClock, idle_stop_after: float = 900.0) -> TTSService
         clock=clock,
         wall_clock=clock.wall,
         sleep=sleep,
-        probe_mode="canary",
-        canary_phrase=CANARY,
+        canaries=True,
+        canary_text=CANARY,
         canary_idle_stop_after=idle_stop_after,
     )
 
@@ -117,7 +117,7 @@ async def test_probing_stops_when_idle_and_resumes_on_request(
         await service.synthesize("Ist jemand da?")
     await until(lambda: service.service_breaker.state.value == "CLOSED")
     assert canaries(edge_server) > sent
-    assert service.health()["probe"]["mode"] == "canary"
+    assert service.health()["canary"]["enabled"]
     await service.close()
 
 
@@ -141,9 +141,9 @@ async def test_a_blocked_voice_is_probed_with_that_voice(edge_server: FakeEdgeSe
 async def test_traffic_mode_has_no_prober(edge_server: FakeEdgeServer) -> None:
     service = TTSService(EdgeProvider(connect_timeout=1, read_timeout=1), voices=[KILLIAN])
     assert service.canary is None
-    assert service.health()["probe"] == {
-        "mode": "traffic",
+    assert service.health()["canary"] == {
+        "enabled": False,
         "running": False,
-        "canaries_sent": 0,
+        "sent": 0,
         "paused_idle": False,
     }

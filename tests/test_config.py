@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import pytest
+
 from edge_voice.core.breaker import CircuitBreakerConfig
 from edge_voice.core.config import Config, ConfigError, load_config, parse_config
 
@@ -39,7 +41,7 @@ def test_values_are_read() -> None:
     cfg = parse_config(
         {
             "breaker": {"consecutive_failures": 0, "cooldown_period": 5, "max_cooldown_period": 50},
-            "speech": {"voice": "en-US-AriaNeural", "fallback_voices": ["en-US-AriaNeural"]},
+            "speech": {"voice": "en-US-AriaNeural", "backup_voices": ["en-US-AriaNeural"]},
             "discord": {"sync_guild_ids": [1, 2]},
             "fallback": {"on_open": "offline_voice", "offline_voices": {"de-DE": "de"}},
         }
@@ -70,7 +72,7 @@ def test_values_are_read() -> None:
         ({"deadlines": {"read": True}}, "deadlines.read", "a number"),
         ({"text": {"announce_speaker": "yes"}}, "text.announce_speaker", "true or false"),
         ({"fallback": {"on_open": "voice"}}, "fallback.on_open", "one of"),
-        ({"speech": {"fallback_voices": "x"}}, "speech.fallback_voices", "a list of str"),
+        ({"speech": {"backup_voices": "x"}}, "speech.backup_voices", "a list of str"),
         ({"discord": {"sync_guild_ids": ["1"]}}, "discord.sync_guild_ids[0]", "an integer"),
         ({"edge": {"port": 70000}}, "edge.port", "a port number"),
         ({"retry": {"backoff_base": -1}}, "retry.backoff_base", "a number >= 0"),
@@ -93,3 +95,17 @@ def test_missing_and_broken_files(tmp_path: Path) -> None:
     broken.write_text("[breaker\nwindow_size = 3\n")
     with pytest.raises(ConfigError, match=r"broken\.toml: \(file\): expected valid TOML"):
         load_config(broken)
+
+
+@pytest.mark.parametrize(
+    ("document", "old", "new"),
+    [
+        ({"probe": {"mode": "canary"}}, "probe", "canary"),
+        ({"speech": {"fallback_voices": []}}, "speech.fallback_voices", "speech.backup_voices"),
+    ],
+)
+def test_a_renamed_key_names_its_new_name(document: dict[str, Any], old: str, new: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(document, "old.toml")
+    assert caught.value.key == old
+    assert repr(new) in str(caught.value)

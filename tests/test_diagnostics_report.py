@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from edge_voice.core.diagnostics.report import (
+    CheckResult,
     DiagnosticsResult,
     DnsResult,
     HandshakeResult,
-    ProbeResult,
     SynthesisResult,
     TcpResult,
     TlsResult,
@@ -25,7 +26,7 @@ from edge_voice.core.diagnostics.report import (
 )
 from edge_voice.core.tts.errors import ErrorKind
 
-# As in the probe tests: an unclosed resource (here, the subprocess's pipes) is a leak.
+# As in the check tests: an unclosed resource (here, the subprocess's pipes) is a leak.
 pytestmark = pytest.mark.filterwarnings("error::ResourceWarning")
 
 
@@ -42,7 +43,7 @@ def healthy() -> DiagnosticsResult:
 
 
 PROBE_ORDER = ("dns", "tcp", "tls", "websocket", "synthesis")
-RESULT_TYPES: dict[str, type[ProbeResult]] = {
+RESULT_TYPES: dict[str, type[CheckResult]] = {
     "dns": DnsResult,
     "tcp": TcpResult,
     "tls": TlsResult,
@@ -52,9 +53,9 @@ RESULT_TYPES: dict[str, type[ProbeResult]] = {
 
 
 def failing(**changes: Any) -> DiagnosticsResult:
-    """The healthy result with a failed probe; later probes skipped as run_diagnostics does."""
+    """The healthy result with a failed check; later checks skipped as run_diagnostics does."""
     result = replace(healthy(), **changes)
-    first = next(p for p in result.probes if p.failed)
+    first = next(p for p in result.checks if p.failed)
     later = PROBE_ORDER[PROBE_ORDER.index(first.name.value) + 1 :]
     return replace(result, **{f: RESULT_TYPES[f].skipped_after(first) for f in later})
 
@@ -201,14 +202,14 @@ def test_breakers_are_reported_in_text_and_data() -> None:
     assert [b["state"] for b in data["breakers"]] == ["OPEN", "CLOSED"]
     assert data["breakers"][0]["retry_after"] == 42.4
     assert data["breakers"][0]["last_failure"] == "2026-11-22T11:00:05+00:00"
-    assert [p["name"] for p in data["probes"]] == [
+    assert [p["name"] for p in data["checks"]] == [
         "dns",
         "tcp",
         "tls",
         "websocket",
         "synthesis",
     ]
-    assert data["probes"][3] == {
+    assert data["checks"][3] == {
         "name": "websocket",
         "ok": True,
         "skipped": False,

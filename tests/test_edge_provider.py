@@ -20,6 +20,9 @@ from edge_tts.exceptions import (
     UnknownResponse,
     WebSocketError,
 )
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
+
 from edge_voice.core.tts.edge import (
     EdgeProvider,
     edge_tts_version,
@@ -29,9 +32,6 @@ from edge_voice.core.tts.edge import (
 )
 from edge_voice.core.tts.errors import ErrorKind, InvalidText, InvalidVoiceSettings, TTSError
 from edge_voice.core.tts.provider import EDGE_MP3, SynthesisRequest, TTSProvider, VoiceSettings
-from multidict import CIMultiDict, CIMultiDictProxy
-from yarl import URL
-
 from tests.fakes.edge_server import FakeEdgeServer, FaultMode, FaultPlan, Pacing
 
 VOICE = "de-DE-KillianNeural"

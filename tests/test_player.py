@@ -11,21 +11,21 @@ import threading
 import time
 
 import pytest
+
 from edge_voice.core.audio import decode_opus_packets, rms
 from edge_voice.core.breaker import CircuitBreakerConfig
 from edge_voice.core.clock import FakeClock
+from edge_voice.core.config import PlayerConfig
 from edge_voice.core.player import (
     OUTAGE_NOTICE,
     RECOVERY_NOTICE,
     GuildPlayer,
     PlaybackError,
-    PlayerSettings,
 )
-from edge_voice.core.speech import FallbackReason, SpeechOutcome, Utterance
+from edge_voice.core.speech import SpeechOutcome, TextPostReason, Utterance
 from edge_voice.core.tts.edge import EdgeProvider
 from edge_voice.core.tts.policy import Backoff
 from edge_voice.core.tts.service import TTSService
-
 from tests.fakes.audio_samples import edge_like_mp3
 from tests.fakes.edge_server import FakeEdgeServer, FaultMode, FaultPlan, Pacing
 
@@ -146,7 +146,7 @@ async def test_open_circuit_posts_text_with_one_notice_per_outage(
     first = await player.speak(utterance("Erste Nachricht"))
     second = await player.speak(utterance("Zweite Nachricht", name="Ben"))
     assert first.outcome is SpeechOutcome.POSTED_AS_TEXT
-    assert first.reason == FallbackReason.VOICE_UNAVAILABLE.value
+    assert first.reason == TextPostReason.VOICE_UNAVAILABLE.value
     assert second.outcome is SpeechOutcome.POSTED_AS_TEXT
     assert text.posts == [OUTAGE_NOTICE, "🔇 Anna: Erste Nachricht", "🔇 Ben: Zweite Nachricht"]
     assert edge_server.connection_count == 0
@@ -164,7 +164,7 @@ async def test_failed_synthesis_falls_back_to_text(
     player = GuildPlayer(make_service(), voice, text)
     result = await player.speak(utterance())
     assert result.outcome is SpeechOutcome.POSTED_AS_TEXT
-    assert result.reason == FallbackReason.SYNTHESIS_FAILED.value
+    assert result.reason == TextPostReason.SYNTHESIS_FAILED.value
     assert "no_audio" in result.detail
     assert text.posts == [OUTAGE_NOTICE, "🔇 Anna: Hallo zusammen"]
     assert voice.plays == 0
@@ -179,7 +179,7 @@ async def test_stream_cut_after_playback_started_posts_text(
     player = GuildPlayer(make_service(), voice, text)
     result = await player.speak(utterance())
     assert result.outcome is SpeechOutcome.POSTED_AS_TEXT
-    assert result.reason == FallbackReason.CUT_OFF.value
+    assert result.reason == TextPostReason.CUT_OFF.value
     assert voice.plays == 1
     assert voice.packets
     assert text.posts[-1] == "🔇 Anna: Hallo zusammen"
@@ -192,7 +192,7 @@ async def test_voice_connection_lost_mid_utterance_posts_text(
     voice.fail_with = ConnectionResetError("voice websocket closed")
     player = GuildPlayer(make_service(), voice, text)
     result = await player.speak(utterance())
-    assert result.reason == FallbackReason.CUT_OFF.value
+    assert result.reason == TextPostReason.CUT_OFF.value
     assert "voice websocket closed" in result.detail
     assert text.posts[-1] == "🔇 Anna: Hallo zusammen"
     await player.close()
@@ -216,15 +216,15 @@ async def test_stale_and_unconnected_messages_become_text(
     edge_server: FakeEdgeServer, voice: ThreadedVoice, text: RecordingText
 ) -> None:
     clock = FakeClock(start=100.0)
-    player = GuildPlayer(make_service(), voice, text, PlayerSettings(max_wait=30), clock=clock)
+    player = GuildPlayer(make_service(), voice, text, PlayerConfig(max_wait=30), clock=clock)
     stale = await player.speak(utterance("Alt", at=60.0))
     assert (stale.outcome, stale.reason) == (
         SpeechOutcome.POSTED_AS_TEXT,
-        FallbackReason.WAITED_TOO_LONG.value,
+        TextPostReason.WAITED_TOO_LONG.value,
     )
     voice.connected = False
     unconnected = await player.speak(utterance("Neu", at=100.0))
-    assert unconnected.reason == FallbackReason.NOT_CONNECTED.value
+    assert unconnected.reason == TextPostReason.NOT_CONNECTED.value
     assert text.posts == ["🔇 Anna: Alt", "🔇 Anna: Neu"]
     assert edge_server.connection_count == 0
     await player.close()
@@ -234,13 +234,13 @@ async def test_fifo_order_and_full_queue(
     edge_server: FakeEdgeServer, voice: ThreadedVoice, text: RecordingText
 ) -> None:
     voice.hold.clear()
-    player = GuildPlayer(make_service(), voice, text, PlayerSettings(queue_size=2))
+    player = GuildPlayer(make_service(), voice, text, PlayerConfig(queue_size=2))
     futures = [player.submit(utterance("Nachricht 0"))]
     while not player.speaking:
         await asyncio.sleep(0.01)
     futures += [player.submit(utterance(f"Nachricht {i}")) for i in range(1, 4)]
     overflow = await asyncio.wait_for(futures[3], 2)
-    assert overflow.reason == FallbackReason.QUEUE_FULL.value
+    assert overflow.reason == TextPostReason.QUEUE_FULL.value
     assert player.pending == 2
     assert text.posts == ["🔇 Anna: Nachricht 3"]
     voice.hold.set()
@@ -280,13 +280,13 @@ async def test_close_posts_what_was_still_queued(
     await player.close()
     results = [f.result() for f in futures]
     assert all(r.outcome is not None for r in results)
-    shut = [r for r in results if r.reason == FallbackReason.SHUTTING_DOWN.value]
+    shut = [r for r in results if r.reason == TextPostReason.SHUTTING_DOWN.value]
     assert len(shut) >= 2
     for i, r in enumerate(results):
-        if r.reason == FallbackReason.SHUTTING_DOWN.value:
+        if r.reason == TextPostReason.SHUTTING_DOWN.value:
             assert f"🔇 Anna: Nachricht {i}" in text.posts
     late = await player.speak(utterance("Zu spät"))
-    assert late.reason == FallbackReason.SHUTTING_DOWN.value
+    assert late.reason == TextPostReason.SHUTTING_DOWN.value
 
 
 async def test_guilds_do_not_wait_on_each_other(edge_server: FakeEdgeServer) -> None:

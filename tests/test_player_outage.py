@@ -1,4 +1,4 @@
-"""The player during an Edge outage: cached phrases, the offline stand-in voice, notices.
+"""The player during an Edge outage: cached phrases, the offline voice, notices.
 
 Real pieces throughout: edge-tts against the fake Edge server, eSpeak NG from its
 wheel, PyAV for the packets, and the threaded voice double from test_player.
@@ -10,20 +10,20 @@ import asyncio
 from collections.abc import Iterator
 
 import pytest
+
 from edge_voice.core.audio import decode_opus_packets, rms
 from edge_voice.core.cache import AudioCache
 from edge_voice.core.player import (
+    OFFLINE_VOICE_NOTICE,
+    OFFLINE_VOICE_REASON,
     OUTAGE_NOTICE,
     RECOVERY_NOTICE,
-    STAND_IN_NOTICE,
-    STAND_IN_REASON,
     GuildPlayer,
-    StandInVoice,
+    OfflineVoice,
 )
-from edge_voice.core.speech import FallbackReason, SpeechOutcome
+from edge_voice.core.speech import SpeechOutcome, TextPostReason
 from edge_voice.core.tts.espeak import EspeakProvider
 from edge_voice.core.tts.provider import VoiceSettings
-
 from tests.fakes.audio_samples import edge_like_mp3
 from tests.fakes.edge_server import FakeEdgeServer, FaultMode, FaultPlan, Pacing
 from tests.test_player import RecordingText, ThreadedVoice, make_service, utterance
@@ -56,7 +56,7 @@ async def test_cached_phrase_is_spoken_while_open(edge_server: FakeEdgeServer) -
     assert voice.packets[first_play:] == voice.packets[:first_play]
     assert edge_server.connection_count == 1
     uncached = await player.speak(utterance("Etwas Neues"))
-    assert uncached.reason == FallbackReason.VOICE_UNAVAILABLE.value
+    assert uncached.reason == TextPostReason.VOICE_UNAVAILABLE.value
     assert cache.stats()["hits"] == 1
     assert text.posts == [OUTAGE_NOTICE, "🔇 Anna: Etwas Neues"]
     await player.close()
@@ -69,7 +69,7 @@ async def test_a_truncated_synthesis_is_never_cached(edge_server: FakeEdgeServer
     cache = AudioCache(1 << 20)
     player = GuildPlayer(make_service(), voice, text, cache=cache)
     cut = await player.speak(utterance("Guten Abend"))
-    assert cut.reason == FallbackReason.CUT_OFF.value
+    assert cut.reason == TextPostReason.CUT_OFF.value
     assert cache.stats()["entries"] == 0
     assert (await player.speak(utterance("Guten Abend"))).spoken
     assert edge_server.connection_count == 2
@@ -104,30 +104,32 @@ async def test_offline_voice_stands_in_while_open(
 ) -> None:
     voice, posts = ThreadedVoice(), RecordingText()
     service = make_service()
-    player = GuildPlayer(service, voice, posts, stand_in=StandInVoice(espeak))
+    player = GuildPlayer(service, voice, posts, offline_voice=OfflineVoice(espeak))
     service.service_breaker.force_open("outage", duration=600)
     result = await player.speak(utterance(text), VoiceSettings(voice_name))
-    assert (result.outcome, result.reason) == (SpeechOutcome.SPOKEN, STAND_IN_REASON)
+    assert (result.outcome, result.reason) == (SpeechOutcome.SPOKEN, OFFLINE_VOICE_REASON)
     seconds, loudness = heard(voice)
     assert 1.0 < seconds < 6.0
     assert loudness > 500
-    assert posts.posts == [STAND_IN_NOTICE]
+    assert posts.posts == [OFFLINE_VOICE_NOTICE]
     assert edge_server.connection_count == 0
     await player.close()
 
 
-async def test_stand_in_notices_once_per_outage_and_recovery(
+async def test_offline_voice_notices_once_per_outage_and_recovery(
     edge_server: FakeEdgeServer, espeak: EspeakProvider
 ) -> None:
     voice, posts = ThreadedVoice(), RecordingText()
     service = make_service()
-    player = GuildPlayer(service, voice, posts, stand_in=StandInVoice(espeak, also_post_text=True))
+    player = GuildPlayer(
+        service, voice, posts, offline_voice=OfflineVoice(espeak, also_post_text=True)
+    )
     edge_server.plan = FaultPlan(FaultMode.NO_AUDIO)
     for word in ("eins", "zwei", "drei"):
         result = await player.speak(utterance(f"Nummer {word}"))
-        assert result.reason == STAND_IN_REASON
+        assert result.reason == OFFLINE_VOICE_REASON
     assert posts.posts == [
-        STAND_IN_NOTICE,
+        OFFLINE_VOICE_NOTICE,
         "🔇 Anna: Nummer eins",
         "🔇 Anna: Nummer zwei",
         "🔇 Anna: Nummer drei",

@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 from discord.webhook.async_ import AsyncWebhookAdapter
-from edge_voice.cogs import replies
 
+from edge_voice.cogs import replies
 from tests.fakes.discord_harness import TestBot, add_member, invoke_slash
 from tests.fakes.edge_server import FakeEdgeServer
 from tests.voice_cog_support import voice_bot

@@ -14,6 +14,7 @@ from collections.abc import AsyncGenerator
 from pathlib import Path
 
 import pytest
+
 from edge_voice.core.breaker import CircuitBreakerConfig, CircuitOpenError, TransitionEvent
 from edge_voice.core.clock import FakeClock
 from edge_voice.core.tts.errors import ErrorKind, InvalidText, InvalidVoiceSettings, TTSError

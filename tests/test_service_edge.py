@@ -15,13 +15,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
+
 from edge_voice.core.breaker import CircuitBreakerConfig, CircuitOpenError
 from edge_voice.core.tts.edge import EdgeProvider, validate_settings
 from edge_voice.core.tts.errors import ErrorKind, InvalidText, TTSError
 from edge_voice.core.tts.outcomes import SynthesisFailed
 from edge_voice.core.tts.policy import Backoff
 from edge_voice.core.tts.service import TTSService
-
 from tests.fakes.edge_server import FakeEdgeServer, FaultMode, FaultPlan, Pacing
 
 KILLIAN, CONRAD = "de-DE-KillianNeural", "de-DE-ConradNeural"

@@ -6,6 +6,7 @@ import asyncio
 import logging
 
 import pytest
+
 from edge_voice.core.tasks import cancel_and_wait
 
 

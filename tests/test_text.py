@@ -6,6 +6,9 @@ import unicodedata
 from collections.abc import Callable
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from edge_voice.core.tts.errors import ErrorKind, InvalidText
 from edge_voice.core.tts.text import (
     SpokenWords,
@@ -13,8 +16,6 @@ from edge_voice.core.tts.text import (
     clean_discord_message,
     normalize_text,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 USERS = {1: "Alice", 2: "Bob", 3: "\u200bZoë\u200d"}
 ROLES = {10: "Moderators", 11: "@everyone"}

@@ -11,18 +11,18 @@ from pathlib import Path
 import discord
 import pytest
 from discord.ext import commands
+
 from edge_voice.cogs.tts_context import acquire_tts_context, build_tts_context, release_tts_context
 from edge_voice.core.breaker import CircuitBreakerConfig, CircuitOpenError
 from edge_voice.core.config import (
-    CacheSettings,
+    CacheConfig,
     Config,
-    DeadlineSettings,
-    FallbackSettings,
-    RetrySettings,
-    StateSettings,
+    DeadlineConfig,
+    FallbackConfig,
+    RetryConfig,
+    StateConfig,
 )
 from edge_voice.core.tts.outcomes import SynthesisFailed
-
 from tests.fakes.edge_server import FakeEdgeServer, FaultMode, FaultPlan
 
 
@@ -31,10 +31,10 @@ def config_in(data_dir: Path, **changes: object) -> Config:
         "breaker": CircuitBreakerConfig(
             consecutive_failures=2, cooldown_period=600, max_cooldown_period=600
         ),
-        "retry": RetrySettings(attempts=1, backoff_base=0),
-        "deadlines": DeadlineSettings(connect=1, read=1, total=3),
-        "state": StateSettings(persist=True, data_dir=str(data_dir)),
-        "cache": CacheSettings(enabled=True, max_bytes=1 << 20),
+        "retry": RetryConfig(attempts=1, backoff_base=0),
+        "deadlines": DeadlineConfig(connect=1, read=1, total=3),
+        "state": StateConfig(persist=True, data_dir=str(data_dir)),
+        "cache": CacheConfig(enabled=True, max_bytes=1 << 20),
     }
     settings.update(changes)
     return Config(**settings)  # type: ignore[arg-type]
@@ -66,7 +66,7 @@ async def test_without_persistence_a_restart_starts_closed(
     edge_server: FakeEdgeServer, tmp_path: Path
 ) -> None:
     edge_server.plan = FaultPlan(FaultMode.UNAVAILABLE)
-    config = config_in(tmp_path, state=StateSettings(persist=False, data_dir=str(tmp_path)))
+    config = config_in(tmp_path, state=StateConfig(persist=False, data_dir=str(tmp_path)))
     before = build_tts_context(config)
     for _ in range(2):
         with pytest.raises(SynthesisFailed):
@@ -78,31 +78,31 @@ async def test_without_persistence_a_restart_starts_closed(
     await after.close()
 
 
-async def test_offline_mode_builds_a_stand_in(tmp_path: Path) -> None:
+async def test_offline_mode_builds_a_offline_voice(tmp_path: Path) -> None:
     text_only = build_tts_context(config_in(tmp_path))
-    assert text_only.stand_in is None
+    assert text_only.offline_voice is None
     await text_only.close()
     both = build_tts_context(
-        config_in(tmp_path, fallback=FallbackSettings(on_open="offline_voice_and_text"))
+        config_in(tmp_path, fallback=FallbackConfig(on_open="offline_voice_and_text"))
     )
-    assert both.stand_in is not None
-    assert both.stand_in.also_post_text
-    assert both.stand_in.provider.name == "espeak"
+    assert both.offline_voice is not None
+    assert both.offline_voice.also_post_text
+    assert both.offline_voice.provider.name == "espeak"
     await both.close()
 
 
 async def test_shared_by_cogs_and_closed_by_the_last(tmp_path: Path) -> None:
     bot = commands.Bot(command_prefix="!", intents=discord.Intents.none())
     bot.tts_config = config_in(  # type: ignore[attr-defined]
-        tmp_path, fallback=FallbackSettings(on_open="offline_voice")
+        tmp_path, fallback=FallbackConfig(on_open="offline_voice")
     )
     first = acquire_tts_context(bot)
     second = acquire_tts_context(bot)
     assert first is second
-    assert first.stand_in is not None
-    # Make the stand-in start its worker thread, so closing has something to stop.
+    assert first.offline_voice is not None
+    # Make the offline voice start its worker thread, so closing has something to stop.
     async with contextlib.aclosing(
-        first.stand_in.provider.stream(first.service.prepare("Hallo"))
+        first.offline_voice.provider.stream(first.service.prepare("Hallo"))
     ) as audio:
         assert await anext(audio)
     workers = {t for t in threading.enumerate() if "espeak" in t.name.lower()}

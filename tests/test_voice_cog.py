@@ -14,13 +14,13 @@ import discord.ext.test as dpytest
 import pytest
 from discord.ext import commands
 from discord.utils import escape_markdown
+
 from edge_voice.core.audio import rms
 from edge_voice.core.breaker import CircuitState
 from edge_voice.core.clock import FakeClock
-from edge_voice.core.config import CacheSettings, StateSettings
+from edge_voice.core.config import CacheConfig, StateConfig
 from edge_voice.core.player import OUTAGE_NOTICE, RECOVERY_NOTICE
 from edge_voice.core.speech import SpeechOutcome, SpeechResult
-
 from tests.fakes.audio_samples import edge_like_mp3
 from tests.fakes.discord_harness import (
     RecordingVoiceClient,
@@ -318,7 +318,7 @@ async def test_speak_api_rejections(tb: TestBot, edge_server: FakeEdgeServer) ->
 
 async def test_shares_the_bots_tts_context_and_hands_it_back(edge_server: FakeEdgeServer) -> None:
     config = dataclasses.replace(
-        make_config(), cache=CacheSettings(enabled=False), state=StateSettings(persist=False)
+        make_config(), cache=CacheConfig(enabled=False), state=StateConfig(persist=False)
     )
 
     async def configure(bot: commands.Bot) -> None:

@@ -12,8 +12,8 @@ from collections.abc import AsyncIterator
 import discord
 import pytest
 from discord.ext.test import backend as dpy_backend
-from edge_voice.core.clock import FakeClock
 
+from edge_voice.core.clock import FakeClock
 from tests.fakes.audio_samples import edge_like_mp3
 from tests.fakes.discord_harness import (
     SlashResult,

@@ -14,12 +14,12 @@ from typing import Any
 import discord
 import pytest
 from discord.ext.test import backend as dpy_backend
+
 from edge_voice.cogs.voice_output import ChannelTextOutput, DiscordVoiceOutput, PacketSource
 from edge_voice.core.audio import OPUS_SILENCE_FRAME
 from edge_voice.core.packet_buffer import PacketBuffer
 from edge_voice.core.player import PlaybackError
 from edge_voice.core.tts.errors import ErrorKind, TTSError
-
 from tests.fakes.discord_harness import RecordingVoiceClient, TestBot, running_test_bot
 from tests.voice_cog_support import until
 

@@ -7,10 +7,10 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
-from edge_voice.core.breaker import CircuitBreakerConfig
-from edge_voice.core.config import Config, DeadlineSettings, EdgeSettings, RetrySettings
-from edge_voice.core.tts import voice_tts
 
+from edge_voice.core.breaker import CircuitBreakerConfig
+from edge_voice.core.config import Config, DeadlineConfig, EdgeConfig, RetryConfig
+from edge_voice.core.tts import voice_tts
 from tests.fakes.audio_samples import decode_mp3
 from tests.fakes.edge_server import FakeEdgeServer, FaultMode, FaultPlan
 
@@ -22,14 +22,14 @@ def facade(edge_server: FakeEdgeServer) -> Iterator[FakeEdgeServer]:
     voice_tts.configure(
         Config(
             breaker=CircuitBreakerConfig(consecutive_failures=2),
-            retry=RetrySettings(attempts=1, backoff_base=0.0),
-            deadlines=DeadlineSettings(connect=1.0, read=1.0, total=3.0),
-            edge=EdgeSettings(host="127.0.0.1", port=port),
+            retry=RetryConfig(attempts=1, backoff_base=0.0),
+            deadlines=DeadlineConfig(connect=1.0, read=1.0, total=3.0),
+            edge=EdgeConfig(host="127.0.0.1", port=port),
         )
     )
     yield edge_server
     voice_tts._service = None
-    voice_tts._edge = EdgeSettings()
+    voice_tts._edge = EdgeConfig()
     voice_tts._last_error = None
 
 

@@ -13,23 +13,23 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, cast
 
 import discord
+
 from edge_voice.cogs.tts_context import TTSContext
 from edge_voice.cogs.voice import VoiceCog
 from edge_voice.core.audio import OPUS_SILENCE_FRAME, decode_opus_packets
 from edge_voice.core.breaker import CircuitBreakerConfig
 from edge_voice.core.clock import Clock, monotonic
 from edge_voice.core.config import (
+    CanaryConfig,
     Config,
-    DeadlineSettings,
-    PlayerSettings,
-    ProbeSettings,
-    RetrySettings,
-    SpeechSettings,
-    TextSettings,
+    DeadlineConfig,
+    PlayerConfig,
+    RetryConfig,
+    SpeechConfig,
+    TextConfig,
 )
 from edge_voice.core.tts.edge import EdgeProvider
 from edge_voice.core.tts.service import TTSService
-
 from tests.fakes.discord_harness import (
     RecordingVoiceClient,
     SlashResult,
@@ -53,13 +53,13 @@ def make_config(**text: Any) -> Config:
     """Test config: one voice, one attempt, small deadlines, "NAME said" off unless asked."""
     text_settings = {"skip_prefix": SKIP_PREFIX, "announce_speaker": False, **text}
     return Config(
-        speech=SpeechSettings(fallback_voices=()),
+        speech=SpeechConfig(backup_voices=()),
         breaker=BREAKER,
-        retry=RetrySettings(attempts=1, backoff_base=0.0, backoff_max=0.0),
-        deadlines=DeadlineSettings(connect=1.0, read=2.0, total=5.0),
-        text=TextSettings(**text_settings),
-        player=PlayerSettings(idle_timeout=300.0),
-        probe=ProbeSettings(mode="traffic"),  # the next message after a cooldown is the trial
+        retry=RetryConfig(attempts=1, backoff_base=0.0, backoff_max=0.0),
+        deadlines=DeadlineConfig(connect=1.0, read=2.0, total=5.0),
+        text=TextConfig(**text_settings),
+        player=PlayerConfig(idle_timeout=300.0),
+        canary=CanaryConfig(enabled=False),  # the next message after a cooldown is the trial
     )
 
 

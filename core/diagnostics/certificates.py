@@ -1,4 +1,4 @@
-"""Reading X.509 certificates for the TLS probe: who issued the one a server presents.
+"""Reading X.509 certificates for the TLS check: who issued the one a server presents.
 
 The standard library only decodes certificates it has verified, and an unverifiable
 one (an intercepting proxy's) is exactly the one worth naming, so the issuer is read

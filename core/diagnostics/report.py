@@ -1,6 +1,6 @@
-"""Probe results and what they mean: one headline, suggested fixes, breaker states.
+"""Check results and what they mean: one headline, suggested fixes, breaker states.
 
-Pure: no asyncio, no network library. :mod:`core.diagnostics.probes` fills the
+Pure: no asyncio, no network library. :mod:`core.diagnostics.checks` fills the
 result types defined here; :func:`diagnose` turns them (plus breaker snapshots)
 into a :class:`Diagnosis` that renders as log text or as plain data for an embed.
 """
@@ -22,8 +22,8 @@ CLOCK_SKEW_LIMIT_SECONDS = 300.0
 """Beyond this the Sec-MS-GEC token, derived from our clock, is likely refused."""
 
 
-class ProbeName(StrEnum):
-    """The probes, in the order they run."""
+class CheckName(StrEnum):
+    """The checks, in the order they run."""
 
     DNS = "dns"
     TCP = "tcp"
@@ -33,14 +33,14 @@ class ProbeName(StrEnum):
 
 
 @dataclass(frozen=True, kw_only=True)
-class ProbeResult:
-    """What one probe saw. Probes never raise: failures are described here.
+class CheckResult:
+    """What one check saw. Checks never raise: failures are described here.
 
-    ``error`` is the exception's class name; ``timed_out`` means the probe's own
+    ``error`` is the exception's class name; ``timed_out`` means the check's own
     deadline ran out; ``skipped`` means an earlier failure made it pointless.
     """
 
-    name: ClassVar[ProbeName]
+    name: ClassVar[CheckName]
     ok: bool
     latency_ms: float | None = None
     detail: str = ""
@@ -49,58 +49,58 @@ class ProbeResult:
     error: str | None = None
 
     @classmethod
-    def skipped_after(cls, earlier: ProbeResult) -> Self:
-        """A result for a probe not run because ``earlier`` failed (or was skipped)."""
-        why = earlier.detail if earlier.skipped else f"skipped: {earlier.name} probe failed"
+    def skipped_after(cls, earlier: CheckResult) -> Self:
+        """A result for a check not run because ``earlier`` failed (or was skipped)."""
+        why = earlier.detail if earlier.skipped else f"skipped: {earlier.name} check failed"
         return cls(ok=False, skipped=True, detail=why)
 
     @property
     def failed(self) -> bool:
-        """Ran and did not succeed (a skipped probe has not failed)."""
+        """Ran and did not succeed (a skipped check has not failed)."""
         return not self.ok and not self.skipped
 
 
 @dataclass(frozen=True, kw_only=True)
-class DnsResult(ProbeResult):
+class DnsResult(CheckResult):
     """Name resolution of the Edge host."""
 
-    name: ClassVar[ProbeName] = ProbeName.DNS
+    name: ClassVar[CheckName] = CheckName.DNS
     addresses: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
-class TcpResult(ProbeResult):
+class TcpResult(CheckResult):
     """A plain TCP connect; ``refused`` tells an active refusal from silence."""
 
-    name: ClassVar[ProbeName] = ProbeName.TCP
+    name: ClassVar[CheckName] = CheckName.TCP
     refused: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
-class TlsResult(ProbeResult):
+class TlsResult(CheckResult):
     """The TLS handshake; ``issuer`` is read even when verification fails."""
 
-    name: ClassVar[ProbeName] = ProbeName.TLS
+    name: ClassVar[CheckName] = CheckName.TLS
     issuer: str | None = None
     verify_message: str | None = None
     tls_version: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
-class HandshakeResult(ProbeResult):
+class HandshakeResult(CheckResult):
     """The WebSocket upgrade; ``skew_seconds`` is the server's Date minus our clock."""
 
-    name: ClassVar[ProbeName] = ProbeName.WEBSOCKET
+    name: ClassVar[CheckName] = CheckName.WEBSOCKET
     status: int | None = None
     server_date: datetime | None = None
     skew_seconds: float | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
-class SynthesisResult(ProbeResult):
+class SynthesisResult(CheckResult):
     """A short live synthesis through the caller's synthesizer."""
 
-    name: ClassVar[ProbeName] = ProbeName.SYNTHESIS
+    name: ClassVar[CheckName] = CheckName.SYNTHESIS
     error_kind: ErrorKind | None = None
     status: int | None = None
     voice: str | None = None
@@ -108,7 +108,7 @@ class SynthesisResult(ProbeResult):
 
 @dataclass(frozen=True)
 class DiagnosticsResult:
-    """All probe results of one run, in probe order."""
+    """All check results of one run, in check order."""
 
     host: str
     port: int
@@ -119,8 +119,8 @@ class DiagnosticsResult:
     synthesis: SynthesisResult
 
     @property
-    def probes(self) -> tuple[ProbeResult, ...]:
-        """The results in the order the probes ran."""
+    def checks(self) -> tuple[CheckResult, ...]:
+        """The results in the order the checks ran."""
         return (self.dns, self.tcp, self.tls, self.websocket, self.synthesis)
 
 
@@ -194,7 +194,7 @@ class Diagnosis:
     verdict: Verdict
     headline: str
     fixes: tuple[str, ...]
-    probes: tuple[ProbeResult, ...]
+    checks: tuple[CheckResult, ...]
     breakers: tuple[BreakerSummary, ...] = field(default=())
 
     def as_dict(self) -> dict[str, Any]:
@@ -203,7 +203,7 @@ class Diagnosis:
             "verdict": self.verdict.value,
             "headline": self.headline,
             "fixes": list(self.fixes),
-            "probes": [
+            "checks": [
                 {
                     "name": p.name.value,
                     "ok": p.ok,
@@ -211,7 +211,7 @@ class Diagnosis:
                     "latency_ms": None if p.latency_ms is None else round(p.latency_ms, 1),
                     "detail": p.detail,
                 }
-                for p in self.probes
+                for p in self.checks
             ],
             "breakers": [
                 {
@@ -239,7 +239,7 @@ def diagnose(
 ) -> Diagnosis:
     """Name the first problem along the path to Edge and suggest fixes.
 
-    The probes run outward (DNS, TCP, TLS, WebSocket, synthesis), so the first
+    The checks run outward (DNS, TCP, TLS, WebSocket, synthesis), so the first
     failure is the cause and later ones are consequences. ``edge_tts_version``
     is the installed client's version, quoted in the advice for a refused handshake.
     """
@@ -251,7 +251,7 @@ def diagnose(
         for b in summaries
         if b.state == "OPEN" and verdict is Verdict.HEALTHY
     ]
-    return Diagnosis(verdict, headline, tuple(fixes), results.probes, summaries)
+    return Diagnosis(verdict, headline, tuple(fixes), results.checks, summaries)
 
 
 def _classify(
@@ -404,8 +404,8 @@ def _classify_synthesis(
 
 def render_text(diagnosis: Diagnosis) -> str:
     """Multi-line plain text for logs and code blocks."""
-    lines = [f"Diagnosis: {diagnosis.headline}", "Probes:"]
-    for p in diagnosis.probes:
+    lines = [f"Diagnosis: {diagnosis.headline}", "Checks:"]
+    for p in diagnosis.checks:
         mark = "skip" if p.skipped else "ok" if p.ok else "FAIL"
         took = "" if p.latency_ms is None else f"{p.latency_ms:.0f} ms"
         lines.append(f"  [{mark:>4}] {p.name.value:<9} {took:>8}  {p.detail}")

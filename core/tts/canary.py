@@ -128,7 +128,7 @@ class CanaryProber:
             return
         self.canaries_sent += 1
         try:
-            await self.service.probe(self.phrase, voice=voice)
+            await self.service.synthesize_unguarded(self.phrase, voice=voice)
         except TTSError as error:
             if breaker is self.service.service_breaker or is_voice_scoped(error.kind):
                 breaker.record_failure(permit, f"canary: {error}")

@@ -29,6 +29,7 @@ from edge_tts.exceptions import (
     WebSocketError,
 )
 from edge_tts.typing import CommunicateState, TTSChunk
+
 from edge_voice.core.tts.errors import ErrorKind, InvalidText, InvalidVoiceSettings, TTSError
 from edge_voice.core.tts.provider import EDGE_MP3, AudioFormat, SynthesisRequest, VoiceSettings
 

@@ -23,7 +23,7 @@ import logging
 import random
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from edge_voice.core.breaker import (
     CircuitBreaker,
@@ -73,7 +73,7 @@ class _Held:
 
 
 class TTSService:
-    """Text in, audio chunks out, through breakers, retries and fallback voices."""
+    """Text in, audio chunks out, through breakers, retries and backup voices."""
 
     def __init__(
         self,
@@ -91,8 +91,8 @@ class TTSService:
         wall_clock: WallClock = wall_time,
         sleep: Sleep = asyncio.sleep,
         jitter: Callable[[], float] = random.random,
-        probe_mode: Literal["canary", "traffic"] = "traffic",
-        canary_phrase: str = "Test.",
+        canaries: bool = False,
+        canary_text: str = "Test.",
         canary_idle_stop_after: float = 900.0,
     ) -> None:
         if not voices:
@@ -119,10 +119,10 @@ class TTSService:
         for voice in self.voices:
             self.voice_breaker(voice)
         self.canary: CanaryProber | None = None
-        if probe_mode == "canary":
+        if canaries:
             self.canary = CanaryProber(
                 self,
-                phrase=canary_phrase,
+                phrase=canary_text,
                 idle_stop_after=canary_idle_stop_after,
                 clock=clock,
                 sleep=sleep,
@@ -148,9 +148,9 @@ class TTSService:
             "total_deadline": config.deadlines.total,
             "max_chars": config.text.max_chars,
             "validate": validate_settings if provider.name == "edge" else None,
-            "probe_mode": config.probe.mode,
-            "canary_phrase": config.probe.canary_text,
-            "canary_idle_stop_after": config.probe.idle_stop_after,
+            "canaries": config.canary.enabled,
+            "canary_text": config.canary.text,
+            "canary_idle_stop_after": config.canary.idle_stop_after,
         }
         options.update(overrides)
         return cls(provider, **options)
@@ -201,17 +201,17 @@ class TTSService:
         health = self.service_breaker.snapshot()
         health["provider"] = self.provider.name
         canary = self.canary
-        health["probe"] = {
-            "mode": "traffic" if canary is None else "canary",
+        health["canary"] = {
+            "enabled": canary is not None,
             "running": canary is not None and canary.running,
-            "canaries_sent": 0 if canary is None else canary.canaries_sent,
+            "sent": 0 if canary is None else canary.canaries_sent,
             "paused_idle": canary is not None and canary.stopped_idle,
         }
         health["voices"] = {v: b.snapshot() for v, b in self._voice_breakers.items()}
         return health
 
     def voice_for_breaker(self, breaker: CircuitBreaker) -> str:
-        """The voice a probe of ``breaker`` should use: the voice itself, or, for the
+        """The voice a canary for ``breaker`` should use: the voice itself, or, for the
         service breaker, the first voice of the chain whose own breaker is CLOSED."""
         for voice, voice_breaker in self._voice_breakers.items():
             if voice_breaker is breaker:
@@ -357,7 +357,7 @@ class TTSService:
                     raise _total_deadline_error(self.total_deadline, voice) from None
                 yield chunk
 
-    async def probe(self, text: str = "Test.", *, voice: str | None = None) -> bytes:
+    async def synthesize_unguarded(self, text: str = "Test.", *, voice: str | None = None) -> bytes:
         """One direct synthesis (primary voice unless ``voice``): no breaker, no retry,
         no fallback.
 

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from edge_voice.core.breaker import CircuitOpenError
-from edge_voice.core.config import Config, EdgeSettings, load_default_config
-from edge_voice.core.diagnostics.probes import probe_dns, probe_tcp
+from edge_voice.core.config import Config, EdgeConfig, load_default_config
+from edge_voice.core.diagnostics.checks import check_dns, check_tcp
 from edge_voice.core.diagnostics.report import render_text
 from edge_voice.core.diagnostics.service_check import TEST_PHRASE, diagnose_service
 from edge_voice.core.tts.errors import TTSError
@@ -23,7 +23,7 @@ from edge_voice.core.tts.service import TTSService
 log = logging.getLogger(__name__)
 
 _service: TTSService | None = None
-_edge = EdgeSettings()
+_edge = EdgeConfig()
 _last_error: str | None = None
 
 
@@ -46,7 +46,7 @@ def get_service() -> TTSService:
 async def text_to_speech(text: str, output_file: str | Path | None = None) -> str | None:
     """Synthesize ``text`` to ``output_file`` (a temporary .mp3 if None).
 
-    Returns the written path, or None when every retry and fallback voice failed
+    Returns the written path, or None when every retry and backup voice failed
     or the circuit is open; the reason is logged (with a diagnosis on failure).
     """
     global _last_error
@@ -99,8 +99,8 @@ reset_circuit_breaker = reset_tts_circuit_breaker
 
 async def check_network_connectivity() -> dict[str, Any]:
     """DNS resolution of the Edge host and a TCP connect to it, each bounded."""
-    dns = await probe_dns(_edge.host, _edge.port, deadline=5.0)
-    tcp = await probe_tcp(_edge.host, _edge.port, addresses=dns.addresses, deadline=5.0)
+    dns = await check_dns(_edge.host, _edge.port, deadline=5.0)
+    tcp = await check_tcp(_edge.host, _edge.port, addresses=dns.addresses, deadline=5.0)
     return {
         "dns_resolution": dns.ok,
         "tcp_connection": dns.ok and tcp.ok,
@@ -125,7 +125,7 @@ async def test_tts_connectivity() -> dict[str, Any]:
         if through_breaker:
             audio = await service.synthesize(TEST_PHRASE)
         else:
-            audio = await service.probe(TEST_PHRASE)
+            audio = await service.synthesize_unguarded(TEST_PHRASE)
     except (TTSError, CircuitOpenError) as exc:
         return {**network, "synthesis": False, "recorded": through_breaker, "error": str(exc)}
     return {**network, "synthesis": True, "recorded": through_breaker, "audio_bytes": len(audio)}

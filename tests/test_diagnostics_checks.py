@@ -1,4 +1,4 @@
-"""Diagnostics probes against local servers (127.0.0.1 only)."""
+"""Diagnostics checks against local servers (127.0.0.1 only)."""
 
 from __future__ import annotations
 
@@ -14,13 +14,14 @@ import pytest
 import trustme
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+
 from edge_voice.core.clock import FakeClock
 from edge_voice.core.diagnostics.certificates import certificate_issuer
-from edge_voice.core.diagnostics.probes import (
-    probe_dns,
-    probe_synthesis,
-    probe_tls,
-    probe_websocket,
+from edge_voice.core.diagnostics.checks import (
+    check_dns,
+    check_synthesis,
+    check_tls,
+    check_websocket,
     run_diagnostics,
 )
 from edge_voice.core.diagnostics.report import (
@@ -31,7 +32,6 @@ from edge_voice.core.diagnostics.report import (
     render_text,
 )
 from edge_voice.core.tts.errors import ErrorKind, TTSError
-
 from tests.diagnostics_support import (
     FAST,
     LOCAL,
@@ -97,13 +97,13 @@ async def edge_server(server_context: ssl.SSLContext) -> AsyncIterator[Callable[
 
 
 async def test_dns_resolves_localhost_and_fails_for_invalid_names() -> None:
-    found = await probe_dns("localhost", 443, deadline=2.0)
+    found = await check_dns("localhost", 443, deadline=2.0)
     assert found.ok
     assert found.addresses
     assert set(found.addresses) <= {"127.0.0.1", "::1"}
     assert found.latency_ms is not None
 
-    missing = await probe_dns("no-such-host.invalid", 443, deadline=5.0)
+    missing = await check_dns("no-such-host.invalid", 443, deadline=5.0)
     assert not missing.ok
     assert not missing.skipped
     assert "no-such-host.invalid" in missing.detail
@@ -119,8 +119,8 @@ async def test_dns_failure_skips_every_later_probe() -> None:
 
     result = await run_diagnostics(synthesize, host="edge.invalid", deadlines=FAST)
     assert result.dns.failed
-    assert all(p.skipped for p in result.probes[1:])
-    assert result.synthesis.detail == "skipped: dns probe failed"
+    assert all(p.skipped for p in result.checks[1:])
+    assert result.synthesis.detail == "skipped: dns check failed"
     assert not called
     assert diagnose(result).verdict is Verdict.DNS
 
@@ -165,7 +165,7 @@ async def test_trusted_tls_reports_version_and_issuer(
     ca: trustme.CA, client_context: ssl.SSLContext, server_context: ssl.SSLContext
 ) -> None:
     async with raw_server(server_context) as port, no_socket_leak():
-        result = await probe_tls(LOCAL, port, ssl_context=client_context, deadline=2.0)
+        result = await check_tls(LOCAL, port, ssl_context=client_context, deadline=2.0)
     assert result.ok, result.detail
     assert result.tls_version is not None
     assert result.tls_version.startswith("TLS")
@@ -173,15 +173,15 @@ async def test_trusted_tls_reports_version_and_issuer(
     assert "trustme" in result.issuer
 
 
-@pytest.mark.parametrize("probe", ["tls", "websocket"])
-async def test_silent_server_times_out_within_the_deadline(probe: str) -> None:
+@pytest.mark.parametrize("check", ["tls", "websocket"])
+async def test_silent_server_times_out_within_the_deadline(check: str) -> None:
     deadline = 0.3
     async with raw_server() as port, no_socket_leak():
         started = time.monotonic()
-        if probe == "tls":
-            result: TlsResult | HandshakeResult = await probe_tls(LOCAL, port, deadline=deadline)
+        if check == "tls":
+            result: TlsResult | HandshakeResult = await check_tls(LOCAL, port, deadline=deadline)
         else:
-            result = await probe_websocket(url=f"ws://{LOCAL}:{port}/", deadline=deadline)
+            result = await check_websocket(url=f"ws://{LOCAL}:{port}/", deadline=deadline)
         elapsed = time.monotonic() - started
     assert result.timed_out
     assert not result.ok
@@ -247,7 +247,7 @@ async def test_successful_handshake_and_synthesis_is_healthy(
     port = await edge_server(accept())
     async with no_socket_leak():
         result = await run_against(port, client_context, synthesize=speak_ok)
-    assert all(p.ok for p in result.probes), render_text(diagnose(result))
+    assert all(p.ok for p in result.checks), render_text(diagnose(result))
     assert result.websocket.status == 101
     assert result.synthesis.detail == "synthesized 144 bytes of audio"
     assert diagnose(result).verdict is Verdict.HEALTHY
@@ -281,7 +281,7 @@ async def test_default_handshake_is_edge_tts_real_url_and_headers(
     port = await edge_server(accept(seen))
     monkeypatch.setattr("edge_tts.communicate.WSS_URL", ws_url(port))
     async with no_socket_leak():
-        result = await probe_websocket(ssl_context=client_context, deadline=2.0)
+        result = await check_websocket(ssl_context=client_context, deadline=2.0)
     assert result.ok, result.detail
     (request,) = seen
     assert request.query["TrustedClientToken"] == "test"
@@ -293,7 +293,7 @@ async def test_synthesis_probe_bounds_a_hanging_synthesizer() -> None:
     async def hang() -> None:
         await asyncio.Event().wait()
 
-    result = await probe_synthesis(hang, deadline=0.05)
+    result = await check_synthesis(hang, deadline=0.05)
     assert result.timed_out
     assert result.error_kind is ErrorKind.TIMEOUT
 
@@ -302,7 +302,7 @@ async def test_synthesis_probe_reports_unclassified_errors_without_raising() -> 
     async def broken() -> None:
         raise RuntimeError("boom")
 
-    result = await probe_synthesis(broken, deadline=1.0)
+    result = await check_synthesis(broken, deadline=1.0)
     assert result.failed
     assert result.error == "RuntimeError"
     assert result.error_kind is None

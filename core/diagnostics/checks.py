@@ -1,6 +1,6 @@
-"""Probes along the path to Edge TTS: DNS, TCP, TLS, WebSocket handshake, synthesis.
+"""Checks along the path to Edge TTS: DNS, TCP, TLS, WebSocket handshake, synthesis.
 
-Each probe has its own deadline, measures its latency, closes what it opened and
+Each check has its own deadline, measures its latency, closes what it opened and
 never raises (cancellation from outside excepted): it returns a result from
 :mod:`core.diagnostics.report`, which explains them.
 """
@@ -20,15 +20,16 @@ from typing import Any, TypeVar
 
 import aiohttp
 import certifi
+
 from edge_voice.core.clock import Clock, WallClock, monotonic, wall_time
 from edge_voice.core.diagnostics.certificates import peer_certificate_facts
 from edge_voice.core.diagnostics.report import (
     EDGE_HOST,
     EDGE_PORT,
+    CheckResult,
     DiagnosticsResult,
     DnsResult,
     HandshakeResult,
-    ProbeResult,
     SynthesisResult,
     TcpResult,
     TlsResult,
@@ -36,7 +37,7 @@ from edge_voice.core.diagnostics.report import (
 from edge_voice.core.tts.edge import handshake_request
 from edge_voice.core.tts.errors import ErrorKind, TTSError
 
-R = TypeVar("R", bound=ProbeResult)
+R = TypeVar("R", bound=CheckResult)
 
 Synthesize = Callable[[], Awaitable[object]]
 """Runs one short live synthesis; injected so diagnostics doesn't depend on the service."""
@@ -46,8 +47,8 @@ CLOSE_GRACE_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
-class ProbeDeadlines:
-    """Seconds each probe may take."""
+class CheckDeadlines:
+    """Seconds each check may take."""
 
     dns: float = 5.0
     tcp: float = 5.0
@@ -87,7 +88,7 @@ def _crashed(kind: type[R], latency: float, exc: Exception, **fields: Any) -> R:
     )
 
 
-async def probe_dns(
+async def check_dns(
     host: str = EDGE_HOST, port: int = EDGE_PORT, *, deadline: float = 5.0, clock: Clock = monotonic
 ) -> DnsResult:
     """Resolve ``host`` with the event loop's resolver."""
@@ -126,7 +127,7 @@ async def _close_stream(writer: asyncio.StreamWriter) -> None:
         writer.transport.abort()
 
 
-async def probe_tcp(
+async def check_tcp(
     host: str = EDGE_HOST,
     port: int = EDGE_PORT,
     *,
@@ -170,7 +171,7 @@ async def probe_tcp(
     )
 
 
-async def probe_tls(
+async def check_tls(
     host: str = EDGE_HOST,
     port: int = EDGE_PORT,
     *,
@@ -233,7 +234,7 @@ async def _unverified_issuer(host: str, port: int, deadline: float) -> str | Non
     return issuer
 
 
-async def probe_websocket(
+async def check_websocket(
     *,
     url: str | None = None,
     headers: Mapping[str, str] | None = None,
@@ -313,7 +314,7 @@ def _parse_http_date(value: str | None) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-async def probe_synthesis(
+async def check_synthesis(
     synthesize: Synthesize, *, deadline: float = 20.0, clock: Clock = monotonic
 ) -> SynthesisResult:
     """Run the injected short synthesis; a :class:`TTSError` is reported with its kind."""
@@ -351,30 +352,30 @@ async def run_diagnostics(
     ws_url: str | None = None,
     ws_headers: Mapping[str, str] | None = None,
     ssl_context: ssl.SSLContext | None = None,
-    deadlines: ProbeDeadlines | None = None,
+    deadlines: CheckDeadlines | None = None,
     clock: Clock = monotonic,
     wall: WallClock = wall_time,
 ) -> DiagnosticsResult:
-    """Run the probes in order, skipping those an earlier failure dooms.
+    """Run the checks in order, skipping those an earlier failure dooms.
 
     ``ws_url``/``ws_headers`` replace edge-tts's real handshake and ``ssl_context``
     the CA bundle (both for local test servers). Without ``synthesize`` the live
     synthesis is skipped. Takes at most the sum of ``deadlines``.
     """
-    limits = deadlines or ProbeDeadlines()
-    dns = await probe_dns(host, port, deadline=limits.dns, clock=clock)
+    limits = deadlines or CheckDeadlines()
+    dns = await check_dns(host, port, deadline=limits.dns, clock=clock)
     tcp = (
-        await probe_tcp(host, port, addresses=dns.addresses, deadline=limits.tcp, clock=clock)
+        await check_tcp(host, port, addresses=dns.addresses, deadline=limits.tcp, clock=clock)
         if dns.ok
         else TcpResult.skipped_after(dns)
     )
     tls = (
-        await probe_tls(host, port, ssl_context=ssl_context, deadline=limits.tls, clock=clock)
+        await check_tls(host, port, ssl_context=ssl_context, deadline=limits.tls, clock=clock)
         if tcp.ok
         else TlsResult.skipped_after(tcp)
     )
     websocket = (
-        await probe_websocket(
+        await check_websocket(
             url=ws_url,
             headers=ws_headers,
             ssl_context=ssl_context,
@@ -390,5 +391,5 @@ async def run_diagnostics(
     elif synthesize is None:
         synthesis = SynthesisResult(ok=False, skipped=True, detail="skipped: no synthesizer given")
     else:
-        synthesis = await probe_synthesis(synthesize, deadline=limits.synthesis, clock=clock)
+        synthesis = await check_synthesis(synthesize, deadline=limits.synthesis, clock=clock)
     return DiagnosticsResult(host, port, dns, tcp, tls, websocket, synthesis)
