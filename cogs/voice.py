@@ -22,12 +22,12 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from edge_voice.cogs.message_text import build_utterance
 from edge_voice.cogs.replies import defer_privately, respond
+from edge_voice.cogs.text_output import ChannelTextOutput
 from edge_voice.cogs.tts_context import TTSContext, acquire_tts_context, release_tts_context
-from edge_voice.cogs.voice_output import (
-    ChannelTextOutput,
+from edge_voice.cogs.voice_join import (
     bold,
-    build_utterance,
     can_post,
     connect_voice,
     is_connected_in,

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import discord
 
-from edge_voice.cogs.voice_output import ChannelTextOutput, DiscordVoiceOutput
+from edge_voice.cogs.text_output import ChannelTextOutput
+from edge_voice.cogs.voice_output import DiscordVoiceOutput
 from edge_voice.core.cache import AudioCache
 from edge_voice.core.clock import Clock
 from edge_voice.core.config import Config

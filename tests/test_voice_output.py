@@ -15,7 +15,8 @@ import discord
 import pytest
 from discord.ext.test import backend as dpy_backend
 
-from edge_voice.cogs.voice_output import ChannelTextOutput, DiscordVoiceOutput, PacketSource
+from edge_voice.cogs.text_output import ChannelTextOutput
+from edge_voice.cogs.voice_output import DiscordVoiceOutput, PacketSource
 from edge_voice.core.audio import OPUS_SILENCE_FRAME
 from edge_voice.core.packet_buffer import PacketBuffer
 from edge_voice.core.player import PlaybackError
@@ -196,7 +197,7 @@ class RefusingChannel:
 async def test_text_output_logs_instead_of_raising(caplog: pytest.LogCaptureFixture) -> None:
     output = ChannelTextOutput(RefusingChannel())  # type: ignore[arg-type]
 
-    with caplog.at_level(logging.WARNING, logger="edge_voice.cogs.voice_output"):
+    with caplog.at_level(logging.WARNING, logger="edge_voice.cogs.text_output"):
         await output.post("🔇 Alice: hallo")
         assert not await output.try_post("🔇 Alice: nochmal")
 
