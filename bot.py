@@ -14,15 +14,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import discord
 from discord.ext import commands
 
 from edge_voice.core.config import Config, ConfigError, find_config, load_config
 from edge_voice.core.selfcheck import run_self_check
+from edge_voice.core.tasks import cancel_and_wait
 
 log = logging.getLogger("bot")
 
@@ -30,6 +34,8 @@ TOKEN_ENV = "DISCORD_TOKEN"
 DEFAULT_CONFIG = Path(__file__).with_name("config.toml")
 EXTENSIONS = ("edge_voice.cogs.voice", "edge_voice.cogs.admin")
 SYNC_DEADLINE = 30.0
+SHUTDOWN_DEADLINE = 9.5
+"""Seconds ``close()`` may take after SIGINT/SIGTERM; the process must be gone within 10 s."""
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
@@ -98,11 +104,12 @@ async def sync_commands(bot: commands.Bot, guild_ids: Sequence[int]) -> None:
 class TTSBot(commands.Bot):
     """A bot that hosts the TTS cogs with ``config``."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, **options: Any) -> None:
         super().__init__(
             command_prefix=commands.when_mentioned,
             intents=bot_intents(),
             allowed_mentions=discord.AllowedMentions.none(),
+            **options,
         )
         self.tts_config = config  # read by cogs.tts_context before any cog loads
 
@@ -123,24 +130,84 @@ def run_check(config: Config, source: str) -> int:
     return report.exit_code
 
 
-def run_bot(config: Config, token: str) -> int:
-    """Run until stopped; a rejected token is a configuration problem (exit 2)."""
+def run_bot(config: Config, token: str, **bot_options: Any) -> int:
+    """Run until SIGINT or SIGTERM, then shut down cleanly; the process exit code.
+
+    A rejected token or missing intents are configuration problems (exit 2); Discord
+    unreachable at start is one line and exit 1.
+    """
     try:
-        TTSBot(config).run(token, log_handler=None)
-    except discord.LoginFailure:
+        return asyncio.run(serve(TTSBot(config, **bot_options), token))
+    except KeyboardInterrupt:  # a second Ctrl-C during shutdown
+        return EXIT_FAILED
+
+
+async def serve(bot: commands.Bot, token: str) -> int:
+    """Run ``bot`` until it stops or a signal arrives, then close it (see :func:`run_bot`).
+
+    ``bot.run()`` would close the bot inside the main task asyncio.run cancels on
+    Ctrl-C, and leaves SIGTERM (docker, systemd) to kill the process outright. Here
+    both signals set an event, and ``close()`` runs in a task nobody cancelled: the cogs
+    post what is still queued, leave voice, and the gateway closes with a close frame.
+    """
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for number in signals:
+        loop.add_signal_handler(number, _on_signal, stop, number)
+    try:
+        async with bot:
+            running = asyncio.create_task(bot.start(token), name="discord-client")
+            stopping = asyncio.create_task(stop.wait(), name="wait-for-signal")
+            await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if stopping.done():
+                log.info("shutting down: posting what is queued, leaving voice")
+                try:
+                    async with asyncio.timeout(SHUTDOWN_DEADLINE):
+                        await bot.close()
+                except TimeoutError:
+                    log.error("shutdown took longer than %.0fs; stopping anyway", SHUTDOWN_DEADLINE)
+            else:
+                stopping.cancel()
+            if not running.done():  # close() ends bot.start(); give it a moment
+                await asyncio.wait({running}, timeout=1.0)
+            if not running.done():
+                await cancel_and_wait(running)
+            return _exit_code(running)
+    finally:
+        for number in signals:
+            loop.remove_signal_handler(number)
+
+
+def _on_signal(stop: asyncio.Event, number: int) -> None:
+    if stop.is_set():
+        log.warning("second %s: stopping without waiting", signal.Signals(number).name)
+        raise KeyboardInterrupt
+    log.info("%s received", signal.Signals(number).name)
+    stop.set()
+
+
+def _exit_code(running: asyncio.Task[None]) -> int:
+    if running.cancelled():
+        return EXIT_OK
+    error = running.exception()
+    if error is None:
+        return EXIT_OK
+    if isinstance(error, discord.LoginFailure):
         print(f"error: Discord rejected the token in {TOKEN_ENV}.", file=sys.stderr)
         return EXIT_USAGE
-    except discord.PrivilegedIntentsRequired:
+    if isinstance(error, discord.PrivilegedIntentsRequired):
         print(
             "error: enable the Message Content and Server Members intents for this bot "
             "in the Discord developer portal (Bot -> Privileged Gateway Intents).",
             file=sys.stderr,
         )
         return EXIT_USAGE
-    except Exception as exc:
-        log.critical("the bot stopped: %r", exc, exc_info=exc)
+    if isinstance(error, aiohttp.ClientConnectorError | discord.GatewayNotFound | OSError):
+        print(f"error: cannot reach Discord: {error}", file=sys.stderr)
         return EXIT_FAILED
-    return EXIT_OK
+    log.critical("the bot stopped: %r", error, exc_info=error)
+    return EXIT_FAILED
 
 
 def main(argv: Sequence[str] | None = None) -> int:

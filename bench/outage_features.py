@@ -39,6 +39,7 @@ from edge_voice.core.clock import FakeClock  # noqa: E402
 from edge_voice.core.config import CacheConfig, Config, FallbackConfig  # noqa: E402
 from edge_voice.core.packet_buffer import PacketBuffer  # noqa: E402
 from edge_voice.core.player import OFFLINE_VOICE_REASON, GuildPlayer, OfflineVoice  # noqa: E402
+from edge_voice.core.posting import PostOutcome  # noqa: E402
 from edge_voice.core.speech import SpeechOutcome, SpeechResult, Utterance  # noqa: E402
 from edge_voice.core.tts.errors import ErrorKind, TTSError  # noqa: E402
 from edge_voice.core.tts.espeak import EspeakProvider  # noqa: E402
@@ -169,9 +170,10 @@ class RecordingText:
     def __init__(self) -> None:
         self.posts: list[str] = []
 
-    async def post(self, text: str) -> None:
+    async def post(self, text: str) -> PostOutcome:
         """Keep ``text``."""
         self.posts.append(text)
+        return PostOutcome(delivered=True, attempts=1)
 
 
 @dataclass

@@ -38,6 +38,7 @@ from edge_voice.core.audio import opus_packets  # noqa: E402
 from edge_voice.core.config import Config, PlayerConfig  # noqa: E402
 from edge_voice.core.packet_buffer import PacketBuffer  # noqa: E402
 from edge_voice.core.player import GuildPlayer  # noqa: E402
+from edge_voice.core.posting import PostOutcome  # noqa: E402
 from edge_voice.core.speech import Utterance  # noqa: E402
 from edge_voice.core.tts.edge import EdgeProvider, edge_tts_version  # noqa: E402
 from edge_voice.core.tts.provider import SynthesisRequest  # noqa: E402
@@ -106,8 +107,9 @@ class Posts:
     def __init__(self) -> None:
         self.posts: list[str] = []
 
-    async def post(self, text: str) -> None:
+    async def post(self, text: str) -> PostOutcome:
         self.posts.append(text)
+        return PostOutcome(delivered=True, attempts=1)
 
 
 def streaming(service: TTSService, tap: FirstChunkTap, conversions: list[float]) -> Sample:

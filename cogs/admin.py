@@ -96,10 +96,12 @@ class AdminCog(commands.Cog, name="TTS admin"):
 
     async def cog_load(self) -> None:
         self.service.add_listener(self.alerts.add)
+        self.context.operator_log.connect(self.post_alert)
         self.startup_task = asyncio.create_task(self._startup_report(), name="tts-startup-report")
 
     async def cog_unload(self) -> None:
         self.service.remove_listener(self.alerts.add)
+        self.context.operator_log.disconnect(self.post_alert)
         if self.startup_task is not None:
             await cancel_and_wait(self.startup_task)
         await self.alerts.close()

@@ -1,48 +1,100 @@
-"""Posting to a guild's text channel: the Discord side of :class:`core.player.TextOutput`."""
+"""Posting to a guild's text channel: the Discord side of :class:`core.player.TextOutput`.
+
+:func:`post_error` is the one place discord.py's and aiohttp's exceptions from sending a
+message become our :class:`~core.posting.PostError` kinds; :class:`ChannelTextOutput`
+hands them to a :class:`~core.posting.ChannelPoster`, which retries, keeps the order and
+reports what really happened.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
+import aiohttp
 import discord
+
+from edge_voice.core.posting import (
+    ChannelPoster,
+    OperatorWarning,
+    PostError,
+    PostErrorKind,
+    PostOutcome,
+)
 
 log = logging.getLogger(__name__)
 
-POST_TIMEOUT = 10.0
-"""Seconds one text post may take before it is given up (and logged)."""
-MESSAGE_LIMIT = 2000
-"""Discord's limit on the characters of one message."""
+NO_MENTIONS = discord.AllowedMentions.none()
+
+
+def post_error(exc: Exception) -> PostError:
+    """Classify an exception raised by ``channel.send`` (the only place that does)."""
+    if isinstance(exc, discord.Forbidden):
+        return PostError(PostErrorKind.PERMANENT, f"missing access or permission ({_status(exc)})")
+    if isinstance(exc, discord.NotFound):
+        return PostError(PostErrorKind.PERMANENT, f"the channel no longer exists ({_status(exc)})")
+    if isinstance(exc, discord.RateLimited):
+        return PostError(
+            PostErrorKind.TRANSIENT,
+            f"rate limited for {exc.retry_after:.1f}s",
+            retry_after=exc.retry_after,
+        )
+    if isinstance(exc, discord.HTTPException):
+        if exc.status == 429 or exc.status >= 500:
+            return PostError(PostErrorKind.TRANSIENT, f"Discord answered {_status(exc)}")
+        return PostError(PostErrorKind.REFUSED, f"Discord refused the message ({_status(exc)})")
+    # aiohttp's ServerTimeoutError is a TimeoutError too: timeouts first.
+    if isinstance(exc, TimeoutError):
+        return PostError(PostErrorKind.TRANSIENT, "the connection to Discord timed out")
+    if isinstance(exc, aiohttp.ClientError | OSError):
+        return PostError(
+            PostErrorKind.TRANSIENT, f"the connection to Discord failed ({type(exc).__name__})"
+        )
+    log.error("posting failed in an unexpected way", exc_info=exc)
+    return PostError(PostErrorKind.REFUSED, f"unexpected error: {exc!r}")
+
+
+def _status(exc: discord.HTTPException) -> str:
+    code = f", code {exc.code}" if exc.code else ""
+    text = f": {exc.text}" if exc.text else ""
+    return f"HTTP {exc.status}{code}{text}"
+
+
+def channel_label(channel: discord.abc.Messageable) -> str:
+    """How logs and operator warnings name ``channel`` (``#name`` or its id)."""
+    name = getattr(channel, "name", None)
+    return f"#{name}" if name else f"channel {getattr(channel, 'id', '?')}"
 
 
 class ChannelTextOutput:
     """Posts to one messageable channel with every mention suppressed; never raises.
 
-    ``channel`` may be replaced (``/join`` run in another channel rebinds it).
+    ``channel`` may be replaced (``/join`` run in another channel rebinds it); posts keep
+    one order across the change. ``warn`` receives one warning per outage of the channel.
     """
 
-    def __init__(self, channel: discord.abc.Messageable) -> None:
+    def __init__(
+        self, channel: discord.abc.Messageable, *, warn: OperatorWarning | None = None
+    ) -> None:
         self.channel = channel
+        self.poster = ChannelPoster(self._send, channel_label(channel), warn=warn)
 
-    async def post(self, text: str) -> None:
-        """Post ``text`` (cut to Discord's limit); failures are logged."""
-        await self.try_post(text)
+    @property
+    def channel(self) -> discord.abc.Messageable:
+        """The channel posts go to."""
+        return self._channel
 
-    async def try_post(self, text: str) -> bool:
-        """Like :meth:`post`, returning whether the message went out."""
-        if len(text) > MESSAGE_LIMIT:
-            text = text[: MESSAGE_LIMIT - 1] + "…"
+    @channel.setter
+    def channel(self, channel: discord.abc.Messageable) -> None:
+        self._channel = channel
+        if hasattr(self, "poster"):
+            self.poster.name = channel_label(channel)
+
+    async def post(self, text: str) -> PostOutcome:
+        """Post ``text`` (cut to Discord's limit); what happened, never an exception."""
+        return await self.poster.post(text)
+
+    async def _send(self, text: str, nonce: str) -> None:
         try:
-            async with asyncio.timeout(POST_TIMEOUT):
-                await self.channel.send(text, allowed_mentions=discord.AllowedMentions.none())
-        except discord.HTTPException as exc:  # Forbidden and NotFound included
-            log.warning("could not post to channel %s: %s", _channel_name(self.channel), exc)
-            return False
-        except TimeoutError:
-            log.warning("posting to channel %s timed out", _channel_name(self.channel))
-            return False
-        return True
-
-
-def _channel_name(channel: discord.abc.Messageable) -> str:
-    return str(getattr(channel, "name", None) or getattr(channel, "id", "?"))
+            await self._channel.send(text, nonce=nonce, allowed_mentions=NO_MENTIONS)
+        except Exception as exc:
+            raise post_error(exc) from exc

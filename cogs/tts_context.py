@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from discord.ext import commands
 
+from edge_voice.core.alerts import OperatorLog
 from edge_voice.core.breaker.store import BreakerStateStore
 from edge_voice.core.cache import AudioCache
 from edge_voice.core.config import Config, load_default_config
@@ -38,6 +39,8 @@ class TTSContext:
     cache: AudioCache | None = None
     store: BreakerStateStore | None = None
     offline_voice: OfflineVoice | None = None
+    operator_log: OperatorLog = field(default_factory=OperatorLog)
+    """Warnings for the operators; the admin cog connects it to the log channel."""
     owned: bool = False
     """True when created here (and so closed here); False when the host injected it."""
     users: int = field(default=0, repr=False)

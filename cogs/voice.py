@@ -39,6 +39,7 @@ from edge_voice.core.clock import Clock, monotonic
 from edge_voice.core.config import Config
 from edge_voice.core.player import GuildPlayer
 from edge_voice.core.speech import (
+    FailureReason,
     SpeechOutcome,
     SpeechResult,
     TextPostReason,
@@ -51,7 +52,8 @@ from edge_voice.core.tts.service import TTSService
 
 log = logging.getLogger(__name__)
 
-DISCONNECT_TIMEOUT = 10.0
+DISCONNECT_TIMEOUT = 3.0
+"""Seconds leaving a voice channel may take (discord.py waits for Discord to confirm)."""
 _SPOKEN_TYPES = (discord.MessageType.default, discord.MessageType.reply)
 
 NOT_IN_VOICE = "You're not in a voice channel. Join one, then run /join again."
@@ -84,14 +86,21 @@ class VoiceCog(commands.Cog, name="Voice"):
             self._idle_task = asyncio.create_task(self._watch_idle(), name="voice-idle-watch")
 
     async def cog_unload(self) -> None:
+        # Also runs when the host shuts down some other way (bot.run() and Ctrl-C, an
+        # unload_extension): every guild is wound down at once, each within its
+        # player's shutdown deadline plus the disconnect timeout.
         if self._idle_task is not None:
             await cancel_and_wait(self._idle_task)
+        ending = []
         for guild_id in list(self._sessions):
             guild = self.bot.get_guild(guild_id)
             if guild is not None:
-                await self._end_session(guild)
+                ending.append(self._end_session(guild))
             else:
-                await self._sessions.pop(guild_id).player.close()
+                ending.append(self._sessions.pop(guild_id).player.close())
+        for failure in await asyncio.gather(*ending, return_exceptions=True):
+            if isinstance(failure, Exception):
+                log.error("ending a voice session failed", exc_info=failure)
         await release_tts_context(self.bot)
 
     # -- API for other cogs ------------------------------------------------
@@ -115,30 +124,34 @@ class VoiceCog(commands.Cog, name="Voice"):
     ) -> SpeechResult:
         """Speak ``text`` in ``guild``'s voice channel, as the bot; return what happened.
 
-        The text is cleaned like a message and cut to ``text.max_chars``. Unspeakable
-        text is ``REJECTED`` ("unspeakable"). While connected, the guild's player
-        handles it (spoken, or posted as text in the bound channel). Otherwise it is
-        posted as text in ``fallback_channel``, else the bound channel:
-        ``POSTED_AS_TEXT`` with reason "not connected". With no channel to post in,
-        or if that post fails, nothing reached anyone: ``REJECTED`` with reason
-        "not connected" and the detail saying why.
+        The text is cleaned like a message and cut to ``text.max_chars``. The result is
+        exactly one of: ``SPOKEN``; ``POSTED_AS_TEXT`` (by the guild's player in the bound
+        channel, or, with no voice connection, in ``fallback_channel``, else the bound
+        channel, with reason "not connected"); ``FAILED``, with the reason:
+        "unspeakable", or "text post failed" when there was no channel to post in or
+        the post failed (the detail says which).
         """
         session = self._sessions.get(guild.id)
         speaker: Any = guild.me or self.bot.user
         try:
             utterance, _ = self._utterance(guild, speaker, text, session, announce=False)
         except InvalidText as exc:
-            return SpeechResult(SpeechOutcome.REJECTED, "unspeakable", exc.message)
+            return SpeechResult.failed(FailureReason.UNSPEAKABLE, exc.message)
         if session is not None and session.voice.is_connected():
             return await session.player.speak(utterance)
-        channel = fallback_channel or (session.text.channel if session else None)
-        reason = TextPostReason.NOT_CONNECTED.value
-        if channel is None:
-            detail = "no voice connection and no text channel to post in"
-            return SpeechResult(SpeechOutcome.REJECTED, reason, detail)
-        if not await ChannelTextOutput(channel).try_post(text_post_for(utterance)):
-            return SpeechResult(SpeechOutcome.REJECTED, reason, "posting the text failed")
-        return SpeechResult(SpeechOutcome.POSTED_AS_TEXT, reason)
+        why = TextPostReason.NOT_CONNECTED.value
+        if session is not None and fallback_channel is None:
+            output = session.text
+        elif fallback_channel is not None:
+            output = ChannelTextOutput(fallback_channel, warn=self.context.operator_log.warn)
+        else:
+            detail = f"{why}, and there is no text channel to post in"
+            return SpeechResult.failed(FailureReason.TEXT_POST_FAILED, detail)
+        posted = await output.post(text_post_for(utterance))
+        if not posted.delivered:
+            detail = f"{why}, and posting it as text failed: {posted.reason}"
+            return SpeechResult.failed(FailureReason.TEXT_POST_FAILED, detail)
+        return SpeechResult(SpeechOutcome.POSTED_AS_TEXT, why)
 
     async def leave_idle(self, now: float | None = None) -> list[discord.Guild]:
         """Leave every guild where nothing was said for ``player.idle_timeout`` seconds.
@@ -338,6 +351,7 @@ class VoiceCog(commands.Cog, name="Voice"):
             cache=self.context.cache,
             offline_voice=self.context.offline_voice,
             clock=self.clock,
+            warn=self.context.operator_log.warn,
         )
 
     async def _end_session(

@@ -17,8 +17,9 @@ from edge_voice.cogs.voice_output import DiscordVoiceOutput
 from edge_voice.core.cache import AudioCache
 from edge_voice.core.clock import Clock
 from edge_voice.core.config import Config
-from edge_voice.core.player import GuildPlayer, OfflineVoice
-from edge_voice.core.speech import SpeakerPrefixer, SpeechOutcome, SpeechResult
+from edge_voice.core.player import OFFLINE_VOICE_REASON, GuildPlayer, OfflineVoice
+from edge_voice.core.posting import OperatorWarning
+from edge_voice.core.speech import FailureReason, SpeakerPrefixer, SpeechOutcome, SpeechResult
 from edge_voice.core.tts.service import TTSService
 
 
@@ -41,10 +42,12 @@ def open_session(
     cache: AudioCache | None,
     offline_voice: OfflineVoice | None,
     clock: Clock,
+    warn: OperatorWarning | None = None,
 ) -> VoiceSession:
     """A session speaking in ``guild``'s voice connection and reading ``channel``: a new
-    player on ``service`` with ``config``'s player and speaker-announcement settings."""
-    voice, text = DiscordVoiceOutput(guild), ChannelTextOutput(channel)
+    player on ``service`` with ``config``'s player and speaker-announcement settings.
+    ``warn`` tells the operators when ``channel`` cannot be posted to."""
+    voice, text = DiscordVoiceOutput(guild), ChannelTextOutput(channel, warn=warn)
     player = GuildPlayer(
         service,
         voice,
@@ -62,10 +65,14 @@ def open_session(
 
 
 def describe_result(result: SpeechResult, session: VoiceSession, shortened: bool) -> str:
-    """The reply to ``/say``: spoken (and whether it was cut), rejected, or posted as text."""
+    """The reply to ``/say``: exactly what became of it (spoken, posted as text, failed)."""
     if result.outcome is SpeechOutcome.SPOKEN:
-        return "🔊 Said it." + (" (Cut to fit the length limit.)" if shortened else "")
-    if result.outcome is SpeechOutcome.REJECTED:
+        how = {"cached": " (from the cache)", OFFLINE_VOICE_REASON: " (with the offline voice)"}
+        said = "🔊 Said it" + how.get(result.reason, "") + "."
+        return said + (" (Cut to fit the length limit.)" if shortened else "")
+    if result.outcome is SpeechOutcome.POSTED_AS_TEXT:
+        where = getattr(session.text.channel, "mention", "the bound channel")
+        return f"🔇 I couldn't speak it ({result.reason}), so I posted it as text in {where}."
+    if result.reason == FailureReason.UNSPEAKABLE.value:
         return f"That can't be spoken: {result.detail or result.reason}."
-    where = getattr(session.text.channel, "mention", "the bound channel")
-    return f"🔇 I couldn't speak it ({result.reason}), so I posted it as text in {where}."
+    return f"⚠️ I couldn't speak it or post it: {result.detail or result.reason}."

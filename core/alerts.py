@@ -15,7 +15,7 @@ import logging
 import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from edge_voice.core.breaker.events import TransitionEvent
@@ -369,3 +369,37 @@ class AlertBatcher:
             self._window = None
         await self.drain()
         await self._send()
+
+
+class OperatorLog:
+    """Where warnings for the bot's operators go: the log channel, once a cog connects it.
+
+    The voice cog warns through it (a text channel it cannot post to); the admin cog
+    connects it to the log channel. Without a connection warnings are only logged.
+    """
+
+    def __init__(self) -> None:
+        self._post: Callable[[Alert], Awaitable[None]] | None = None
+
+    def connect(self, post: Callable[[Alert], Awaitable[None]]) -> None:
+        """Send later warnings to ``post`` (which must not raise)."""
+        self._post = post
+
+    def disconnect(self, post: Callable[[Alert], Awaitable[None]]) -> None:
+        """Stop sending warnings to ``post`` (if it is the one connected)."""
+        if self._post is post:
+            self._post = None
+
+    async def warn(self, text: str) -> None:
+        """Log ``text`` and post it to the operators' channel when one is connected."""
+        log.warning("operator warning: %s", text)
+        post = self._post
+        if post is None:
+            return
+        alert = Alert.build(
+            "TTS warning", text, STATE_COLOURS[CircuitState.HALF_OPEN], at=datetime.now(UTC)
+        )
+        try:
+            await post(alert)
+        except Exception:
+            log.exception("could not post an operator warning")

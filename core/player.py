@@ -1,33 +1,44 @@
-"""One guild's speech queue: speak in order, or post as text, never drop.
+"""One guild's speech queue: every message is spoken, posted as text, or failed with a reason.
 
-A :class:`GuildPlayer` owns a bounded FIFO and one worker task. For each
-message it asks the :class:`~core.tts.service.TTSService` for audio, turns it
-into Opus packets, and pulls the *first* packet before it starts playback: so
-an OPEN breaker or a failed synthesis becomes a text post without a silent
-playback ever starting. Once playing, packets stream into a
-:class:`~core.packet_buffer.PacketBuffer` that the voice connection reads from.
+A :class:`GuildPlayer` owns a bounded FIFO and one worker task. The worker hands each
+message to :class:`~core.playback.Playback` (cache, service, offline voice, the first
+packet before playback starts) and resolves the message's future with exactly what
+happened. Nothing a single message does can stop the worker: every error becomes that
+message's outcome, and a worker that ends anyway is restarted with the queue intact.
 
-Discord stays outside: the cog supplies a :class:`VoiceOutput` (the voice
-connection) and a :class:`TextOutput` (the bound text channel).
+Shutdown (:meth:`GuildPlayer.close`) stops taking messages (later ones are posted as
+text), lets the current utterance finish for a moment and then cuts it, posts whatever
+is still queued as text, in order, and gives up on what the deadline leaves: those
+messages end as failed, never as silently dropped.
+
+Discord stays outside: the cog supplies a :class:`~core.playback.VoiceOutput` (the voice
+connection) and a :class:`TextOutput` (the bound text channel, through
+:class:`core.posting.ChannelPoster`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Protocol
 
-from edge_voice.core.audio import opus_packets
-from edge_voice.core.breaker import CircuitOpenError
-from edge_voice.core.cache import AudioCache, CacheKey, PacketRecorder
+from edge_voice.core.cache import AudioCache
 from edge_voice.core.clock import Clock, monotonic
 from edge_voice.core.config import PlayerConfig
-from edge_voice.core.packet_buffer import PacketBuffer, pump
+from edge_voice.core.playback import (
+    OFFLINE_VOICE_NOTICE,
+    OFFLINE_VOICE_REASON,
+    OUTAGE_NOTICE,
+    RECOVERY_NOTICE,
+    OfflineVoice,
+    Playback,
+    PlaybackError,
+    VoiceOutput,
+)
+from edge_voice.core.posting import PostOutcome
 from edge_voice.core.speech import (
-    OutageNotice,
+    FailureReason,
     SpeechOutcome,
     SpeechResult,
     TextPostReason,
@@ -35,65 +46,46 @@ from edge_voice.core.speech import (
     text_post_for,
 )
 from edge_voice.core.tasks import cancel_and_wait
-from edge_voice.core.tts.errors import ErrorKind, TTSError
-from edge_voice.core.tts.outcomes import SynthesisReport
-from edge_voice.core.tts.provider import SynthesisRequest, TTSProvider, VoiceSettings
+from edge_voice.core.tts.provider import VoiceSettings
 from edge_voice.core.tts.service import TTSService
+
+__all__ = [
+    "OFFLINE_VOICE_NOTICE",
+    "OFFLINE_VOICE_REASON",
+    "OUTAGE_NOTICE",
+    "RECOVERY_NOTICE",
+    "GuildPlayer",
+    "OfflineVoice",
+    "PlaybackError",
+    "TextOutput",
+    "VoiceOutput",
+]
 
 log = logging.getLogger(__name__)
 
-OUTAGE_NOTICE = "🔇 Voice is unavailable right now; showing messages as text until it recovers."
-OFFLINE_VOICE_NOTICE = (
-    "🔇 The usual voice is unavailable right now; "
-    "a simpler offline voice stands in until it is back."
-)
-RECOVERY_NOTICE = "🔊 Voice is back."
-OFFLINE_VOICE_REASON = "offline voice"
-
-
-class PlaybackError(Exception):
-    """The voice connection reported an error while playing (or was lost)."""
-
-
-class VoiceOutput(Protocol):
-    """The voice connection, as the player needs it."""
-
-    def is_connected(self) -> bool:
-        """Whether audio sent now would reach the channel."""
-        ...
-
-    async def play(self, buffer: PacketBuffer) -> None:
-        """Play Opus packets from ``buffer`` until it ends; raise :class:`PlaybackError`
-        (or the error the buffer delivered) if playback failed."""
-        ...
-
-    def stop(self) -> None:
-        """Stop the current playback (it then ends normally)."""
-        ...
+SHUTDOWN_DEADLINE = 6.0
+"""Seconds :meth:`GuildPlayer.close` may take: finish or cut, then post what is queued."""
+FINISH_GRACE = 2.0
+"""Seconds the utterance being spoken at shutdown may go on before it is cut."""
 
 
 class TextOutput(Protocol):
-    """The bound text channel. Implementations must post without pinging anyone."""
+    """The bound text channel. Implementations post without pinging anyone."""
 
-    async def post(self, text: str) -> None:
-        """Post ``text``; failures are the implementation's to log, never to raise."""
+    async def post(self, text: str) -> PostOutcome:
+        """Post ``text``; report whether it went out. Never raises."""
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class OfflineVoice:
-    """A speech engine that needs no network, speaking while the service cannot."""
-
-    provider: TTSProvider
-    also_post_text: bool = False
-    """Post the message as text as well (``on_open = "offline_voice_and_text"``)."""
-
-
-@dataclass
+@dataclass(eq=False)
 class _Job:
     utterance: Utterance
     settings: VoiceSettings | None
     result: asyncio.Future[SpeechResult]
+
+    def resolve(self, result: SpeechResult) -> None:
+        if not self.result.done():
+            self.result.set_result(result)
 
 
 class GuildPlayer:
@@ -109,25 +101,40 @@ class GuildPlayer:
         cache: AudioCache | None = None,
         offline_voice: OfflineVoice | None = None,
         clock: Clock = monotonic,
+        shutdown_deadline: float = SHUTDOWN_DEADLINE,
+        finish_grace: float = FINISH_GRACE,
     ) -> None:
         self.service = service
-        self.cache = cache
-        self.offline_voice = offline_voice
         self.voice = voice
         self.text = text
         self.settings = settings or PlayerConfig()
         self._clock = clock
+        self.shutdown_deadline = shutdown_deadline
+        self.finish_grace = finish_grace
+        self.playback = Playback(
+            service, voice, text, self.settings, cache=cache, offline_voice=offline_voice
+        )
         self._queue: asyncio.Queue[_Job] = asyncio.Queue(self.settings.queue_size)
-        self._notice = OutageNotice()
         self._worker: asyncio.Task[None] | None = None
         self._current: _Job | None = None
         self._closed = False
-        self._side_tasks: set[asyncio.Task[SpeechResult]] = set()
+        self._side_tasks: set[asyncio.Task[None]] = set()
+        self.worker_restarts = 0
         self.last_activity = clock()
 
     @property
+    def cache(self) -> AudioCache | None:
+        """The audio cache the player reads and fills."""
+        return self.playback.cache
+
+    @property
+    def offline_voice(self) -> OfflineVoice | None:
+        """The offline voice that speaks while Edge cannot."""
+        return self.playback.offline_voice
+
+    @property
     def pending(self) -> int:
-        """Messages waiting, not counting the one being spoken."""
+        """Messages waiting, not counting the one being handled."""
         return self._queue.qsize()
 
     @property
@@ -135,22 +142,27 @@ class GuildPlayer:
         """Whether a message is being handled right now."""
         return self._current is not None
 
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` began: new messages are posted as text."""
+        return self._closed
+
     def submit(
         self, utterance: Utterance, settings: VoiceSettings | None = None
     ) -> asyncio.Future[SpeechResult]:
-        """Queue ``utterance``; the future resolves once it was spoken or posted."""
+        """Queue ``utterance``; the future resolves with what became of it."""
         loop = asyncio.get_running_loop()
         job = _Job(utterance, settings, loop.create_future())
         self.last_activity = self._clock()
         if self._closed:
-            self._spawn_fallback(job, TextPostReason.SHUTTING_DOWN)
+            self._post_aside(job, TextPostReason.SHUTTING_DOWN)
+            return job.result
+        try:
+            self._queue.put_nowait(job)
+        except asyncio.QueueFull:
+            self._post_aside(job, TextPostReason.QUEUE_FULL)
         else:
-            try:
-                self._queue.put_nowait(job)
-            except asyncio.QueueFull:
-                self._spawn_fallback(job, TextPostReason.QUEUE_FULL)
-            else:
-                self._ensure_worker()
+            self._ensure_worker()
         return job.result
 
     async def speak(
@@ -163,167 +175,144 @@ class GuildPlayer:
         """Stop the message being spoken; True if there was one."""
         if self._current is None:
             return False
-        self.voice.stop()
+        self.playback.stop()
         return True
 
-    async def close(self) -> None:
-        """Stop the worker; every message still queued is posted as text."""
-        self._closed = True
-        if self._current is not None:
-            self.voice.stop()
-        if self._worker is not None:
-            await cancel_and_wait(self._worker)
-            self._worker = None
+    def clear(self) -> list[Utterance]:
+        """Drop every queued message (not the one being spoken) and return them.
+
+        Each one ends as failed ("cleared from the queue"), so whoever waits on it hears
+        what happened; the caller tells the channel how many were dropped.
+        """
+        cleared = []
         while not self._queue.empty():
-            await self._fallback(self._queue.get_nowait(), TextPostReason.SHUTTING_DOWN)
+            job = self._queue.get_nowait()
+            job.resolve(SpeechResult.failed(FailureReason.CLEARED))
+            cleared.append(job.utterance)
+        return cleared
+
+    async def close(self) -> None:
+        """Stop taking messages, finish or cut the current one, post the queued ones as text.
+
+        Bounded by ``shutdown_deadline``; whatever it leaves unposted ends as failed
+        ("no time left"). Safe to call while the calling task is itself being cancelled.
+        """
+        if self._closed:
+            await self._wait_side_tasks()
+            return
+        self._closed = True
+        loop = asyncio.get_running_loop()
+        ends = loop.time() + self.shutdown_deadline
+        worker = self._worker
+        if worker is not None and not worker.done():
+            if self._current is None and self._queue.empty():
+                await cancel_and_wait(worker)  # idle: nothing to finish
+            else:
+                await self._drain(worker, ends)
+        self._fail_leftovers()
+        await self._wait_side_tasks(max(0.0, ends - loop.time()))
+
+    async def _drain(self, worker: asyncio.Task[None], ends: float) -> None:
+        loop = asyncio.get_running_loop()
+        done, _ = await asyncio.wait({worker}, timeout=min(self.finish_grace, ends - loop.time()))
+        if not done:
+            self.playback.cut_for_shutdown()
+            done, _ = await asyncio.wait({worker}, timeout=max(0.0, ends - loop.time()))
+        if not done:
+            log.warning("player: shutdown deadline reached; giving up on what is left")
+            await cancel_and_wait(worker)
+
+    def _fail_leftovers(self) -> None:
+        left = FailureReason.NO_TIME_LEFT
+        if self._current is not None:
+            self._current.resolve(SpeechResult.failed(left, "shutdown cut it off"))
+            self._current = None
+        while not self._queue.empty():
+            self._queue.get_nowait().resolve(SpeechResult.failed(left, "still queued"))
+
+    async def _wait_side_tasks(self, within: float | None = None) -> None:
+        if not self._side_tasks:
+            return
+        pending = set(self._side_tasks)
+        _, late = await asyncio.wait(pending, timeout=within)
+        for task in late:
+            await cancel_and_wait(task)
 
     # -- worker ------------------------------------------------------------
 
     def _ensure_worker(self) -> None:
         if self._worker is None or self._worker.done():
-            self._worker = asyncio.create_task(self._run(), name="guild-player")
+            self._worker = asyncio.get_running_loop().create_task(self._run(), name="guild-player")
+            self._worker.add_done_callback(self._worker_ended)
+
+    def _worker_ended(self, worker: asyncio.Task[None]) -> None:
+        if worker is not self._worker or self._closed:
+            return
+        if worker.cancelled():
+            log.warning("player: the worker was cancelled from outside; restarting it")
+        elif worker.exception() is not None:
+            log.error("player: the worker died; restarting it", exc_info=worker.exception())
+        job, self._current = self._current, None
+        if job is not None:
+            job.resolve(SpeechResult.failed(FailureReason.INTERNAL_ERROR, "the player stopped"))
+        if self._queue.empty():
+            return
+        self.worker_restarts += 1
+        try:
+            self._ensure_worker()
+        except RuntimeError:  # the loop is closing; close() will not run either
+            self._fail_leftovers()
 
     async def _run(self) -> None:
-        while True:
+        while not (self._closed and self._queue.empty()):
             job = await self._queue.get()
+            # Stays set if this iteration is cut short, so whoever cleans up (close(), or
+            # the done callback after a crash) can still resolve the job.
             self._current = job
             try:
                 result = await self._handle(job)
-            except asyncio.CancelledError:
-                await asyncio.shield(self._fallback(job, TextPostReason.SHUTTING_DOWN))
-                raise
-            except Exception as exc:  # a bug must not kill the guild's queue
-                log.exception("player failed on a message")
-                result = await self._fallback(job, TextPostReason.SYNTHESIS_FAILED, repr(exc))
-            finally:
-                self._current = None
-                self.last_activity = self._clock()
-            if not job.result.done():
-                job.result.set_result(result)
+            except Exception as exc:  # a bug must never take the guild's queue down
+                log.exception("player: handling a message failed")
+                result = await self._post_as_text(job, TextPostReason.INTERNAL_ERROR, repr(exc))
+            job.resolve(result)
+            self._current = None
+            self.last_activity = self._clock()
 
     async def _handle(self, job: _Job) -> SpeechResult:
+        if self._closed:
+            return await self._post_as_text(job, TextPostReason.SHUTTING_DOWN)
         waited = self._clock() - job.utterance.requested_at
         if waited > self.settings.max_wait:
-            return await self._fallback(
+            return await self._post_as_text(
                 job, TextPostReason.WAITED_TOO_LONG, f"waited {waited:.0f}s"
             )
         if not self.voice.is_connected():
-            return await self._fallback(job, TextPostReason.NOT_CONNECTED)
-        try:
-            request = self.service.prepare(job.utterance.spoken_text, job.settings)
-        except TTSError as exc:
-            if exc.kind is ErrorKind.INPUT:
-                return SpeechResult(SpeechOutcome.REJECTED, "unspeakable", exc.message)
-            raise
-        cached = await self._cached(request)
-        if cached:
-            result = await self._play(job, _replay(cached))
-            return SpeechResult(result.outcome, result.reason or "cached", result.detail)
-        return await self._speak_with_service(job, request)
+            return await self._post_as_text(job, TextPostReason.NOT_CONNECTED)
+        heard = await self.playback.speak(job.utterance, job.settings)
+        if heard.result is not None:
+            return heard.result
+        reason = heard.text_post_reason or TextPostReason.INTERNAL_ERROR
+        if self._closed and reason is TextPostReason.CUT_OFF:
+            reason = TextPostReason.SHUTTING_DOWN
+        return await self._post_as_text(job, reason, heard.detail)
 
-    async def _speak_with_service(self, job: _Job, request: SynthesisRequest) -> SpeechResult:
-        report = SynthesisReport()
-        chunks = self.service.stream(request.text, request.settings, report=report)
-        packets = opus_packets(
-            chunks, self.service.provider.audio_format, bitrate=self.settings.bitrate
-        )
-        recorder = None if self.cache is None else PacketRecorder(self.cache.max_bytes)
-        if recorder is not None:
-            packets = recorder.tee(packets)
-        try:
-            result = await self._play(job, packets)
-        except CircuitOpenError as exc:
-            return await self._outage(job, request, TextPostReason.VOICE_UNAVAILABLE, exc)
-        except TTSError as exc:
-            return await self._outage(job, request, TextPostReason.SYNTHESIS_FAILED, exc)
-        if result.spoken:
-            if self._notice.on_spoken():
-                await self.text.post(RECOVERY_NOTICE)
-            await self._remember(recorder, report)
-        return result
-
-    async def _play(self, job: _Job, packets: AsyncGenerator[bytes, None]) -> SpeechResult:
-        """Play ``packets``; errors before the first packet propagate (nothing was heard)."""
-        async with contextlib.aclosing(packets):
-            try:
-                first = await anext(packets)
-            except StopAsyncIteration:
-                return await self._fallback(job, TextPostReason.SYNTHESIS_FAILED, "no audio")
-            buffer = PacketBuffer(stall_limit=self.settings.stall_limit)
-            buffer.put(first)
-            feeder = asyncio.create_task(pump(packets, buffer), name="guild-player-pump")
-            try:
-                await self.voice.play(buffer)
-            except (PlaybackError, TTSError) as exc:
-                return await self._service_fallback(job, TextPostReason.CUT_OFF, exc)
-            finally:
-                buffer.close()
-                await cancel_and_wait(feeder)
-        if buffer.stalled_out:
-            return await self._service_fallback(job, TextPostReason.CUT_OFF, "audio stalled")
-        return SpeechResult(SpeechOutcome.SPOKEN)
-
-    # -- outages: the offline voice, the cache ------------------------------
-
-    async def _outage(
-        self, job: _Job, request: SynthesisRequest, reason: TextPostReason, cause: BaseException
+    async def _post_as_text(
+        self, job: _Job, reason: TextPostReason, detail: str = ""
     ) -> SpeechResult:
-        offline_voice = self.offline_voice
-        if offline_voice is None:
-            return await self._service_fallback(job, reason, cause)
-        if self._notice.on_fallback():
-            await self.text.post(OFFLINE_VOICE_NOTICE)
-        offline = opus_packets(
-            offline_voice.provider.stream(request),
-            offline_voice.provider.audio_format,
-            bitrate=self.settings.bitrate,
-        )
-        try:
-            result = await self._play(job, offline)
-        except TTSError as exc:
-            log.warning("the offline voice failed too: %s", exc)
-            return await self._fallback(job, reason, f"{cause}; offline voice: {exc}")
-        if not result.spoken:
-            return result
-        if offline_voice.also_post_text:
-            await self.text.post(text_post_for(job.utterance))
-        return SpeechResult(SpeechOutcome.SPOKEN, OFFLINE_VOICE_REASON, str(cause))
+        posted = await self.text.post(text_post_for(job.utterance))
+        if posted.delivered:
+            return SpeechResult(SpeechOutcome.POSTED_AS_TEXT, reason.value, detail)
+        why = f"{reason.value}, and posting it as text failed: {posted.reason}"
+        return SpeechResult.failed(FailureReason.TEXT_POST_FAILED, why)
 
-    async def _cached(self, request: SynthesisRequest) -> list[bytes] | None:
-        if self.cache is None:
-            return None
-        return await self.cache.aget(CacheKey.from_request(self.service.provider.name, request))
+    def _post_aside(self, job: _Job, reason: TextPostReason) -> None:
+        async def post() -> None:
+            try:
+                job.resolve(await self._post_as_text(job, reason))
+            except asyncio.CancelledError:
+                job.resolve(SpeechResult.failed(FailureReason.NO_TIME_LEFT, reason.value))
+                raise
 
-    async def _remember(self, recorder: PacketRecorder | None, report: SynthesisReport) -> None:
-        if self.cache is None or recorder is None or report.request is None:
-            return
-        packets = recorder.cacheable_packets()
-        if packets:
-            key = CacheKey.from_request(self.service.provider.name, report.request)
-            await self.cache.aput(key, packets)
-
-    # -- text fallback -------------------------------------------------------
-
-    async def _service_fallback(
-        self, job: _Job, reason: TextPostReason, cause: BaseException | str
-    ) -> SpeechResult:
-        if self._notice.on_fallback():
-            await self.text.post(OUTAGE_NOTICE)
-        return await self._fallback(job, reason, str(cause))
-
-    async def _fallback(self, job: _Job, reason: TextPostReason, detail: str = "") -> SpeechResult:
-        await self.text.post(text_post_for(job.utterance))
-        result = SpeechResult(SpeechOutcome.POSTED_AS_TEXT, reason.value, detail)
-        if not job.result.done():
-            job.result.set_result(result)
-        return result
-
-    def _spawn_fallback(self, job: _Job, reason: TextPostReason) -> None:
-        task = asyncio.create_task(self._fallback(job, reason), name="guild-player-fallback")
+        task = asyncio.get_running_loop().create_task(post(), name="guild-player-text-post")
         self._side_tasks.add(task)
         task.add_done_callback(self._side_tasks.discard)
-
-
-async def _replay(packets: list[bytes]) -> AsyncGenerator[bytes, None]:
-    for packet in packets:
-        yield packet

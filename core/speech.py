@@ -11,11 +11,14 @@ from enum import StrEnum
 
 
 class SpeechOutcome(StrEnum):
-    """What happened to a message someone asked to hear."""
+    """What happened to a message someone asked to hear: exactly one of these."""
 
     SPOKEN = "spoken"
+    """The listeners heard it (Edge, a cached phrase, or the offline voice)."""
     POSTED_AS_TEXT = "posted_as_text"
-    REJECTED = "rejected"
+    """It could not be spoken and was posted in the text channel instead."""
+    FAILED = "failed"
+    """Neither: the reason says why (unspeakable text, or the text post failed too)."""
 
 
 class TextPostReason(StrEnum):
@@ -32,20 +35,44 @@ class TextPostReason(StrEnum):
     QUEUE_FULL = "queue full"
     WAITED_TOO_LONG = "waited too long"
     SHUTTING_DOWN = "shutting down"
+    INTERNAL_ERROR = "internal error"
+    """A bug in the player; logged with its traceback."""
+
+
+class FailureReason(StrEnum):
+    """Why a message was neither spoken nor posted."""
+
+    UNSPEAKABLE = "unspeakable"
+    """Nothing in it can be spoken (the caller is told; the message itself stays)."""
+    TEXT_POST_FAILED = "text post failed"
+    """It could not be spoken, and posting it as text failed too."""
+    NO_TIME_LEFT = "no time left"
+    """The bot was shutting down and ran out of time to post it."""
+    CLEARED = "cleared from the queue"
+    """Someone emptied the guild's queue with /clear."""
+    INTERNAL_ERROR = "internal error"
+    """The player stopped while handling it (a bug; logged with its traceback)."""
 
 
 @dataclass(frozen=True, slots=True)
 class SpeechResult:
-    """The outcome of one message, with the reason and any detail for logs."""
+    """The outcome of one message, with the reason and any detail for people and logs."""
 
     outcome: SpeechOutcome
     reason: str = ""
+    """Empty, "cached" or "offline voice" when spoken; a :class:`TextPostReason` when
+    posted as text; a :class:`FailureReason` when failed."""
     detail: str = ""
 
     @property
     def spoken(self) -> bool:
         """True when the listeners heard it."""
         return self.outcome is SpeechOutcome.SPOKEN
+
+    @classmethod
+    def failed(cls, reason: FailureReason, detail: str = "") -> SpeechResult:
+        """A failed outcome."""
+        return cls(SpeechOutcome.FAILED, reason.value, detail)
 
 
 @dataclass(frozen=True, slots=True)

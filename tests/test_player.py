@@ -22,6 +22,7 @@ from edge_voice.core.player import (
     GuildPlayer,
     PlaybackError,
 )
+from edge_voice.core.posting import PostOutcome
 from edge_voice.core.speech import SpeechOutcome, TextPostReason, Utterance
 from edge_voice.core.tts.edge import EdgeProvider
 from edge_voice.core.tts.policy import Backoff
@@ -90,8 +91,9 @@ class RecordingText:
     def __init__(self) -> None:
         self.posts: list[str] = []
 
-    async def post(self, text: str) -> None:
+    async def post(self, text: str) -> PostOutcome:
         self.posts.append(text)
+        return PostOutcome(delivered=True, attempts=1)
 
 
 def make_service(**breaker: object) -> TTSService:
@@ -198,13 +200,13 @@ async def test_voice_connection_lost_mid_utterance_posts_text(
     await player.close()
 
 
-async def test_unspeakable_text_is_rejected_quietly(
+async def test_unspeakable_text_fails_quietly(
     edge_server: FakeEdgeServer, voice: ThreadedVoice, text: RecordingText
 ) -> None:
     service = make_service(consecutive_failures=1)
     player = GuildPlayer(service, voice, text)
     result = await player.speak(utterance("......"))
-    assert result.outcome is SpeechOutcome.REJECTED
+    assert (result.outcome, result.reason) == (SpeechOutcome.FAILED, "unspeakable")
     assert "no letter or digit" in result.detail
     assert text.posts == []
     assert service.service_breaker.state.value == "CLOSED"

@@ -50,3 +50,28 @@ async def test_the_task_s_own_error_is_logged_not_raised(caplog: pytest.LogCaptu
     with caplog.at_level(logging.ERROR):
         await cancel_and_wait(task)
     assert "broken-task failed" in caplog.text
+
+
+async def test_cleanup_inside_an_already_cancelled_task_runs_to_the_end() -> None:
+    """discord.py's close() after Ctrl-C runs inside the cancelled main task: every
+    cancel_and_wait in that cleanup must return, not re-raise the old cancellation."""
+    steps: list[str] = []
+
+    async def host() -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            helper = asyncio.create_task(asyncio.Event().wait())
+            await asyncio.sleep(0)
+            await cancel_and_wait(helper)
+            steps.append("first helper stopped")
+            await cancel_and_wait(asyncio.create_task(asyncio.sleep(10)))
+            steps.append("second helper stopped")
+            raise
+
+    task = asyncio.create_task(host())
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert steps == ["first helper stopped", "second helper stopped"]

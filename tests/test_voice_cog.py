@@ -215,7 +215,7 @@ async def test_long_message_with_prefix_stays_within_the_limit(
 async def test_voice_connection_lost_mid_utterance_falls_back_to_text(
     tb: TestBot, edge_server: FakeEdgeServer
 ) -> None:
-    edge_server.audio = edge_like_mp3(3.0)
+    edge_server.audio = edge_like_mp3(10.0)  # longer than the grace a shutdown gives it
     alice = add_member(tb.guild, "alice", nick="Alice")
     await join(tb, alice)
     client = voice_client(tb)
@@ -248,7 +248,7 @@ async def test_bot_disconnected_from_outside_ends_the_session(tb: TestBot) -> No
 async def test_unloading_posts_queued_messages_and_disconnects(
     tb: TestBot, edge_server: FakeEdgeServer
 ) -> None:
-    edge_server.audio = edge_like_mp3(3.0)
+    edge_server.audio = edge_like_mp3(10.0)  # longer than the grace a shutdown gives it
     alice = add_member(tb.guild, "alice", nick="Alice")
     await join(tb, alice)
     client = voice_client(tb)
@@ -299,18 +299,18 @@ async def test_speak_api_posts_text_when_not_connected(
     assert edge_server.connection_count == 0
 
 
-async def test_speak_api_rejections(tb: TestBot, edge_server: FakeEdgeServer) -> None:
+async def test_speak_api_failures(tb: TestBot, edge_server: FakeEdgeServer) -> None:
     cog = voice_cog(tb)
 
     unspeakable = await cog.speak(tb.guild, "?!?! ... --", fallback_channel=tb.text_channel)
     undeliverable = await cog.speak(tb.guild, "Hallo")
 
-    assert (unspeakable.outcome, unspeakable.reason) == (SpeechOutcome.REJECTED, "unspeakable")
+    assert (unspeakable.outcome, unspeakable.reason) == (SpeechOutcome.FAILED, "unspeakable")
     assert "no letter or digit" in unspeakable.detail
     assert undeliverable == SpeechResult(
-        SpeechOutcome.REJECTED,
-        "not connected",
-        "no voice connection and no text channel to post in",
+        SpeechOutcome.FAILED,
+        "text post failed",
+        "not connected, and there is no text channel to post in",
     )
     assert tb.sent == []
     assert edge_server.connection_count == 0

@@ -174,8 +174,8 @@ async def test_not_connected(tb: TestBot) -> None:
 async def test_text_output_posts_without_pings_and_within_the_limit(tb: TestBot) -> None:
     output = ChannelTextOutput(tb.text_channel)
 
-    await output.post("🔇 Alice: hallo @everyone <@123>")
-    assert await output.try_post("x" * 2500)
+    assert (await output.post("🔇 Alice: hallo @everyone <@123>")).delivered
+    assert (await output.post("x" * 2500)).delivered
 
     short, long = tb.sent_to(tb.text_channel)
     assert short.content == "🔇 Alice: hallo @everyone <@123>"
@@ -194,13 +194,15 @@ class RefusingChannel:
         raise discord.Forbidden(dpy_backend.FakeRequest(403, "Forbidden"), "Missing Access")
 
 
-async def test_text_output_logs_instead_of_raising(caplog: pytest.LogCaptureFixture) -> None:
+async def test_text_output_reports_instead_of_raising(caplog: pytest.LogCaptureFixture) -> None:
     output = ChannelTextOutput(RefusingChannel())  # type: ignore[arg-type]
 
-    with caplog.at_level(logging.WARNING, logger="edge_voice.cogs.text_output"):
-        await output.post("🔇 Alice: hallo")
-        assert not await output.try_post("🔇 Alice: nochmal")
+    with caplog.at_level(logging.WARNING, logger="edge_voice.core.posting"):
+        first = await output.post("🔇 Alice: hallo")
+        second = await output.post("🔇 Alice: nochmal")
+    assert (first.delivered, first.permanent, first.attempts) == (False, True, 1)
+    assert not second.delivered
 
     assert [r.message for r in caplog.records] == [
-        "could not post to channel locked: 403 Forbidden (error code: 0): Missing Access"
+        "could not post to #locked: missing access or permission (HTTP 403: Missing Access)"
     ] * 2

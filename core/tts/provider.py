@@ -47,6 +47,10 @@ class SynthesisRequest:
     text: str
     settings: VoiceSettings
 
+    def with_voice(self, voice: str) -> SynthesisRequest:
+        """The same text and prosody spoken by ``voice``."""
+        return SynthesisRequest(self.text, self.settings.with_voice(voice))
+
 
 @runtime_checkable
 class TTSProvider(Protocol):

@@ -240,12 +240,26 @@ class TTSService:
     def _chain(self, voice: str) -> tuple[str, ...]:
         return tuple(dict.fromkeys((voice, *self.voices)))
 
+    def cache_lookup_voices(self, voice: str) -> tuple[str, ...]:
+        """The voices whose cached audio may stand in for ``voice`` right now.
+
+        ``voice`` itself, and, while it (or the whole service) cannot be used, its
+        backup voices, which speak in its place then: a phrase a backup voice spoke
+        during an outage is found again during the same outage.
+        """
+        if self.service_breaker.state is CircuitState.CLOSED and (
+            self.voice_breaker(voice).state is CircuitState.CLOSED
+        ):
+            return (voice,)
+        return self._chain(voice)
+
     async def stream(
         self,
         text: str,
         settings: VoiceSettings | None = None,
         *,
         report: SynthesisReport | None = None,
+        stall_limit: float | None = None,
     ) -> AsyncGenerator[bytes, None]:
         """Yield audio chunks for ``text`` as the provider delivers them.
 
@@ -254,6 +268,11 @@ class TTSService:
         every voice's breaker is open, and :class:`SynthesisFailed` when the chain
         failed. Once audio has been yielded a later failure is not retried (the
         listener has already heard the start); it is raised and counted.
+
+        ``stall_limit`` bounds the wait for each chunk after the first: a stream that
+        stalls that long while someone is listening fails as ``timeout``, and counts
+        against the service like any other failure (the provider's read deadline is
+        for the handshake and the first audio, and is longer).
         """
         request = self.prepare(text, settings)
         if self.canary is not None:
@@ -283,7 +302,7 @@ class TTSService:
                 heard = False
                 try:
                     async with contextlib.aclosing(
-                        self._try_voice(voiced, deadline, attempts)
+                        self._try_voice(voiced, deadline, attempts, stall_limit)
                     ) as chunks:
                         async for chunk in chunks:
                             heard = True
@@ -315,7 +334,11 @@ class TTSService:
             service.release()
 
     async def _try_voice(
-        self, request: SynthesisRequest, deadline: float, attempts: list[Attempt]
+        self,
+        request: SynthesisRequest,
+        deadline: float,
+        attempts: list[Attempt],
+        stall_limit: float | None = None,
     ) -> AsyncGenerator[bytes, None]:
         """Up to ``self.attempts`` tries of one voice; raises the last error."""
         voice = request.settings.voice
@@ -323,7 +346,9 @@ class TTSService:
             heard = False
             started = _loop_time()
             try:
-                async with contextlib.aclosing(self._attempt(request, deadline)) as chunks:
+                async with contextlib.aclosing(
+                    self._attempt(request, deadline, stall_limit)
+                ) as chunks:
                     async for chunk in chunks:
                         heard = True
                         yield chunk
@@ -342,20 +367,30 @@ class TTSService:
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def _attempt(
-        self, request: SynthesisRequest, deadline: float
+        self, request: SynthesisRequest, deadline: float, stall_limit: float | None = None
     ) -> AsyncGenerator[bytes, None]:
-        """One provider stream, each wait bounded by what is left of the total deadline."""
+        """One provider stream, each wait bounded by what is left of the total deadline
+        and, after the first chunk, by ``stall_limit``."""
         voice = request.settings.voice
+        wait_until = deadline
         async with contextlib.aclosing(self.provider.stream(request)) as chunks:
             while True:
                 try:
-                    async with asyncio.timeout_at(deadline):
+                    async with asyncio.timeout_at(wait_until):
                         chunk = await anext(chunks)
                 except StopAsyncIteration:
                     return
                 except TimeoutError:
+                    if wait_until < deadline:
+                        raise TTSError(
+                            ErrorKind.TIMEOUT,
+                            f"the audio stalled: nothing for {stall_limit:g}s",
+                            voice=voice,
+                        ) from None
                     raise _total_deadline_error(self.total_deadline, voice) from None
                 yield chunk
+                if stall_limit is not None:
+                    wait_until = min(deadline, _loop_time() + stall_limit)
 
     async def synthesize_unguarded(self, text: str = "Test.", *, voice: str | None = None) -> bytes:
         """One direct synthesis (primary voice unless ``voice``): no breaker, no retry,
