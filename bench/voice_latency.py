@@ -60,7 +60,9 @@ AUDIO_SECONDS = 20.0
 REQUEST_DEADLINE = 30.0
 MP3_PIECE = 1440
 OVERHEAD_TARGET_MS = 20.0
-SPEEDUP_TARGET = 5.0
+CONVERSION_P90_TARGET_MS = 10.0
+"""Provider's first chunk -> first Opus packet at the 90th percentile: the pipeline's own
+cost before sound can start (decoder and encoder start-up, the first 20 ms encoded)."""
 
 Sample = Callable[[], Awaitable[float]]
 
@@ -205,7 +207,7 @@ async def measure(args: argparse.Namespace) -> dict[str, list[float]]:
             return times
 
 
-def report(times: dict[str, list[float]]) -> bool:
+def report(times: dict[str, list[float]], args: argparse.Namespace) -> bool:
     """Print the table and the verdicts; True if both targets were met."""
     print("| path | N | median ms | p90 ms |\n|---|---:|---:|---:|")
     labels = {
@@ -221,19 +223,28 @@ def report(times: dict[str, list[float]]) -> bool:
     stream, base = times["streaming"], times["baseline"]
     overhead = (statistics.median(stream) - statistics.median(base)) * 1e3
     paired = statistics.median(s - b for s, b in zip(stream, base, strict=True)) * 1e3
-    speedup = statistics.median(times["whole file"]) / statistics.median(stream)
+    conversion_p90 = percentile(times["conversion"], 0.9) * 1e3
     overhead_ok = overhead <= OVERHEAD_TARGET_MS
-    speedup_ok = speedup >= SPEEDUP_TARGET
+    conversion_ok = conversion_p90 <= CONVERSION_P90_TARGET_MS
     print(
         f"\nstreaming overhead over the server's first chunk at the median: {overhead:+.1f} ms "
         f"(median of per-round differences {paired:+.1f} ms); target <= "
         f"{OVERHEAD_TARGET_MS:g} ms: {'met' if overhead_ok else 'MISSED'}"
     )
     print(
-        f"whole file / streaming time to first sound at the median: {speedup:.1f}x; "
-        f"target >= {SPEEDUP_TARGET:g}x: {'met' if speedup_ok else 'MISSED'}"
+        f"provider's first chunk -> first Opus packet, p90: {conversion_p90:.1f} ms; "
+        f"target <= {CONVERSION_P90_TARGET_MS:g} ms: {'met' if conversion_ok else 'MISSED'}"
     )
-    return overhead_ok and speedup_ok
+    # Not a target: whole-file time is the server's pace by construction.
+    expected = args.first_chunk_delay + AUDIO_SECONDS / args.factor
+    whole = statistics.median(times["whole file"])
+    print(
+        f"(context, not a target: whole file takes {whole:.2f} s to first sound, which is the "
+        f"fake server's pace by construction, {expected:.2f} s = first-chunk delay + "
+        f"{AUDIO_SECONDS:g} s / {args.factor:g}; streaming starts "
+        f"{whole / statistics.median(stream):.0f}x sooner.)"
+    )
+    return overhead_ok and conversion_ok
 
 
 async def main() -> int:
@@ -252,7 +263,7 @@ async def main() -> int:
         f"faster than real time; message of {len(MESSAGE)} characters, {len(text)} after "
         "cleaning; TTSService with core.config.Config() defaults over EdgeProvider.\n"
     )
-    return 0 if report(await measure(args)) else 1
+    return 0 if report(await measure(args), args) else 1
 
 
 if __name__ == "__main__":

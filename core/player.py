@@ -249,6 +249,8 @@ class GuildPlayer:
         if worker is not self._worker or self._closed:
             return
         if worker.cancelled():
+            if self._current is None and self._queue.empty():
+                return  # an idle worker cancelled (the loop shutting down): nothing lost
             log.warning("player: the worker was cancelled from outside; restarting it")
         elif worker.exception() is not None:
             log.error("player: the worker died; restarting it", exc_info=worker.exception())
