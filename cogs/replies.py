@@ -30,14 +30,16 @@ async def respond(
     """Answer ``interaction`` so only its user sees it: the first response, or a
     follow-up once it was answered or deferred. Returns whether it was delivered."""
     options: dict[str, Any] = {"ephemeral": True, "allowed_mentions": NO_MENTIONS}
+    if content is not None:
+        options["content"] = content
     if embed is not None:
         options["embed"] = embed
     try:
         async with asyncio.timeout(REPLY_DEADLINE):
             if interaction.response.is_done():
-                await interaction.followup.send(content, **options)
+                await interaction.followup.send(**options)
             else:
-                await interaction.response.send_message(content, **options)
+                await interaction.response.send_message(**options)
     except (discord.HTTPException, TimeoutError) as exc:
         log.warning("could not answer %s: %r", interaction.user, exc)
         return False

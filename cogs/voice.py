@@ -196,7 +196,7 @@ class VoiceCog(commands.Cog, name="Voice"):
                 "I can't send messages in this channel, so messages I can't speak would be "
                 "lost. Run /join in a channel where I can post."
             )
-        if problem is not None or text_channel is None:
+        if problem is not None or not isinstance(text_channel, discord.abc.Messageable):
             await respond(interaction, problem or GUILD_ONLY)
             return
         await defer_privately(interaction)
