@@ -92,8 +92,24 @@ async def scene_and_bot(
             yield fake, scene, bot
 
 
-def after_callback(loop: asyncio.AbstractEventLoop) -> tuple[asyncio.Event, Any]:
-    """An event set (thread-safely) by a ``VoiceClient.play(after=...)`` callback."""
+@dataclass(eq=False)
+class Playing:
+    """A bot connected to voice and playing a tone; ``done`` is set by ``after``."""
+
+    voice_client: discord.VoiceClient
+    done: asyncio.Event
+    errors: list[BaseException | None]
+    started: float
+
+
+async def connect_and_play(
+    bot: Any, channel: Channel, packets: list[bytes], *, timeout: float = 2.0
+) -> Playing:
+    """``channel.connect(timeout=...)`` then ``play`` ready-made Opus packets."""
+    from tests.fakes.discord import OpusPackets
+
+    voice_client = await bot.get_channel(channel.id).connect(timeout=timeout)
+    loop = asyncio.get_running_loop()
     done = asyncio.Event()
     errors: list[BaseException | None] = []
 
@@ -101,4 +117,5 @@ def after_callback(loop: asyncio.AbstractEventLoop) -> tuple[asyncio.Event, Any]
         errors.append(error)
         loop.call_soon_threadsafe(done.set)
 
-    return done, after
+    voice_client.play(OpusPackets(packets), after=after)
+    return Playing(voice_client, done, errors, loop.time())

@@ -163,9 +163,7 @@ class Gateway:
         except ConnectionError:
             log.debug("gateway connection %d lost while sending", conn.index)
         finally:
-            code = ws.close_code
-            if code == NO_CLOSE_FRAME:
-                code = None
+            code = None if ws.close_code in (None, NO_CLOSE_FRAME) else int(ws.close_code)
             initiator = "server" if conn.server_action else "client"
             conn.close = GatewayClose(code, initiator, time.monotonic())
             if conn.session is not None and conn.session.connection is conn:

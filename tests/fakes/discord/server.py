@@ -63,11 +63,19 @@ class FakeDiscord:
         voice_heartbeat_interval: float = 13.75,
         shard_count: int = 1,
         bot_name: str = "FakeBot",
+        voice_udp_chatter: float | None = 0.25,
     ) -> None:
+        """Ports 0 are ephemeral.
+
+        ``voice_udp_chatter``: seconds between the small datagrams each voice server sends
+        its clients (None: none); see :class:`~tests.fakes.discord.voice_udp.VoiceUDP` for
+        why discord.py's voice reconnects depend on it.
+        """
         self.world = World(bot_name=bot_name)
         self.shard_count = shard_count
         self._port, self._voice_port, self._udp_port = port, voice_port, udp_port
         self._voice_heartbeat = voice_heartbeat_interval
+        self._udp_chatter = voice_udp_chatter
         self._certs = certificates()
         self._ca_file: CAFile | None = None
         self._streams = StreamStore()
@@ -450,7 +458,10 @@ class FakeDiscord:
         return self._streams.streams(guild.id)
 
     def voice_stream(self, guild: Guild) -> VoiceStream:
-        """Every packet the guild's bot sent, across SSRCs, in arrival order."""
+        """Every packet the bot sent in ``guild``, across SSRCs, in arrival order.
+
+        A snapshot: call it again (e.g. inside a ``wait_for`` predicate) for newer packets.
+        """
         return merged(guild.id, self._streams.streams(guild.id))
 
     def all_voice_streams(self) -> list[VoiceStream]:
@@ -519,4 +530,5 @@ class FakeDiscord:
             self._streams,
             heartbeat_interval=self._voice_heartbeat,
             tls=self._certs.server_context(),
+            udp_chatter=self._udp_chatter,
         )

@@ -45,11 +45,11 @@ class VoiceControl:
         self.endpoints = endpoints
         self.requests: list[VoiceStateRequest] = []
         self._current: dict[int, VoiceEndpoint] = {}
-        self.answer_repeat_join = True
-        """Answer an op 4 for the channel the bot is already in like a join (both updates).
-
-        Whether Discord does is not verified; discord.py 2.7.1 sends one when it tries to
-        resume after close code 4015.
+        self.repeat_join = "state-first"
+        """How to answer an op 4 for the channel the bot is already in (discord.py 2.7.1
+        sends one when it tries to resume after close code 4015): ``"state-first"`` like a
+        join (VOICE_STATE_UPDATE, then VOICE_SERVER_UPDATE), ``"server-first"`` (the other
+        order), or ``"ignore"``. What Discord does is not verified.
         """
 
     def endpoint_for(self, guild_id: int) -> VoiceEndpoint:
@@ -98,9 +98,8 @@ class VoiceControl:
             log.warning("fake Discord: op 4 for unknown voice channel %s", channel_id)
             return
         current = guild.voice_states.get(bot.id)
-        if current is not None and current.channel_id == channel_id and not self.answer_repeat_join:
-            current.self_mute = bool(data.get("self_mute"))
-            current.self_deaf = bool(data.get("self_deaf"))
+        repeat = current is not None and current.channel_id == channel_id
+        if repeat and self.repeat_join == "ignore":
             return
         state = VoiceState(
             guild.id,
@@ -111,8 +110,13 @@ class VoiceControl:
             bool(data.get("self_deaf")),
         )
         guild.voice_states[bot.id] = state
+        endpoint = self.endpoint_for(guild.id)
+        if repeat and self.repeat_join == "server-first":
+            await self._dispatch_server(guild, endpoint, session.session_id)
+            await self._dispatch_state(guild, state, bot)
+            return
         await self._dispatch_state(guild, state, bot)
-        await self._dispatch_server(guild, self.endpoint_for(guild.id), session.session_id)
+        await self._dispatch_server(guild, endpoint, session.session_id)
 
     async def _leave(self, guild: Guild, session_id: str) -> None:
         bot = self._bot_member(guild)

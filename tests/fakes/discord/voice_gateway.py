@@ -16,6 +16,7 @@ so "the voice server changed" is a real change of address.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import secrets
@@ -26,7 +27,7 @@ from dataclasses import dataclass, field
 from aiohttp import WSMsgType, web
 
 from tests.fakes.discord.model import Payload
-from tests.fakes.discord.voice_udp import StreamStore, VoiceUDP
+from tests.fakes.discord.voice_udp import StreamStore, UDPSession, VoiceUDP
 from tests.fakes.discord.wire import dumps
 from tests.fakes.discord.world import Notifier
 
@@ -65,6 +66,8 @@ class VoiceSessionState:
     ssrc: int
     key: bytes | None = None
     mode: str | None = None
+    suspended: UDPSession | None = None
+    """The UDP session while the websocket is closed and a RESUME may bring it back."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +116,7 @@ class VoiceEndpoint:
         heartbeat_interval: float,
         tls: ssl.SSLContext,
         host: str = "127.0.0.1",
+        udp_chatter: float | None = None,
     ) -> None:
         self.name = name
         self.host = host
@@ -120,15 +124,18 @@ class VoiceEndpoint:
         self._streams = streams
         self._tls = tls
         self.heartbeat_interval = heartbeat_interval
-        self.udp = VoiceUDP(notifier)
+        self.udp = VoiceUDP(notifier, chatter=udp_chatter)
         self.grants: dict[int, VoiceGrant] = {}
         self.sessions: dict[int, VoiceSessionState] = {}
         self.connections: list[VoiceConnection] = []
         self.refuse_resumes: set[int] = set()
         """Guilds whose next RESUME is refused with 4006."""
+        self.describe_on_resume = False
+        """Send SESSION_DESCRIPTION again after RESUMED (discord.py 2.7.1 waits for one)."""
         self.port = 0
         self.udp_port = 0
         self._runner: web.AppRunner | None = None
+        self._closing: set[asyncio.Task[bool]] = set()
 
     @property
     def endpoint(self) -> str:
@@ -150,6 +157,8 @@ class VoiceEndpoint:
 
     async def close(self) -> None:
         """Close every voice websocket and both sockets."""
+        if self._closing:
+            await asyncio.wait(self._closing, timeout=2)
         for conn in self.connections:
             if not conn.ws.closed:
                 conn.server_action = conn.server_action or "shutdown"
@@ -180,12 +189,23 @@ class VoiceEndpoint:
         return None
 
     async def close_guild(self, guild_id: int, code: int) -> bool:
-        """Close the guild's voice websocket with ``code``; False when none is open."""
+        """Close the guild's voice websocket with ``code``; False when none is open.
+
+        Audio stops being accepted at once (a RESUME restores it). Returns without
+        waiting for the client's close frame: discord.py may answer it only seconds
+        later, after its reconnect backoff.
+        """
         conn = self.active(guild_id)
         if conn is None:
             return False
         conn.server_action = f"close {code}"
-        await conn.ws.close(code=code)
+        state = self.sessions.get(guild_id)
+        if state is not None and state.suspended is None:
+            state.suspended = self.udp.forget(state.ssrc)
+        task = asyncio.create_task(conn.ws.close(code=code))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+        await asyncio.sleep(0)  # let the close frame go out before the caller goes on
         return True
 
     async def _send(self, conn: VoiceConnection, op: int, data: object) -> None:
@@ -212,7 +232,7 @@ class VoiceEndpoint:
         except ConnectionError:
             log.debug("voice connection %d lost while sending", conn.index)
         finally:
-            code = None if ws.close_code == 1006 else ws.close_code
+            code = None if ws.close_code in (None, 1006) else int(ws.close_code)
             initiator = "server" if conn.server_action else "client"
             conn.close = VoiceClose(code, initiator, time.monotonic())
             self._notifier.notify()
@@ -277,6 +297,9 @@ class VoiceEndpoint:
         key = secrets.token_bytes(32)
         conn.state.key, conn.state.mode = key, mode
         self.udp.set_key(conn.state.ssrc, key)
+        await self._describe(conn, mode, key)
+
+    async def _describe(self, conn: VoiceConnection, mode: str, key: bytes) -> None:
         description = {
             "mode": mode,
             "secret_key": list(key),
@@ -297,4 +320,9 @@ class VoiceEndpoint:
             await conn.ws.close(code=SESSION_NO_LONGER_VALID)
             return
         conn.state, conn.guild_id, conn.resumed = state, grant.guild_id, True
+        if state.suspended is not None:
+            self.udp.restore(state.ssrc, state.suspended)
+            state.suspended = None
         await self._send(conn, RESUMED, None)
+        if self.describe_on_resume and state.key is not None and state.mode is not None:
+            await self._describe(conn, state.mode, state.key)

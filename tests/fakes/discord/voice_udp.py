@@ -33,6 +33,7 @@ DISCOVERY_SIZE = 74
 _NONCE_PAD = bytes(20)
 _MIN_RTP = 12 + 16 + 4  # header, Poly1305 tag, nonce suffix
 _unpack_header = struct.Struct(">HI").unpack_from
+_AFTER_DISCOVERY = 0.03
 
 
 @dataclass(eq=False)
@@ -65,23 +66,52 @@ class UDPStats:
 
 
 class VoiceUDP(asyncio.DatagramProtocol):
-    """A voice server's UDP socket."""
+    """A voice server's UDP socket.
 
-    def __init__(self, notifier: Notifier) -> None:
+    ``chatter`` (seconds) sends every known client a small RTCP-like datagram at that
+    interval, as a server relaying other members would send traffic; None sends nothing
+    but discovery answers. It matters to discord.py 2.7.1: its socket reader thread only
+    notices a replaced socket after a datagram (or its 30 s ``select`` timeout).
+    """
+
+    def __init__(self, notifier: Notifier, *, chatter: float | None = None) -> None:
         self._notifier = notifier
         self.sessions: dict[int, UDPSession] = {}
         self.stats = UDPStats()
         self.transport: asyncio.DatagramTransport | None = None
+        self.chatter = chatter
+        self.chatter_sent = 0
+        self._chatter_handle: asyncio.TimerHandle | None = None
 
     async def start(self, host: str, port: int = 0) -> int:
         """Bind ``host:port`` (0: ephemeral); return the bound port."""
         loop = asyncio.get_running_loop()
         await loop.create_datagram_endpoint(lambda: self, local_addr=(host, port))
         assert self.transport is not None
+        if self.chatter is not None:
+            self._chatter_handle = loop.call_later(self.chatter, self._chat)
         return int(self.transport.get_extra_info("sockname")[1])
+
+    def _chat(self) -> None:
+        if self.transport is None or self.chatter is None:
+            return
+        for ssrc, session in list(self.sessions.items()):
+            if session.client is not None:
+                self._chat_to(ssrc, session.client)
+        self._chatter_handle = asyncio.get_running_loop().call_later(self.chatter, self._chat)
+
+    def _chat_to(self, ssrc: int, address: tuple[str, int]) -> None:
+        if self.transport is not None:
+            # An RTCP receiver report header (PT 201) for the client's SSRC: never taken
+            # for a discovery answer, ignored by discord.py.
+            self.transport.sendto(struct.pack(">BBHI", 0x81, 201, 1, ssrc), address)
+            self.chatter_sent += 1
 
     def close(self) -> None:
         """Close the socket."""
+        if self._chatter_handle is not None:
+            self._chatter_handle.cancel()
+            self._chatter_handle = None
         if self.transport is not None:
             self.transport.close()
             self.transport = None
@@ -99,9 +129,13 @@ class VoiceUDP(asyncio.DatagramProtocol):
         """The secret key sent in SESSION_DESCRIPTION for ``ssrc``."""
         self.sessions[ssrc].key = key
 
-    def forget(self, ssrc: int) -> None:
-        """Stop accepting ``ssrc`` (its voice session ended)."""
-        self.sessions.pop(ssrc, None)
+    def forget(self, ssrc: int) -> UDPSession | None:
+        """Stop accepting ``ssrc`` (its session ended or is suspended); returns its session."""
+        return self.sessions.pop(ssrc, None)
+
+    def restore(self, ssrc: int, session: UDPSession) -> None:
+        """Accept ``ssrc`` again (a resumed session keeps its SSRC, key and stream)."""
+        self.sessions[ssrc] = session
 
     def send_to_client(self, ssrc: int, data: bytes) -> bool:
         """Send a datagram to the client behind ``ssrc``; False when its address is unknown."""
@@ -164,6 +198,10 @@ class VoiceUDP(asyncio.DatagramProtocol):
         struct.pack_into(">H", reply, DISCOVERY_SIZE - 2, addr[1])
         if self.transport is not None:
             self.transport.sendto(bytes(reply), addr)
+            if self.chatter is not None:
+                # One more datagram once discord.py has dropped its discovery listener, so
+                # its reader thread parks instead of sitting in select() on this socket.
+                asyncio.get_running_loop().call_later(_AFTER_DISCOVERY, self._chat_to, ssrc, addr)
         self._notifier.notify()
 
     def error_received(self, exc: Exception) -> None:
