@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import array
 import cmath
+import itertools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -209,8 +210,7 @@ class Utterance:
     def sequence_gaps(self) -> int:
         """Sequence numbers missing between consecutive packets (lost or never sent)."""
         return sum(
-            (b.sequence - a.sequence - 1) % 65536
-            for a, b in zip(self.packets, self.packets[1:], strict=False)
+            (b.sequence - a.sequence - 1) % 65536 for a, b in itertools.pairwise(self.packets)
         )
 
     @cached_property

@@ -65,6 +65,8 @@ class GatewayConnection:
     session: GatewaySession | None = None
     identified: bool = False
     resumed: bool = False
+    replayed: int = 0
+    """Dispatches re-sent from the replay buffer when this connection resumed."""
     received: list[Payload] = field(default_factory=list)
     """Every frame the client sent, parsed."""
     close: GatewayClose | None = None
@@ -243,6 +245,7 @@ class Gateway:
             for seq, frame in session.buffer:
                 if seq > last_seen:
                     await conn.ws.send_str(frame)
+                    conn.replayed += 1
         if old is not None and old is not conn and not old.ws.closed:
             old.server_action = "replaced by resume"
             await old.ws.close(code=4000)

@@ -38,6 +38,11 @@ class Notifier:
     def __init__(self) -> None:
         self._event: asyncio.Event | None = None
 
+    @property
+    def waiting(self) -> bool:
+        """Whether anyone waits for a change (read from other threads too)."""
+        return self._event is not None
+
     def notify(self) -> None:
         """Something changed: wake every current waiter."""
         event = self._event
@@ -57,15 +62,17 @@ class Notifier:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
+            # Register before checking: a change recorded (on another thread) between the
+            # check and the wait must still wake this waiter.
+            if self._event is None:
+                self._event = asyncio.Event()
+            event = self._event
             result = predicate()
             if result:
                 return result
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise TimeoutError(f"condition not met within {timeout:.2f}s: {predicate!r}")
-            if self._event is None:
-                self._event = asyncio.Event()
-            event = self._event
             wait = remaining if poll is None else min(poll, remaining)
             try:
                 async with asyncio.timeout(wait):
