@@ -115,7 +115,8 @@ async def connect_and_play(
 
     def after(error: BaseException | None) -> None:
         errors.append(error)
-        loop.call_soon_threadsafe(done.set)
+        with contextlib.suppress(RuntimeError):  # the test's loop already closed
+            loop.call_soon_threadsafe(done.set)
 
     voice_client.play(OpusPackets(packets), after=after)
     return Playing(voice_client, done, errors, loop.time())

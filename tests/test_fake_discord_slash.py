@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -62,6 +63,14 @@ def install_commands(bot: Any, seen: dict[str, Any]) -> None:
     async def silent(interaction: discord.Interaction) -> None:
         seen["silent"] = interaction.id
 
+    @bot.tree.command(name="late", description="Answers after the deadline")
+    async def late(interaction: discord.Interaction) -> None:
+        await asyncio.sleep(0.3)
+        try:
+            await interaction.response.send_message("too late", ephemeral=True)
+        except discord.NotFound as exc:
+            seen["late"] = exc
+
     @tts.command(name="reset", description="Admins only")
     @app_commands.checks.has_permissions(manage_guild=True)
     async def reset(interaction: discord.Interaction) -> None:
@@ -78,8 +87,10 @@ def install_commands(bot: Any, seen: dict[str, Any]) -> None:
 
 
 @contextlib.asynccontextmanager
-async def slash_bot(*, sync: bool) -> AsyncIterator[tuple[FakeDiscord, Scene, dict[str, Any]]]:
-    async with FakeDiscord() as fake:
+async def slash_bot(
+    *, sync: bool, deadline: float = 3.0
+) -> AsyncIterator[tuple[FakeDiscord, Scene, dict[str, Any]]]:
+    async with FakeDiscord(interaction_deadline=deadline) as fake:
         scene = build_scene(fake)
         bot = make_bot(fake)
         seen: dict[str, Any] = {}
@@ -108,7 +119,7 @@ async def test_a_tree_command_and_a_subcommand_reply_ephemerally(sync: bool) -> 
         assert [r.query for r in callbacks] == [{"with_response": "1"}] * 2
         if sync:
             (put,) = fake.requests.matching("PUT", GUILD_COMMANDS)
-            assert {c["name"] for c in put.json} == {"ping", "slow", "silent", "tts"}
+            assert {c["name"] for c in put.json} == {"late", "ping", "slow", "silent", "tts"}
 
 
 async def test_a_deferred_answer_and_its_follow_up_are_captured() -> None:
@@ -176,3 +187,11 @@ async def test_an_unanswered_interaction_times_out_on_the_test_side() -> None:
         await fake.wait_for(lambda: seen.get("silent") == record.id)
         assert record.callback_type is None
         assert not record.answered
+
+
+async def test_a_callback_after_the_deadline_is_an_unknown_interaction() -> None:
+    async with slash_bot(sync=False, deadline=0.1) as (fake, scene, seen):
+        record = await fake.invoke_slash(scene.alice, scene.text, "late", wait=False)
+        await fake.wait_for(lambda: "late" in seen)
+        assert seen["late"].code == 10062
+        assert record.callback_type is None

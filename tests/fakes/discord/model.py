@@ -332,6 +332,8 @@ class Message:
             data["guild_id"] = str(self.guild_id)
         if self.webhook_id is not None:
             data["webhook_id"] = str(self.webhook_id)
+        if self.request and self.request.get("nonce") is not None:
+            data["nonce"] = self.request["nonce"]
         if member is not None:
             data["member"] = member.payload(with_user=False)
         return data

@@ -17,17 +17,17 @@ server binds 127.0.0.1.
 from __future__ import annotations
 
 import ssl
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.discord import interactions as ix
 from tests.fakes.discord.audio import VoiceStream, merged
+from tests.fakes.discord.driver import Driver
 from tests.fakes.discord.faults import RestFault, RestFaults
 from tests.fakes.discord.gateway import Gateway, GatewaySession
-from tests.fakes.discord.interactions import InteractionRecord, InteractionStore
+from tests.fakes.discord.interactions import InteractionStore
 from tests.fakes.discord.model import (
     DEFAULT_EVERYONE,
     Channel,
@@ -38,19 +38,18 @@ from tests.fakes.discord.model import (
     Overwrite,
     Payload,
     Role,
+    User,
 )
-from tests.fakes.discord.rest import RequestLog, RestAPI
+from tests.fakes.discord.requests_log import RequestLog
+from tests.fakes.discord.rest import RestAPI
 from tests.fakes.discord.tls import HOST, CAFile, certificates
 from tests.fakes.discord.voice import VoiceControl, VoiceStateRequest
 from tests.fakes.discord.voice_gateway import VoiceEndpoint
 from tests.fakes.discord.voice_udp import StreamStore
 from tests.fakes.discord.world import World
 
-T = TypeVar("T")
-MESSAGE_CONTENT_INTENT = 1 << 15
 
-
-class FakeDiscord:
+class FakeDiscord(Driver):
     """A local Discord for the real discord.py client: REST, gateway, voice, faults."""
 
     def __init__(
@@ -64,9 +63,11 @@ class FakeDiscord:
         shard_count: int = 1,
         bot_name: str = "FakeBot",
         voice_udp_chatter: float | None = 0.25,
+        interaction_deadline: float = 3.0,
     ) -> None:
         """Ports 0 are ephemeral.
 
+        ``interaction_deadline``: seconds a bot has for the first answer to an interaction.
         ``voice_udp_chatter``: seconds between the small datagrams each voice server sends
         its clients (None: none); see :class:`~tests.fakes.discord.voice_udp.VoiceUDP` for
         why discord.py's voice reconnects depend on it.
@@ -88,7 +89,7 @@ class FakeDiscord:
         )
         self.voice = VoiceControl(self.world, self.gateway, self.endpoints)
         self.faults = RestFaults()
-        self.interactions = InteractionStore(self.world)
+        self.interactions = InteractionStore(self.world, callback_deadline=interaction_deadline)
         self.rest = RestAPI(
             self.world,
             self.faults,
@@ -168,8 +169,8 @@ class FakeDiscord:
         return self._ca_file.path
 
     @property
-    def bot(self) -> Any:
-        """The bot's :class:`~tests.fakes.discord.model.User`."""
+    def bot(self) -> User:
+        """The bot's user."""
         return self.world.bot
 
     @property
@@ -241,175 +242,6 @@ class FakeDiscord:
             guild, name, roles=roles, permissions=permissions, nick=nick, bot=bot
         )
 
-    def guild_of(self, thing: Channel | Member) -> Guild:
-        """The guild a channel or member belongs to."""
-        return self.world.guilds[thing.guild_id]
-
-    # driving the bot
-
-    async def send_message(
-        self,
-        member: Member,
-        channel: Channel,
-        content: str,
-        *,
-        attachments: Sequence[Payload] = (),
-        sticker_items: Sequence[Payload] = (),
-    ) -> Message:
-        """``member`` posts ``content`` in ``channel``: MESSAGE_CREATE to the bot.
-
-        ``attachments`` and ``sticker_items`` are partial payloads (missing ids, urls and
-        sizes are filled in). Like Discord, sessions without the MESSAGE_CONTENT intent get
-        an empty content unless the message mentions the bot.
-        """
-        guild = self.guild_of(channel)
-        message = Message(
-            id=self.world.snowflakes.next(),
-            channel_id=channel.id,
-            guild_id=guild.id,
-            author=member.user,
-            content=content,
-            attachments=[self._attachment(channel, a) for a in attachments],
-            sticker_items=[
-                {"id": str(self.world.snowflakes.next()), "format_type": 1, "name": "sticker", **s}
-                for s in sticker_items
-            ],
-        )
-        self.world.messages.setdefault(channel.id, []).append(message)
-        full = message.payload(member)
-        mentions_bot = f"<@{self.world.bot.id}>" in content
-
-        def for_session(session: GatewaySession) -> Payload:
-            if session.intents & MESSAGE_CONTENT_INTENT or mentions_bot:
-                return full
-            return {**full, "content": "", "embeds": [], "attachments": [], "components": []}
-
-        await self.gateway.dispatch("MESSAGE_CREATE", for_session, guild_id=guild.id)
-        return message
-
-    def _attachment(self, channel: Channel, partial: Payload) -> Payload:
-        name = partial.get("filename", "file.bin")
-        return {
-            "id": str(self.world.snowflakes.next()),
-            "filename": name,
-            "size": 1024,
-            "url": f"https://cdn.invalid/attachments/{channel.id}/{name}",
-            "proxy_url": f"https://media.invalid/attachments/{channel.id}/{name}",
-            **partial,
-        }
-
-    async def invoke_slash(
-        self,
-        member: Member,
-        channel: Channel,
-        /,
-        *path: str,
-        timeout: float = 5.0,
-        wait: bool = True,
-        locale: str = "en-US",
-        options: Mapping[str, object] | None = None,
-        **named: object,
-    ) -> InteractionRecord:
-        """``member`` runs ``/path[0] path[1:]`` with the options ``named`` in ``channel``.
-
-        ``path`` is the command name, then the subcommand (and group) names:
-        ``("ping",)``, ``("tts", "status")``, ``("tts", "admin", "reset")``; ``options``
-        takes option names that clash with this method's keywords. With ``wait`` it
-        returns once the bot has answered (a defer only counts once a follow-up or an
-        edit of the original follows), else raises :class:`TimeoutError`.
-        """
-        given = {**(options or {}), **named}
-        record = await self._interact(member, channel, path, given, ix.APPLICATION_COMMAND, locale)
-        if wait:
-            await self.wait_for(lambda: record.answered, timeout)
-        return record
-
-    async def autocomplete(
-        self,
-        member: Member,
-        channel: Channel,
-        /,
-        *path: str,
-        focused: str,
-        timeout: float = 5.0,
-        options: Mapping[str, object] | None = None,
-        **named: object,
-    ) -> InteractionRecord:
-        """An APPLICATION_COMMAND_AUTOCOMPLETE for option ``focused``; waits for the choices."""
-        given = {**(options or {}), **named}
-        record = await self._interact(
-            member, channel, path, given, ix.AUTOCOMPLETE, "en-US", focused=focused
-        )
-        await self.wait_for(lambda: record.callback_type is not None, timeout)
-        return record
-
-    async def _interact(
-        self,
-        member: Member,
-        channel: Channel,
-        path: Sequence[str],
-        options: Mapping[str, object],
-        kind: int,
-        locale: str,
-        *,
-        focused: str | None = None,
-    ) -> InteractionRecord:
-        guild = self.guild_of(channel)
-        interaction_id, token, payload = ix.build_interaction(
-            self.world,
-            guild,
-            member,
-            channel,
-            path,
-            options,
-            kind=kind,
-            focused=focused,
-            locale=locale,
-        )
-        record = self.interactions.open(interaction_id, token, payload)
-        if not await self.gateway.dispatch("INTERACTION_CREATE", payload, guild_id=guild.id):
-            raise RuntimeError("no gateway session receives this guild: is the bot connected?")
-        return record
-
-    async def set_voice_state(
-        self,
-        member: Member,
-        channel: Channel | None,
-        *,
-        self_mute: bool = False,
-        self_deaf: bool = False,
-    ) -> None:
-        """``member`` joins, moves to, or leaves (``None``) a voice channel."""
-        guild = self.world.guilds[member.guild_id]
-        await self.voice.set_voice_state(
-            guild, member, channel, self_mute=self_mute, self_deaf=self_deaf
-        )
-
-    async def set_nickname(self, member: Member, nick: str | None) -> None:
-        """GUILD_MEMBER_UPDATE with a new nickname."""
-        member.nick = nick
-        data = {**member.payload(), "guild_id": str(member.guild_id)}
-        await self.gateway.dispatch("GUILD_MEMBER_UPDATE", data, guild_id=member.guild_id)
-
-    async def delete_channel(self, channel: Channel) -> None:
-        """CHANNEL_DELETE; members in a deleted voice channel leave it (the bot: 4014)."""
-        guild = self.guild_of(channel)
-        del guild.channels[channel.id]
-        await self.gateway.dispatch("CHANNEL_DELETE", channel.payload(), guild_id=guild.id)
-        inside = [s for s in guild.voice_states.values() if s.channel_id == channel.id]
-        for state in inside:
-            if state.user_id == self.world.bot.id:
-                await self.voice.kick_bot(guild)
-            else:
-                await self.voice.set_voice_state(guild, guild.members[state.user_id], None)
-
-    async def join_guild(self, guild: Guild) -> None:
-        """GUILD_CREATE for a guild added after the bot connected (the bot joined it)."""
-        # A join carries no "unavailable" key; False would mean "an outage ended".
-        data = guild.payload()
-        del data["unavailable"]
-        await self.gateway.dispatch("GUILD_CREATE", data, guild_id=guild.id)
-
     async def _on_voice_state(self, session: GatewaySession, data: Payload) -> None:
         await self.voice.on_voice_state(session, data)
 
@@ -419,16 +251,6 @@ class FakeDiscord:
         await self.gateway.dispatch("MESSAGE_CREATE", payload, guild_id=guild.id)
 
     # observing
-
-    async def wait_for(
-        self, predicate: Callable[[], T], timeout: float = 5.0, *, poll: float | None = 0.05
-    ) -> T:
-        """The first truthy ``predicate()``, re-checked whenever the fake records something.
-
-        ``poll`` also re-checks it that often, for predicates on the bot's own state
-        (which changes without telling the fake); ``None`` waits for the fake only.
-        """
-        return await self.world.notifier.wait_for(predicate, timeout, poll=poll)
 
     @property
     def requests(self) -> RequestLog:
