@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 
 import discord
 import pytest
@@ -74,9 +75,11 @@ async def test_without_the_message_content_intent_content_is_blank() -> None:
         bot.add_listener(seen.put, "on_message")
         async with running_bot(fake, bot):
             await fake.send_message(scene.alice, scene.text, "secret")
-            await fake.send_message(scene.alice, scene.text, f"hey <@{fake.bot.id}>")
+            await fake.send_message(scene.alice, scene.text, f"hey <@!{fake.bot.id}>")
             assert (await asyncio.wait_for(seen.get(), 2)).content == ""
-            assert (await asyncio.wait_for(seen.get(), 2)).content.startswith("hey")
+            mentioned = await asyncio.wait_for(seen.get(), 2)
+            assert mentioned.content.startswith("hey")
+            assert bot.user in mentioned.mentions
 
 
 async def test_attachments_stickers_and_member_events_reach_discord_py() -> None:
@@ -121,6 +124,19 @@ async def test_a_guild_joined_later_arrives_with_its_preferred_locale() -> None:
         seen = await asyncio.wait_for(joined.get(), 2)
         assert seen.id == guild.id
         assert seen.preferred_locale is discord.Locale.german
+
+
+async def test_the_fake_serves_on_a_fixed_port_too() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    async with FakeDiscord(port=port) as fake:
+        assert fake.port == port
+        assert fake.api_base == f"http://127.0.0.1:{port}/api/v10"
+        assert fake.gateway_url == f"ws://127.0.0.1:{port}/gateway"
+        build_scene(fake)
+        async with running_bot(fake, make_bot(fake)) as bot:
+            assert bot.user.id == fake.bot.id
 
 
 async def test_unknown_routes_are_a_json_404_and_recorded() -> None:

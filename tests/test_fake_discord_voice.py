@@ -10,7 +10,7 @@ import pytest
 
 from tests.fake_discord_support import connect_and_play, scene_and_bot
 from tests.fakes.discord.audio import opus_tone
-from tests.fakes.discord.voice_gateway import MODE, SELECT_PROTOCOL
+from tests.fakes.discord.voice_gateway import HEARTBEAT, MODE, SELECT_PROTOCOL
 
 
 @lru_cache(maxsize=1)
@@ -20,13 +20,16 @@ def tone_440() -> list[bytes]:
 
 
 async def test_a_tone_played_by_discord_py_comes_back_decoded() -> None:
-    async with scene_and_bot() as (fake, scene, bot):
+    async with scene_and_bot(voice_heartbeat_interval=0.1) as (fake, scene, bot):
         playing = await connect_and_play(bot, scene.voice, tone_440())
         vc = playing.voice_client
         assert vc.is_connected()
         assert fake.bot_voice_channel(scene.guild) == scene.voice.id
         await asyncio.wait_for(playing.done.wait(), 5)
         assert playing.errors == [None]
+        voice_ws = fake.endpoints[0].connections[0]
+        assert len(voice_ws.ops(HEARTBEAT)) >= 5  # every 0.1 s here, ACKed
+        assert vc.latency < 1.0
         await fake.wait_for(lambda: fake.voice_stream(scene.guild).packets[-1].silence)
         expected = len(tone_440()) + 5
         await fake.wait_for(lambda: len(fake.voice_stream(scene.guild).packets) >= expected)

@@ -6,6 +6,7 @@ gateway dispatches the real client parses.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
 
@@ -58,6 +59,8 @@ class Driver:
         an empty content unless the message mentions the bot.
         """
         guild = self.guild_of(channel)
+        user_ids = {int(i) for i in re.findall(r"<@!?(\d+)>", content)}
+        role_ids = {int(i) for i in re.findall(r"<@&(\d+)>", content)}
         message = Message(
             id=self.world.snowflakes.next(),
             channel_id=channel.id,
@@ -69,10 +72,13 @@ class Driver:
                 {"id": str(self.world.snowflakes.next()), "format_type": 1, "name": "sticker", **s}
                 for s in sticker_items
             ],
+            mentions=[m for m in guild.members.values() if m.id in user_ids],
+            mention_roles=[r for r in role_ids if r in guild.roles],
+            mention_everyone="@everyone" in content or "@here" in content,
         )
         self.world.messages.setdefault(channel.id, []).append(message)
         full = message.payload(member)
-        mentions_bot = f"<@{self.world.bot.id}>" in content
+        mentions_bot = self.world.bot.id in user_ids
 
         def for_session(session: GatewaySession) -> Payload:
             if session.intents & MESSAGE_CONTENT_INTENT or mentions_bot:

@@ -189,12 +189,10 @@ class Gateway:
             log.warning("fake gateway: unexpected op %s", op)
 
     async def _identify(self, conn: GatewayConnection, data: Payload) -> None:
-        shard = tuple(data["shard"]) if data.get("shard") else None
+        raw_shard = data.get("shard")
+        shard = (int(raw_shard[0]), int(raw_shard[1])) if raw_shard else None
         session = GatewaySession(
-            secrets.token_hex(16),
-            data["token"],
-            shard,
-            int(data.get("intents") or 0),  # type: ignore[arg-type]
+            secrets.token_hex(16), data["token"], shard, int(data.get("intents") or 0)
         )
         self.sessions[session.session_id] = session
         conn.session, conn.identified = session, True

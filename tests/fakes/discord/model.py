@@ -299,6 +299,9 @@ class Message:
     files: list[tuple[str, int]] = field(default_factory=list)
     """``(filename, size)`` of uploaded files."""
     webhook_id: int | None = None
+    mentions: list[Member] = field(default_factory=list)
+    mention_roles: list[int] = field(default_factory=list)
+    mention_everyone: bool = False
     timestamp: str = field(default_factory=iso_timestamp)
     edited_timestamp: str | None = None
 
@@ -317,9 +320,11 @@ class Message:
             "timestamp": self.timestamp,
             "edited_timestamp": self.edited_timestamp,
             "tts": False,
-            "mention_everyone": False,
-            "mentions": [],
-            "mention_roles": [],
+            "mention_everyone": self.mention_everyone,
+            "mentions": [
+                {**m.user.payload(), "member": m.payload(with_user=False)} for m in self.mentions
+            ],
+            "mention_roles": [str(r) for r in self.mention_roles],
             "attachments": self.attachments,
             "embeds": self.embeds,
             "sticker_items": self.sticker_items,

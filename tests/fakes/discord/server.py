@@ -19,7 +19,6 @@ from __future__ import annotations
 import ssl
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
@@ -44,7 +43,7 @@ from tests.fakes.discord.requests_log import RequestLog
 from tests.fakes.discord.rest import RestAPI
 from tests.fakes.discord.tls import HOST, CAFile, certificates
 from tests.fakes.discord.voice import VoiceControl, VoiceStateRequest
-from tests.fakes.discord.voice_gateway import VoiceEndpoint
+from tests.fakes.discord.voice_gateway import DISCONNECTED, VoiceEndpoint
 from tests.fakes.discord.voice_udp import StreamStore
 from tests.fakes.discord.world import World
 
@@ -283,6 +282,8 @@ class FakeDiscord(Driver):
         """Every packet the bot sent in ``guild``, across SSRCs, in arrival order.
 
         A snapshot: call it again (e.g. inside a ``wait_for`` predicate) for newer packets.
+        It sorts every packet each call; hot predicates in load tests should read the live
+        lists of :meth:`voice_streams` instead.
         """
         return merged(guild.id, self._streams.streams(guild.id))
 
@@ -337,9 +338,17 @@ class FakeDiscord(Driver):
         await self.voice.change_endpoint(guild, spare, close_old=close_old)
         return spare
 
-    async def move_bot(self, guild: Guild, channel: Channel, **options: Any) -> None:
-        """Move the bot to ``channel`` as an admin would (see ``VoiceControl.move_bot``)."""
-        await self.voice.move_bot(guild, channel, **options)
+    async def move_bot(
+        self,
+        guild: Guild,
+        channel: Channel,
+        *,
+        close_code: int | None = DISCONNECTED,
+        new_server: bool = True,
+    ) -> None:
+        """Move the bot to ``channel`` as an admin would: VOICE_STATE_UPDATE, then (by
+        default) its voice websocket closed with 4014 and a new VOICE_SERVER_UPDATE."""
+        await self.voice.move_bot(guild, channel, close_code=close_code, new_server=new_server)
 
     async def kick_bot(self, guild: Guild) -> None:
         """Disconnect the bot from voice, as an admin would."""
