@@ -1,0 +1,239 @@
+"""What discord.py 2.7.1 does when the voice side misbehaves, pinned against the fake.
+
+Each test connects with a small ``connect(timeout=CONNECT_TIMEOUT)``, starts a tone,
+injects one fault once audio flows, and records what discord.py did and when. The
+findings are written up in tests/README.md ("What discord.py 2.7.1 does when Discord
+misbehaves"); timings here are bounds, the README has typical values.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import discord
+import pytest
+
+from tests.fake_discord_support import Playing, Scene, connect_and_play, scene_and_bot
+from tests.fakes.discord import FakeDiscord
+from tests.fakes.discord.audio import VoiceStream, opus_tone
+from tests.fakes.discord.voice_gateway import RESUME, VoiceConnection
+
+CONNECT_TIMEOUT = 1.0
+
+
+@lru_cache(maxsize=1)
+def long_tone() -> list[bytes]:
+    """Longer than any recovery below; tests stop the player when they have seen enough."""
+    return opus_tone(440.0, 6.0)
+
+
+@dataclass(eq=False)
+class InVoice:
+    """A bot playing in voice, and the moment the fault was injected."""
+
+    fake: FakeDiscord
+    scene: Scene
+    bot: Any
+    playing: Playing
+    fault_at: float = 0.0
+
+    def streams(self) -> list[VoiceStream]:
+        return self.fake.voice_streams(self.scene.guild)
+
+    def connections(self) -> list[VoiceConnection]:
+        return [c for e in self.fake.endpoints for c in e.connections]
+
+    def op4_since_fault(self) -> list[tuple[float, int | None]]:
+        """``(seconds after the fault, channel_id)`` of the bot's op 4s since the fault."""
+        return [
+            (r.time - self.fault_at, r.channel_id)
+            for r in self.fake.voice_requests
+            if r.time >= self.fault_at
+        ]
+
+    def left_after(self) -> float | None:
+        """Seconds from the fault to the bot's first op 4 leaving voice, if it left."""
+        return next((t for t, channel in self.op4_since_fault() if channel is None), None)
+
+    def lost(self) -> int:
+        """Packets that reached a voice server no longer accepting them."""
+        return sum(e.udp.stats.unknown_ssrc for e in self.fake.endpoints)
+
+    def mark_fault(self) -> None:
+        self.fault_at = time.monotonic()
+
+
+@contextlib.asynccontextmanager
+async def in_voice() -> AsyncIterator[InVoice]:
+    async with scene_and_bot() as (fake, scene, bot):
+        playing = await connect_and_play(bot, scene.voice, long_tone(), timeout=CONNECT_TIMEOUT)
+        state = InVoice(fake, scene, bot, playing)
+        await fake.wait_for(lambda: len(state.streams()[0].packets) >= 10)
+        try:
+            yield state
+        finally:
+            playing.voice_client.stop()
+            # The player thread calls after() on its way out: let it, while the loop runs.
+            await asyncio.wait_for(playing.done.wait(), 2)
+            if playing.voice_client.is_connected():
+                await playing.voice_client.disconnect()
+
+
+async def until_new_audio(state: InVoice, timeout: float) -> VoiceStream:
+    """Wait for 10 packets on a stream started after the fault (a new SSRC)."""
+
+    def fresh() -> VoiceStream | None:
+        later = state.streams()[1:]
+        return later[-1] if later and len(later[-1].packets) >= 10 else None
+
+    stream = await state.fake.wait_for(fresh, timeout)
+    assert stream is not None
+    return stream
+
+
+@pytest.mark.parametrize("code", [4006, 4009])
+async def test_session_invalid_or_timeout_rejoins_from_scratch_after_a_backoff(code: int) -> None:
+    async with in_voice() as state:
+        old = state.streams()[0]
+        state.mark_fault()
+        await state.fake.close_voice(state.scene.guild, code)
+        new = await until_new_audio(state, timeout=4.0)
+
+        (leave_at, left), (join_at, joined) = state.op4_since_fault()
+        assert (left, joined) == (None, state.scene.voice.id)
+        assert 0.0 <= leave_at <= 2.2  # ExponentialBackoff's first delay: uniform(0, 2) s
+        assert join_at - leave_at < 0.5  # back to back; slack for a loaded machine
+        assert new.packets[0].arrival - state.fault_at - join_at < 1.0
+        first, second = state.connections()
+        assert second.identified
+        assert not second.resumed
+        assert first.close is not None
+        assert first.close.code == 1000
+        # The player kept sending during the backoff: every packet in between was lost.
+        assert new.packets[0].sequence - old.packets[-1].sequence - 1 == state.lost()
+        assert state.playing.voice_client.is_connected()
+        assert not state.playing.done.is_set()
+        assert new.decrypt_failures == old.decrypt_failures == 0
+
+
+async def test_4014_without_a_voice_server_update_disconnects_at_the_timeout() -> None:
+    async with in_voice() as state:
+        state.mark_fault()
+        await state.fake.close_voice(state.scene.guild, 4014)
+        await state.fake.wait_for(lambda: state.op4_since_fault(), 3.0)
+        ((left_at, channel),) = state.op4_since_fault()
+        assert channel is None
+        assert CONNECT_TIMEOUT - 0.1 <= left_at <= CONNECT_TIMEOUT + 0.6
+        await asyncio.wait_for(state.playing.done.wait(), 2)
+        assert state.playing.errors == [None]  # the player's after() sees no error
+        assert not state.bot.voice_clients
+        assert state.lost() > 0  # still "connected" while waiting: audio into the void
+
+
+@pytest.mark.parametrize(
+    ("order", "describe", "refuse", "resumes"),
+    [
+        ("state-first", False, False, False),
+        ("server-first", False, False, False),
+        ("server-first", False, True, False),
+        ("server-first", True, False, True),
+    ],
+    ids=["like-a-join", "server-update-first", "resume-refused", "description-after-resume"],
+)
+async def test_4015_resume(order: str, describe: bool, refuse: bool, resumes: bool) -> None:
+    async with in_voice() as state:
+        fake, guild = state.fake, state.scene.guild
+        fake.voice.repeat_join = order
+        fake.endpoints[0].describe_on_resume = describe
+        if refuse:
+            fake.refuse_voice_resume(guild)
+        old = state.streams()[0]
+        before = len(old.packets)
+        state.mark_fault()
+        await fake.close_voice(guild, 4015)
+        if resumes:
+            # Same SSRC, same key: audio continues on the old stream.
+            await fake.wait_for(lambda: len(old.packets) >= before + 25, 3.0)
+            assert state.playing.voice_client.is_connected()
+            assert [c.resumed for c in state.connections()] == [False, True]
+            assert [ch for _, ch in state.op4_since_fault()] == [state.scene.voice.id]
+            return
+        vc = state.playing.voice_client
+        # discord.py's voice poller task gives up after the resume attempt times out.
+        await asyncio.wait_for(asyncio.shield(vc._connection._runner), 3.0)
+        gave_up_at = time.monotonic() - state.fault_at
+        assert CONNECT_TIMEOUT - 0.1 <= gave_up_at <= CONNECT_TIMEOUT + 0.6
+        leaves = [t for t, channel in state.op4_since_fault() if channel is None]
+        assert not vc.is_connected()
+        if refuse:
+            # The refusal (4006) fails the attempt: discord.py leaves at once and sleeps 1 s
+            # to retry, the connect timeout cuts that short, and since the state already
+            # says "disconnected" it skips its cleanup: the client stays registered.
+            assert leaves == [pytest.approx(0.0, abs=0.3)]
+            assert state.bot.voice_clients == [vc]
+            with pytest.raises(discord.ClientException, match="Already connected"):
+                await state.bot.get_channel(state.scene.voice.id).connect(timeout=0.5)
+            await vc.disconnect(force=True)
+            assert not state.bot.voice_clients
+        else:
+            assert leaves == [pytest.approx(CONNECT_TIMEOUT, abs=0.3)]
+            assert not state.bot.voice_clients
+        resumes_sent = [p for c in state.connections() for p in c.ops(RESUME)]
+        if order == "state-first":
+            assert resumes_sent == []  # stuck waiting for both voice updates
+        else:
+            # RESUMED arrives, but discord.py then waits for a SESSION_DESCRIPTION.
+            assert len(resumes_sent) >= 1
+            resumed = [c.resumed for c in state.connections()]
+            assert resumed[:2] == [False, not refuse]
+
+
+async def test_an_endpoint_change_moves_to_the_new_voice_server() -> None:
+    async with in_voice() as state:
+        state.mark_fault()
+        spare = await state.fake.change_voice_endpoint(state.scene.guild)
+        new = await until_new_audio(state, timeout=2.0)
+        old_conn, new_conn = state.connections()
+        assert new_conn.endpoint == spare.name
+        assert new_conn.identified
+        assert new_conn.opened - state.fault_at < 0.3
+        assert old_conn.close is not None
+        assert (old_conn.close.code, old_conn.close.initiator) == (4014, "client")
+        assert state.op4_since_fault() == []
+        assert new.packets[0].arrival - state.fault_at < 0.5
+        assert state.playing.voice_client.endpoint == spare.endpoint
+
+
+async def test_a_move_by_an_admin_follows_to_the_new_channel() -> None:
+    async with in_voice() as state:
+        state.mark_fault()
+        await state.fake.move_bot(state.scene.guild, state.scene.other_voice)
+        new = await until_new_audio(state, timeout=2.0)
+        assert state.playing.voice_client.channel.id == state.scene.other_voice.id
+        assert state.op4_since_fault() == []
+        assert [c.identified for c in state.connections()] == [True, True]
+        assert new.packets[0].arrival - state.fault_at < 0.5
+        assert state.fake.bot_voice_channel(state.scene.guild) == state.scene.other_voice.id
+
+
+@pytest.mark.parametrize("how", ["channel-deleted", "kicked"])
+async def test_losing_the_channel_disconnects_at_once(how: str) -> None:
+    async with in_voice() as state:
+        state.mark_fault()
+        if how == "kicked":
+            await state.fake.kick_bot(state.scene.guild)
+        else:
+            await state.fake.delete_channel(state.scene.voice)
+        await state.fake.wait_for(lambda: state.op4_since_fault(), 2.0)
+        ((left_at, channel),) = state.op4_since_fault()
+        assert channel is None
+        assert left_at < 0.5
+        await asyncio.wait_for(state.playing.done.wait(), 2)
+        assert state.playing.errors == [None]
+        assert not state.bot.voice_clients
