@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from edge_voice.core.breaker.state import CircuitBreakerConfig, config_problems
+from edge_voice.core.voices.locales import AUTO, AUTO_DEFAULT_CHAIN
 
 
 class ConfigError(ValueError):
@@ -35,17 +36,26 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class SpeechConfig:
-    """``[speech]``: which voices speak, and how."""
+    """``[speech]``: which voices speak, and how.
 
-    voice: str = "de-DE-KillianNeural"
-    backup_voices: tuple[str, ...] = ("de-DE-ConradNeural",)
+    ``voice = "auto"`` picks the voice from each guild's locale (see
+    :func:`core.voices.choice.choose_voice_chain`); ``backup_voices`` belong to a named
+    voice.
+    """
+
+    voice: str = AUTO
+    backup_voices: tuple[str, ...] = ()
     rate: str = "+0%"
     volume: str = "+0%"
     pitch: str = "+0Hz"
 
     @property
     def voice_chain(self) -> tuple[str, ...]:
-        """The primary voice, then each backup voice once, in order."""
+        """The chain for speech that no guild or person chose a voice for: the named
+        voice and each backup voice once, in order; for ``"auto"`` the documented
+        default (:data:`core.voices.locales.AUTO_DEFAULT_CHAIN`)."""
+        if self.voice == AUTO:
+            return AUTO_DEFAULT_CHAIN
         return tuple(dict.fromkeys((self.voice, *self.backup_voices)))
 
 
@@ -151,6 +161,15 @@ class StateConfig:
 
 
 @dataclass(frozen=True)
+class VoicesConfig:
+    """``[voices]``: the catalogue of Edge voices for autocomplete and validation."""
+
+    refresh_interval: float = 86400.0
+    """Seconds between fetches of Edge's voice list; 0: only the shipped snapshot."""
+    fetch_timeout: float = 15.0
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     """``[logging]``."""
 
@@ -173,6 +192,7 @@ class Config:
     cache: CacheConfig = field(default_factory=CacheConfig)
     canary: CanaryConfig = field(default_factory=CanaryConfig)
     state: StateConfig = field(default_factory=StateConfig)
+    voices: VoicesConfig = field(default_factory=VoicesConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 
 
@@ -240,10 +260,14 @@ def _check_breaker(values: dict[str, Any], source: str, section: str) -> None:
         raise ConfigError(source, f"{section}.{key}", expected, got)
 
 
-_POSITIVE = {"attempts", "connect", "read", "total", "max_chars", "queue_size", "max_bytes"}
+_POSITIVE = {
+    "attempts", "connect", "read", "total", "max_chars", "queue_size", "max_bytes",
+    "fetch_timeout",
+}  # fmt: skip
 _NON_NEGATIVE = {
     "backoff_base", "backoff_max", "announce_speaker_every", "max_wait", "idle_timeout",
     "log_coalesce_seconds", "max_disk_bytes", "idle_stop_after", "log_channel_id",
+    "refresh_interval",
 }  # fmt: skip
 
 

@@ -34,6 +34,8 @@ def test_defaults_combine_both_seed_designs() -> None:
     assert (breaker.cooldown_period, breaker.max_cooldown_period) == (60.0, 300.0)
     assert breaker.success_threshold == 3
     assert breaker.half_open_max_calls == 1
+    # voice = "auto": with no guild locale to match, the seed's German voices speak.
+    assert Config().speech.voice == "auto"
     assert Config().speech.voice_chain == ("de-DE-KillianNeural", "de-DE-ConradNeural")
 
 
