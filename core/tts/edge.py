@@ -32,6 +32,7 @@ from edge_tts.exceptions import (
 )
 from edge_tts.typing import CommunicateState, TTSChunk
 
+from edge_voice.core.tts import prosody
 from edge_voice.core.tts.errors import ErrorKind, InvalidText, InvalidVoiceSettings, TTSError
 from edge_voice.core.tts.provider import EDGE_MP3, AudioFormat, SynthesisRequest, VoiceSettings
 
@@ -65,12 +66,23 @@ def validate_settings(settings: VoiceSettings) -> None:
     """Raise :class:`InvalidVoiceSettings` if edge-tts would refuse ``settings``.
 
     Checks the voice name form and the rate, volume and pitch strings exactly as
-    edge-tts does before any request; whether the voice exists is not checked.
+    edge-tts does before any request, and holds the prosody to its documented range
+    (:mod:`core.tts.prosody`: Edge would clamp ``+500%`` silently); whether the voice
+    exists is not checked.
     """
     try:
         TTSConfig(settings.voice, settings.rate, settings.volume, settings.pitch, _BOUNDARY)
     except (ValueError, TypeError) as exc:
         raise InvalidVoiceSettings(f"{settings.voice}: {exc}") from exc
+    for spec, value in (
+        (prosody.RATE, settings.rate),
+        (prosody.VOLUME, settings.volume),
+        (prosody.PITCH, settings.pitch),
+    ):
+        try:
+            prosody.normalize(spec, value)
+        except prosody.ProsodyError as exc:
+            raise InvalidVoiceSettings(f"{settings.voice}: {exc}") from exc
 
 
 def voice_list_url() -> str:
