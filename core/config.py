@@ -99,6 +99,9 @@ class PlayerConfig:
     stall_limit: float = 10.0
     """Seconds without new audio after which a started utterance gives up (and counts
     against the service: a stall is the service's fault)."""
+    autojoin: bool = False
+    """Default of the server setting: join the writer's voice channel when someone
+    writes in the bound text channel while the bot is not connected."""
 
     @property
     def bitrate(self) -> int:
@@ -155,11 +158,12 @@ class CanaryConfig:
 
 @dataclass(frozen=True)
 class StateConfig:
-    """``[state]``: where breaker state survives restarts.
+    """``[state]``: where settings, sessions and breaker state survive restarts.
 
     A relative ``data_dir`` is resolved against the config file's folder."""
 
     persist: bool = True
+    """Keep breaker state across restarts (settings and sessions are always kept)."""
     data_dir: str = "data"
 
 
