@@ -16,6 +16,7 @@ Exits 1 when the p99 of the longest hold per write is over 1 ms.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import statistics
 import sys
@@ -80,7 +81,12 @@ async def measure(folder: Path) -> tuple[list[float], list[float], list[float]]:
         await store.close()
 
     direct: list[float] = []
-    with sqlite3.connect(folder / "direct.sqlite3", isolation_level=None) as conn:
+    with (
+        contextlib.closing(
+            sqlite3.connect(folder / "direct.sqlite3", isolation_level=None)
+        ) as conn,
+        conn,
+    ):
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("CREATE TABLE t (guild_id INTEGER PRIMARY KEY, rate TEXT, autojoin INTEGER)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 from collections.abc import AsyncIterator
@@ -262,7 +263,7 @@ async def test_values_edited_by_hand_into_nonsense_are_dropped_on_load(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     await (await StateStore.open(config_in(tmp_path))).close()
-    with sqlite3.connect(tmp_path / FILE_NAME) as conn:
+    with contextlib.closing(sqlite3.connect(tmp_path / FILE_NAME)) as conn, conn:
         conn.execute(
             "INSERT INTO guild_settings (guild_id, rate, skip_prefix, max_chars, updated_at) "
             "VALUES (?, 'fast', 'toolongprefix', 150, 0)",

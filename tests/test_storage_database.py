@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 from pathlib import Path
@@ -19,12 +20,12 @@ from edge_voice.core.storage.migrations import MIGRATIONS, Migration, latest_ver
 
 
 def pragma(path: Path, name: str) -> object:
-    with sqlite3.connect(path) as conn:
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
         return conn.execute(f"PRAGMA {name}").fetchone()[0]
 
 
 def tables(path: Path) -> set[str]:
-    with sqlite3.connect(path) as conn:
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
         return {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
 
 
@@ -114,7 +115,7 @@ async def test_a_corrupt_file_is_moved_aside(
 async def test_a_database_of_something_else_is_refused(tmp_path: Path) -> None:
     # The breaker state file of today is such a file: version 1, its own table.
     path = tmp_path / "breaker_state.sqlite3"
-    with sqlite3.connect(path) as conn:
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
         conn.execute("CREATE TABLE breaker_state (name TEXT PRIMARY KEY)")
         conn.execute("PRAGMA user_version = 1")
     before = path.read_bytes()
@@ -122,7 +123,7 @@ async def test_a_database_of_something_else_is_refused(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="database of something else"):
         await Database.open(path)
 
-    with sqlite3.connect(tmp_path / "other.db") as conn:
+    with contextlib.closing(sqlite3.connect(tmp_path / "other.db")) as conn, conn:
         conn.execute("PRAGMA application_id = 1234")
         conn.execute("CREATE TABLE t (x)")
     with pytest.raises(StorageError, match="another application"):
@@ -198,7 +199,7 @@ async def test_queued_writes_land_in_order_before_close(tmp_path: Path) -> None:
     await database.close()  # idempotent
     database.write_soon(lambda conn: None)  # dropped with a warning, not raised
 
-    with sqlite3.connect(path) as conn:
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
         assert conn.execute("SELECT text_channel_id FROM guild_sessions").fetchall() == [(50,)]
     with pytest.raises(StorageError, match="closed"):
         await database.read(lambda conn: None)
