@@ -77,7 +77,7 @@ async def compare(pacing: Pacing, n: int) -> tuple[list[float], list[float], int
     config = Config()
     async with FakeEdgeServer(pacing=pacing) as server:
         with edge_client_pointed_at(server.url):
-            ours, theirs = via_service(build_service(config)), direct(config.speech.voice)
+            ours, theirs = via_service(build_service(config)), direct(config.speech.voice_chain[0])
             for _ in range(WARMUP):
                 await ours()
                 await theirs()

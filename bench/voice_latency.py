@@ -184,7 +184,7 @@ async def measure(args: argparse.Namespace) -> dict[str, list[float]]:
             service = TTSService.from_config(config, tap)
             conversions: list[float] = []
             paths = {
-                "baseline": direct(config.speech.voice),
+                "baseline": direct(config.speech.voice_chain[0]),
                 "streaming": streaming(service, tap, conversions),
                 "whole file": whole_file(service),
             }

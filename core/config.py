@@ -14,12 +14,14 @@ import math
 import os
 import tomllib
 import types
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
+from edge_voice.core import config_checks
 from edge_voice.core.breaker.state import CircuitBreakerConfig, config_problems
+from edge_voice.core.voices.locales import AUTO, AUTO_DEFAULT_CHAIN
 
 
 class ConfigError(ValueError):
@@ -35,17 +37,26 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class SpeechConfig:
-    """``[speech]``: which voices speak, and how."""
+    """``[speech]``: which voices speak, and how.
 
-    voice: str = "de-DE-KillianNeural"
-    backup_voices: tuple[str, ...] = ("de-DE-ConradNeural",)
+    ``voice = "auto"`` picks the voice from each guild's locale (see
+    :func:`core.voices.choice.choose_voice_chain`); ``backup_voices`` belong to a named
+    voice. The prosody strings are held to the ranges of :mod:`core.tts.prosody`.
+    """
+
+    voice: str = AUTO
+    backup_voices: tuple[str, ...] = ()
     rate: str = "+0%"
     volume: str = "+0%"
     pitch: str = "+0Hz"
 
     @property
     def voice_chain(self) -> tuple[str, ...]:
-        """The primary voice, then each backup voice once, in order."""
+        """The chain for speech that no guild or person chose a voice for: the named
+        voice and each backup voice once, in order; for ``"auto"`` the documented
+        default (:data:`core.voices.locales.AUTO_DEFAULT_CHAIN`)."""
+        if self.voice == AUTO:
+            return AUTO_DEFAULT_CHAIN
         return tuple(dict.fromkeys((self.voice, *self.backup_voices)))
 
 
@@ -88,6 +99,9 @@ class PlayerConfig:
     stall_limit: float = 10.0
     """Seconds without new audio after which a started utterance gives up (and counts
     against the service: a stall is the service's fault)."""
+    autojoin: bool = False
+    """Default of the server setting: join the writer's voice channel when someone
+    writes in the bound text channel while the bot is not connected."""
 
     @property
     def bitrate(self) -> int:
@@ -144,10 +158,22 @@ class CanaryConfig:
 
 @dataclass(frozen=True)
 class StateConfig:
-    """``[state]``: where breaker state survives restarts."""
+    """``[state]``: where settings, sessions and breaker state survive restarts.
+
+    A relative ``data_dir`` is resolved against the config file's folder."""
 
     persist: bool = True
+    """Keep breaker state across restarts (settings and sessions are always kept)."""
     data_dir: str = "data"
+
+
+@dataclass(frozen=True)
+class VoicesConfig:
+    """``[voices]``: the catalogue of Edge voices for autocomplete and validation."""
+
+    refresh_interval: float = 86400.0
+    """Seconds between fetches of Edge's voice list; 0: only the shipped snapshot."""
+    fetch_timeout: float = 15.0
 
 
 @dataclass(frozen=True)
@@ -173,20 +199,60 @@ class Config:
     cache: CacheConfig = field(default_factory=CacheConfig)
     canary: CanaryConfig = field(default_factory=CanaryConfig)
     state: StateConfig = field(default_factory=StateConfig)
+    voices: VoicesConfig = field(default_factory=VoicesConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 
 
 def load_config(path: str | Path) -> Config:
-    """Read and validate ``path``; raise :class:`ConfigError` on any problem."""
+    """Read and validate ``path``; raise :class:`ConfigError` on any problem.
+
+    Relative paths in it (``[state] data_dir``, ``[cache] directory``) are resolved
+    against the file's folder, so the bot finds its data whatever its working directory.
+    """
     source = str(path)
+    text = _read_text(Path(path), source)
     try:
-        with open(path, "rb") as handle:
-            data = tomllib.load(handle)
-    except FileNotFoundError:
-        raise ConfigError(source, "(file)", "an existing TOML file", "no such file") from None
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, "(file)", "valid TOML", str(exc)) from None
-    return parse_config(data, source)
+    # abspath, not resolve(): a symlinked config keeps its data beside the link.
+    return resolve_paths(parse_config(data, source), Path(os.path.abspath(path)).parent)
+
+
+def _read_text(path: Path, source: str) -> str:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(source, "(file)", "an existing TOML file", "no such file") from None
+    except IsADirectoryError:
+        raise ConfigError(source, "(file)", "a TOML file", "a directory") from None
+    except PermissionError:
+        raise ConfigError(source, "(file)", "a readable file", "permission denied") from None
+    except OSError as exc:
+        raise ConfigError(source, "(file)", "a readable file", exc.strerror or str(exc)) from None
+    try:
+        # A byte order mark (Windows editors) is not TOML but means no harm.
+        return raw.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        found = f"byte 0x{raw[exc.start]:02x} on line {line} (save the file as UTF-8)"
+        raise ConfigError(source, "(file)", "UTF-8 text", found) from None
+
+
+def resolve_paths(config: Config, base: Path) -> Config:
+    """``config`` with its relative directories made absolute against ``base``."""
+
+    def resolved(directory: str) -> str:
+        if not directory:
+            return directory
+        expanded = Path(directory).expanduser()
+        return str(expanded if expanded.is_absolute() else base / expanded)
+
+    return dataclasses.replace(
+        config,
+        state=dataclasses.replace(config.state, data_dir=resolved(config.state.data_dir)),
+        cache=dataclasses.replace(config.cache, directory=resolved(config.cache.directory)),
+    )
 
 
 RENAMED_KEYS = {
@@ -217,7 +283,16 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
             raise ConfigError(source, name, "a [table]", value)
         section_type = get_type_hints(Config)[name]
         sections[name] = _build_section(section_type, value, source, name)
-    return Config(**sections)
+    config = Config(**sections)
+    _check_across_sections(config, source)
+    return config
+
+
+def _check_across_sections(config: Config, source: str) -> None:
+    for key, expected, got in config_checks.canary_problems(
+        config.canary.text, config.text.max_chars
+    ):
+        raise ConfigError(source, key, expected, got)
 
 
 def _build_section(cls: type[Any], table: dict[str, Any], source: str, section: str) -> Any:
@@ -231,7 +306,20 @@ def _build_section(cls: type[Any], table: dict[str, Any], source: str, section: 
     if cls is CircuitBreakerConfig:
         _check_breaker(values, source, section)
     _check_ranges(values, source, section)
+    _check_values(values, source, section)
     return cls(**values)
+
+
+def _check_values(values: dict[str, Any], source: str, section: str) -> None:
+    problems: Iterable[tuple[str, str, object]] = ()
+    if section == "speech":
+        problems = config_checks.normalize_speech(values)
+    elif section == "fallback":
+        problems = config_checks.offline_voice_problems(values.get("offline_voices", {}))
+    elif section == "discord" and "admin_permission" in values:
+        problems = config_checks.permission_problems(values["admin_permission"])
+    for key, expected, got in problems:
+        raise ConfigError(source, f"{section}.{key}", expected, got)
 
 
 def _check_breaker(values: dict[str, Any], source: str, section: str) -> None:
@@ -240,10 +328,14 @@ def _check_breaker(values: dict[str, Any], source: str, section: str) -> None:
         raise ConfigError(source, f"{section}.{key}", expected, got)
 
 
-_POSITIVE = {"attempts", "connect", "read", "total", "max_chars", "queue_size", "max_bytes"}
+_POSITIVE = {
+    "attempts", "connect", "read", "total", "max_chars", "queue_size", "max_bytes",
+    "fetch_timeout",
+}  # fmt: skip
 _NON_NEGATIVE = {
     "backoff_base", "backoff_max", "announce_speaker_every", "max_wait", "idle_timeout",
     "log_coalesce_seconds", "max_disk_bytes", "idle_stop_after", "log_channel_id",
+    "refresh_interval",
 }  # fmt: skip
 
 

@@ -9,13 +9,14 @@ from typing import Any
 import pytest
 
 from edge_voice.core.breaker import CircuitBreakerConfig
-from edge_voice.core.config import Config, ConfigError, load_config, parse_config
+from edge_voice.core.config import Config, ConfigError, load_config, parse_config, resolve_paths
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_shipped_config_matches_the_defaults() -> None:
-    assert load_config(ROOT / "config.toml") == Config()
+    # Its relative data_dir is resolved against its folder, as every loaded file's is.
+    assert load_config(ROOT / "config.toml") == resolve_paths(Config(), ROOT)
 
 
 def test_shipped_config_mentions_every_key() -> None:
@@ -34,6 +35,8 @@ def test_defaults_combine_both_seed_designs() -> None:
     assert (breaker.cooldown_period, breaker.max_cooldown_period) == (60.0, 300.0)
     assert breaker.success_threshold == 3
     assert breaker.half_open_max_calls == 1
+    # voice = "auto": with no guild locale to match, the seed's German voices speak.
+    assert Config().speech.voice == "auto"
     assert Config().speech.voice_chain == ("de-DE-KillianNeural", "de-DE-ConradNeural")
 
 

@@ -53,7 +53,7 @@ def make_config(**text: Any) -> Config:
     """Test config: one voice, one attempt, small deadlines, "NAME said" off unless asked."""
     text_settings = {"skip_prefix": SKIP_PREFIX, "announce_speaker": False, **text}
     return Config(
-        speech=SpeechConfig(backup_voices=()),
+        speech=SpeechConfig(voice="de-DE-KillianNeural", backup_voices=()),
         breaker=BREAKER,
         retry=RetryConfig(attempts=1, backoff_base=0.0, backoff_max=0.0),
         deadlines=DeadlineConfig(connect=1.0, read=2.0, total=5.0),

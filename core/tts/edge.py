@@ -3,7 +3,8 @@
 The only module that imports ``edge_tts``: it owns the client's quirks (reads no
 deadline of its own, reports a cut stream as success) and maps every exception
 the client or the aiohttp it uses can raise to a :class:`TTSError` in
-:func:`translate_error`.
+:func:`translate_error`. It also fetches Edge's voice list
+(:func:`fetch_voice_list`) for :mod:`core.voices.refresh`.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ import contextlib
 import json
 import math
 from collections.abc import AsyncGenerator
-from typing import Final
+from typing import Any, Final
 
 import aiohttp
 import edge_tts
 from edge_tts import communicate as edge_communicate
+from edge_tts import voices as edge_voices
 from edge_tts.constants import SEC_MS_GEC_VERSION, WSS_HEADERS
 from edge_tts.data_classes import TTSConfig
 from edge_tts.drm import DRM
@@ -30,6 +32,7 @@ from edge_tts.exceptions import (
 )
 from edge_tts.typing import CommunicateState, TTSChunk
 
+from edge_voice.core.tts import prosody
 from edge_voice.core.tts.errors import ErrorKind, InvalidText, InvalidVoiceSettings, TTSError
 from edge_voice.core.tts.provider import EDGE_MP3, AudioFormat, SynthesisRequest, VoiceSettings
 
@@ -63,12 +66,64 @@ def validate_settings(settings: VoiceSettings) -> None:
     """Raise :class:`InvalidVoiceSettings` if edge-tts would refuse ``settings``.
 
     Checks the voice name form and the rate, volume and pitch strings exactly as
-    edge-tts does before any request; whether the voice exists is not checked.
+    edge-tts does before any request, and holds the prosody to its documented range
+    (:mod:`core.tts.prosody`: Edge would clamp ``+500%`` silently); whether the voice
+    exists is not checked.
     """
     try:
         TTSConfig(settings.voice, settings.rate, settings.volume, settings.pitch, _BOUNDARY)
     except (ValueError, TypeError) as exc:
         raise InvalidVoiceSettings(f"{settings.voice}: {exc}") from exc
+    for spec, value in (
+        (prosody.RATE, settings.rate),
+        (prosody.VOLUME, settings.volume),
+        (prosody.PITCH, settings.pitch),
+    ):
+        try:
+            prosody.normalize(spec, value)
+        except prosody.ProsodyError as exc:
+            raise InvalidVoiceSettings(f"{settings.voice}: {exc}") from exc
+
+
+def voice_list_url() -> str:
+    """The URL edge-tts fetches the voice list from, as it reads it at call time.
+
+    ``edge_tts.voices`` copied ``VOICE_LIST`` from ``edge_tts.constants`` at import and
+    reads its own copy, so that is the one a test patches (and the one reported here).
+    """
+    return str(vars(edge_voices)["VOICE_LIST"])
+
+
+async def fetch_voice_list(*, deadline: float) -> list[dict[str, Any]]:
+    """Edge's voice list (the decoded JSON array), within ``deadline`` seconds in all.
+
+    edge-tts's ``list_voices`` has no deadline of its own (and repeats the request once
+    after a 403, adjusting its clock skew), so the whole call is bounded here. Raises
+    :class:`TTSError`: TIMEOUT, NETWORK, REJECTED/UNAVAILABLE/... by HTTP status, and
+    PROTOCOL for an answer that is not a JSON list of objects.
+    """
+    if deadline <= 0:
+        raise ValueError("deadline must be positive")
+    timer = asyncio.timeout(deadline)
+    try:
+        async with timer:
+            data: object = await edge_tts.list_voices()
+    except Exception as exc:
+        if isinstance(exc, TimeoutError) and timer.expired():
+            raise TTSError(
+                ErrorKind.TIMEOUT, f"Edge's voice list did not arrive within {deadline:g} s"
+            ) from exc
+        if not isinstance(exc, aiohttp.ClientError | OSError) and isinstance(
+            exc, ValueError | TypeError | KeyError | AttributeError
+        ):
+            # edge-tts decodes the body with json.loads and then indexes every entry.
+            raise TTSError(
+                ErrorKind.PROTOCOL, f"Edge's voice list is malformed: {type(exc).__name__}: {exc}"
+            ) from exc
+        raise translate_error(exc, None) from exc
+    if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
+        raise TTSError(ErrorKind.PROTOCOL, "Edge's voice list is not a list of voices")
+    return data
 
 
 def translate_error(exc: BaseException, voice: str | None) -> TTSError:

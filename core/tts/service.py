@@ -139,9 +139,11 @@ class TTSService:
                 connect_timeout=config.deadlines.connect, read_timeout=config.deadlines.read
             )
         speech = config.speech
+        # voice_chain resolves voice = "auto" to the default chain (no guild to match).
+        chain = speech.voice_chain
         options: dict[str, Any] = {
-            "voices": speech.voice_chain,
-            "prosody": VoiceSettings(speech.voice, speech.rate, speech.volume, speech.pitch),
+            "voices": chain,
+            "prosody": VoiceSettings(chain[0], speech.rate, speech.volume, speech.pitch),
             "breaker_config": config.breaker,
             "attempts": config.retry.attempts,
             "backoff": Backoff(config.retry.backoff_base, config.retry.backoff_max),

@@ -1,0 +1,1 @@
+"""Edge's voices: the catalogue (shipped snapshot, refreshed copy), locale defaults, choice."""
