@@ -41,6 +41,7 @@ bench: $(DEV_STAMP) $(PEERS_STAMP)
 	-$(BIN)/python bench/outage.py
 	-$(BIN)/python bench/first_audio.py
 	-$(BIN)/python bench/voice_latency.py
+	-$(BIN)/python bench/text_cleanup.py
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
