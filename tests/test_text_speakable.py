@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import pickle
 import unicodedata
+from collections.abc import AsyncGenerator
 
 import pytest
 from hypothesis import given, settings
@@ -12,7 +13,10 @@ from hypothesis import strategies as st
 
 from edge_voice.core.speech import Utterance
 from edge_voice.core.text.speakable import CheckedText, check_speakable, normalize_text
+from edge_voice.core.tts import service as service_module
 from edge_voice.core.tts.errors import ErrorKind, InvalidText
+from edge_voice.core.tts.provider import EDGE_MP3, SynthesisRequest
+from edge_voice.core.tts.service import TTSService
 
 
 @pytest.mark.parametrize("max_chars", [0, -1])
@@ -124,6 +128,56 @@ def test_copies_of_checked_text_are_checked_text() -> None:
     for copied in (copy.copy(checked), copy.deepcopy(checked), pickle.loads(pickle.dumps(checked))):
         assert type(copied) is CheckedText
         assert copied == checked
+
+
+class OneChunk:
+    name = "edge"
+    audio_format = EDGE_MP3
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    async def stream(self, request: SynthesisRequest) -> AsyncGenerator[bytes, None]:
+        self.texts.append(request.text)
+        yield b"audio"
+
+
+@pytest.fixture
+def checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every text the service's guard checks."""
+    seen: list[str] = []
+    real = service_module.check_speakable
+
+    def counting(text: str, *, max_chars: int) -> str:
+        seen.append(text)
+        return real(text, max_chars=max_chars)
+
+    monkeypatch.setattr(service_module, "check_speakable", counting)
+    return seen
+
+
+async def test_the_service_does_not_check_checked_text_again(checks: list[str]) -> None:
+    provider = OneChunk()
+    service = TTSService(provider, voices=["de-DE-KillianNeural"], max_chars=50)
+    checked = CheckedText("Anna sagt: hallo", max_chars=50)
+    utterance = Utterance("hallo", 1, "Anna", 0.0, spoken_prefix="Anna sagt: ", spoken=checked)
+
+    # What the player does: prepare the utterance's spoken text, then stream the request.
+    request = service.prepare(utterance.spoken_text)
+    chunks = [chunk async for chunk in service.stream(request.text, request.settings)]
+
+    assert chunks == [b"audio"]
+    assert provider.texts == ["Anna sagt: hallo"]
+    assert checks == []
+
+
+async def test_the_service_still_checks_plain_and_too_long_text(checks: list[str]) -> None:
+    service = TTSService(OneChunk(), voices=["de-DE-KillianNeural"], max_chars=10)
+
+    assert service.prepare(" hallo ").text == "hallo"
+    with pytest.raises(InvalidText, match="over the limit of 10"):
+        service.prepare(CheckedText("hallo zusammen", max_chars=50))  # checked for a larger limit
+    assert checks == [" hallo ", "hallo zusammen"]
 
 
 def test_an_utterance_without_checked_text_says_prefix_and_text() -> None:
