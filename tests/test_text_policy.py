@@ -256,7 +256,8 @@ def test_the_text_comes_before_the_attachments_when_space_runs_out() -> None:
     result = said("wort " * 40, attachments=(IMAGE,), max_chars=40)
     assert result.spoken.endswith(", with an image")
     assert len(result.spoken) <= 40
-    assert said("hallo du", attachments=(IMAGE,), max_chars=8).spoken == "hallo du"
+    tight = said("hallo du", attachments=(IMAGE,), max_chars=8)
+    assert (tight.spoken, tight.cut) == ("hallo du", True)
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import pickle
+import sys
 import unicodedata
 from collections.abc import AsyncGenerator
 
@@ -12,7 +13,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge_voice.core.speech import Utterance
-from edge_voice.core.text.speakable import CheckedText, check_speakable, normalize_text
+from edge_voice.core.text.speakable import (
+    CheckedText,
+    check_speakable,
+    has_speakable_char,
+    normalize_text,
+)
 from edge_voice.core.tts import service as service_module
 from edge_voice.core.tts.errors import ErrorKind, InvalidText
 from edge_voice.core.tts.provider import EDGE_MP3, SynthesisRequest
@@ -102,6 +108,18 @@ def test_check_speakable_returns_speech_or_raises_invalid_text(text: str, max_ch
     assert len(spoken) <= max_chars
     assert spoken == normalize_text(spoken)
     assert check_speakable(spoken, max_chars=max_chars) == spoken
+
+
+def test_isalnum_is_exactly_letters_and_digits() -> None:
+    # has_speakable_char relies on it for speed.
+    differ = [
+        hex(code)
+        for code in range(sys.maxunicode + 1)
+        if chr(code).isalnum() != (unicodedata.category(chr(code))[0] in "LN")
+    ]
+    assert differ == []
+    assert has_speakable_char("...a")
+    assert not has_speakable_char("... ★ \u0301")
 
 
 # --- checked text -------------------------------------------------------------

@@ -5,9 +5,10 @@ Names come from the ``emoji`` package (Unicode's CLDR short names): ❤️ is "r
 "flagge deutschland". Skin tones and presentation selectors are not said: they modify
 how an emoji looks, not what it says. A run of one emoji is said once.
 
-Emoji are found by one regular expression built from the package's data (a
-sequence: flag pairs, subdivision tags, keycaps, a base with its modifiers joined by
-ZWJ), so a message costs one scan in C plus a dictionary lookup per emoji.
+Emoji are found by regular expressions built from the package's data (a sequence: a
+flag pair, a subdivision flag's tags, a base with its modifiers, joined by ZWJ), so a
+message costs a scan in C plus a match and a dictionary lookup per emoji. A keycap
+(1️⃣) loses its marks and is its digit.
 """
 
 from __future__ import annotations
@@ -67,12 +68,15 @@ def _bases() -> tuple[set[int], set[int]]:
 
 _DEFAULT_BASES, _TEXT_BASES = _bases()
 # sre tests a class with characters beyond U+FFFF range by range, and a class within the
-# BMP by one table lookup: the astral bases are one block, as old code named them too.
+# BMP by one table lookup: the astral bases are taken as the one block they all lie in.
 _ASTRAL = "\U0001f000-\U0001faff"
+if any(code >= 0x10000 and not 0x1F000 <= code <= 0x1FAFF for code in _DEFAULT_BASES) or any(
+    code >= 0x10000 for code in _TEXT_BASES
+):
+    raise RuntimeError(f"emoji {emoji.__version__} has emoji outside the blocks named here")
+_BMP_BASES = _char_class(code for code in _DEFAULT_BASES | _TEXT_BASES if code < 0x10000)
 _DEFAULT = f"[{_char_class(code for code in _DEFAULT_BASES if code < 0x10000)}]|[{_ASTRAL}]"
 _TEXT = f"[{_char_class(_TEXT_BASES)}]"
-assert all(0x1F000 <= code <= 0x1FAFF for code in _DEFAULT_BASES if code >= 0x10000)
-assert all(code < 0x10000 for code in _TEXT_BASES)
 _MODIFIER = f"[{_SELECTORS}{_SKIN_TONES[0]}-{_SKIN_TONES[-1]}]"
 _PART = f"(?:{_DEFAULT}|{_TEXT}\ufe0f){_MODIFIER}*"
 _JOINED = f"(?:{_DEFAULT}|{_TEXT}\ufe0f?){_MODIFIER}*"
@@ -85,16 +89,11 @@ EMOJI_SEQUENCE = (
 
 _SEQUENCE = re.compile(EMOJI_SEQUENCE)
 # Where an emoji may start: one class scan in C finds the few places worth a closer look.
-_CANDIDATE = re.compile(
-    f"[{_char_class(code for code in _DEFAULT_BASES | _TEXT_BASES if code < 0x10000)}]|[{_ASTRAL}]"
-)
+_CANDIDATE = re.compile(f"[{_BMP_BASES}]|[{_ASTRAL}]")
 _RUN = re.compile(f"(?:{EMOJI_SEQUENCE})(?:\\s*(?:{EMOJI_SEQUENCE}))*")
 _COMPONENTS = f"\u200d\u20e3{_SELECTORS}{_SKIN_TONES[0]}-{_SKIN_TONES[-1]}\U000e0020-\U000e007f"
 # A component not after an emoji (or another component) belongs to no emoji.
-_STRAY_COMPONENTS = re.compile(
-    f"(?<![{_char_class(code for code in _DEFAULT_BASES | _TEXT_BASES if code < 0x10000)}"
-    f"{_ASTRAL}{_COMPONENTS}])[{_COMPONENTS}]+"
-)
+_STRAY_COMPONENTS = re.compile(f"(?<![{_BMP_BASES}{_ASTRAL}{_COMPONENTS}])[{_COMPONENTS}]+")
 _LEFTOVER_COMPONENTS = re.compile(f"[{_COMPONENTS}]+")
 
 
@@ -131,9 +130,8 @@ def _spoken(short_name: str) -> str:
 def emoji_name(sequence: str, language: str = "en", flag_word: str = "flag") -> str:
     """The name to say for one emoji ``sequence``, in ``language`` or else English.
 
-    Flags start with ``flag_word`` (English CLDR names them by country alone); an emoji
-    newer than the data is named by Unicode, and
-    an unknown one by nothing (``""``).
+    Flags start with ``flag_word`` (English CLDR names them by country alone); a
+    pictograph the data does not know is named by Unicode, an unassigned one by nothing.
     """
     first = ord(sequence[0])
     if first in _REGIONAL and len(sequence) == 1:
@@ -164,8 +162,7 @@ def name_emoji(text: str, *, language: str = "en", flag_word: str = "flag") -> s
 
     Names are spaced from the words around them. Keycaps are expected as their plain
     digit or sign already (see :func:`drop_stray_components`); components no emoji took
-    are dropped. Linear: one class scan,
-    then one match and one lookup per emoji.
+    are dropped. Linear: one class scan, then one match and one lookup per emoji.
     """
     pieces: list[str] = []
     position = scan = 0

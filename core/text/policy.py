@@ -166,7 +166,7 @@ def speech_for(
     things = describe(message.attachments, message.stickers, words)
     says_text = has_speakable_char(text)
     if not says_text and not things:
-        return Unspeakable(unspeakable_reason(text) or "" if text else "text is empty")
+        return Unspeakable((unspeakable_reason(text) or "") if text else "text is empty")
     # Asked only now: a message that is not said must not count as the speaker's turn.
     due = prefixer.announce(message.author_id, now) if prefixer is not None else False
     name = _spoken_name(message.author_name, words)
@@ -205,11 +205,12 @@ def _fit_text(
         short = _shorten_name(name, room - overhead)
         prefix = words.said.format(name=short) if short else ""
         shortened = short != name
-    if things and limit - len(prefix) - tail < 1:
+    dropped = bool(things) and limit - len(prefix) - tail < 1
+    if dropped:
         things, tail = [], 0  # no room for the attachments: the text comes first
     body = cut_at_word(text, limit - len(prefix) - tail)
     spoken = _with_things(body, listing, words) if things else body
-    return f"{prefix}{spoken}", prefix, body != text, shortened
+    return f"{prefix}{spoken}", prefix, dropped or body != text, shortened
 
 
 def _fit_sentence(
