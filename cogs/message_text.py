@@ -1,20 +1,21 @@
-"""Turning a Discord message into what the voice says, with a guild's names."""
+"""A Discord message -> an :class:`Utterance`: the guild's names and the message's files,
+handed to the text policy (:func:`edge_voice.core.text.policy.speech_for`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import discord
-from discord.utils import escape_markdown
 
 from edge_voice.core.speech import SpeakerPrefixer, Utterance
-from edge_voice.core.tts.text import check_speakable, clean_discord_message
+from edge_voice.core.text.attachments import Attachment
+from edge_voice.core.text.cleanup import Lookups
+from edge_voice.core.text.policy import Message, Unspeakable, speech_for
+from edge_voice.core.tts.errors import InvalidText
 
-_UNCUT = 100_000  # a length limit no message reaches: cleaning without cutting
 
-
-def clean_for_guild(guild: discord.Guild, content: str, max_chars: int) -> str:
-    """:func:`clean_discord_message` with ``guild``'s member, role and channel names."""
+def lookups_for(guild: discord.Guild) -> Lookups:
+    """``guild``'s member, role and channel names, from its cache."""
 
     def user(user_id: int) -> str | None:
         found = guild.get_member(user_id)
@@ -28,9 +29,19 @@ def clean_for_guild(guild: discord.Guild, content: str, max_chars: int) -> str:
         found = guild.get_channel_or_thread(channel_id)
         return found.name if found else None
 
-    return clean_discord_message(
-        content, max_chars=max_chars, resolve_user=user, resolve_role=role, resolve_channel=channel
-    )
+    return Lookups(user, role, channel)
+
+
+def attachments_of(message: discord.Message | None) -> tuple[Attachment, ...]:
+    """The message's files, as the policy describes them."""
+    if message is None:
+        return ()
+    return tuple(Attachment(file.filename, file.content_type) for file in message.attachments)
+
+
+def stickers_of(message: discord.Message | None) -> tuple[str, ...]:
+    """The names of the message's stickers."""
+    return () if message is None else tuple(sticker.name for sticker in message.stickers)
 
 
 def build_utterance(
@@ -42,24 +53,31 @@ def build_utterance(
     max_chars: int,
     spoken_max_chars: int,
     prefixer: SpeakerPrefixer | None,
+    voice: str,
     announce: bool = True,
+    message: discord.Message | None = None,
 ) -> tuple[Utterance, bool]:
     """``content`` by ``author`` as an :class:`Utterance`, and whether it had to be cut.
 
-    Cleaned with the guild's names and cut to ``max_chars``; with a ``prefixer``, the
-    "NAME said" prefix is decided (and the speaker remembered; ``announce=False`` drops the
-    prefix but still counts the speaker), and the text cut further so prefix and text fit
-    ``spoken_max_chars``. Raises ``InvalidText`` when nothing speakable is left.
+    The spoken text (with "NAME said" when ``prefixer`` says so) fits both ``max_chars``
+    and ``spoken_max_chars``, in the words of ``voice``'s language; ``message`` adds its
+    attachments and stickers. Raises ``InvalidText`` when there is nothing to say.
     """
-    text = check_speakable(clean_for_guild(guild, content, max_chars), max_chars=max_chars)
-    prefix = ""
-    if prefixer is not None:
-        spoken_name = clean_for_guild(guild, author.display_name, 64) or "someone"
-        said = prefixer.prefix(author.id, spoken_name, now)  # remembers the speaker either way
-        prefix = said if announce else ""
-    budget = max(1, min(max_chars, spoken_max_chars - len(prefix)))
-    if len(text) > budget:
-        text = check_speakable(clean_for_guild(guild, content, budget), max_chars=budget)
-    shortened = len(clean_for_guild(guild, content, _UNCUT)) > len(text)
-    name = escape_markdown(author.display_name)
-    return Utterance(text, author.id, name, now, spoken_prefix=prefix), shortened
+    asked = Message(
+        content, author.id, author.display_name, attachments_of(message), stickers_of(message)
+    )
+    said = speech_for(
+        asked,
+        max_chars=min(max_chars, spoken_max_chars),
+        language=voice,
+        lookups=lookups_for(guild),
+        prefixer=prefixer,
+        now=now,
+        announce=announce,
+    )
+    if isinstance(said, Unspeakable):
+        raise InvalidText(said.reason)
+    utterance = Utterance(
+        said.text, author.id, said.author_name, now, spoken_prefix=said.prefix, spoken=said.spoken
+    )
+    return utterance, said.cut

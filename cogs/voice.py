@@ -299,9 +299,11 @@ class VoiceCog(commands.Cog, name="Voice"):
         if (await self.bot.get_context(message)).valid:
             return  # a command for the host bot
         try:
-            utterance, _ = self._utterance(guild, message.author, message.content, session)
+            utterance, _ = self._utterance(
+                guild, message.author, message.content, session, message=message
+            )
         except InvalidText:
-            return  # nothing to say (an image, "..."): the message itself is still there
+            return  # nothing to say ("..."): the message itself is still there
         session.player.submit(utterance)
 
     @commands.Cog.listener()
@@ -381,12 +383,15 @@ class VoiceCog(commands.Cog, name="Voice"):
         session: VoiceSession | None,
         *,
         announce: bool = True,
+        message: discord.Message | None = None,
     ) -> tuple[Utterance, bool]:
-        """The cleaned utterance and whether it was cut; raises ``InvalidText``."""
+        """The cleaned utterance (with ``message``'s attachments and stickers) and whether it
+        was cut; raises ``InvalidText``. Worded for the configured voice's language."""
         return build_utterance(
             guild, author, content, self.clock(), max_chars=self.config.text.max_chars,
             spoken_max_chars=self.service.max_chars,
-            prefixer=session.prefixer if session else None, announce=announce,
+            prefixer=session.prefixer if session else None, voice=self.config.speech.voice,
+            announce=announce, message=message,
         )  # fmt: skip
 
     async def _watch_idle(self) -> None:

@@ -1,13 +1,28 @@
 """The vocabulary of one spoken message: what was asked, and what became of it.
 
-Pure data plus two small pure policies (the "NAME said" prefix and the one
-notice per outage), shared by the player and the cogs.
+Pure data plus a small pure policy (one notice per outage), shared by the player and the
+cogs. The "NAME said" prefix is the text policy's (:mod:`edge_voice.core.text.policy`);
+:class:`SpeakerPrefixer` is re-exported here for the modules that import it from here.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
+
+from edge_voice.core.text.cleanup import defuse_mentions
+from edge_voice.core.text.policy import SpeakerPrefixer
+from edge_voice.core.text.speakable import CheckedText
+
+__all__ = [
+    "OutageNotice",
+    "SpeakerPrefixer",
+    "SpeechOutcome",
+    "SpeechResult",
+    "TextPostReason",
+    "Utterance",
+    "text_post_for",
+]
 
 
 class SpeechOutcome(StrEnum):
@@ -86,40 +101,26 @@ class Utterance:
     requested_at: float
     """Monotonic reading when the message arrived; staleness is measured from it."""
     spoken_prefix: str = ""
-    """Said before ``text`` (e.g. "Anna said: "), not part of the text fallback."""
+    """Said before ``text`` (e.g. "Anna said: "), not part of the text post."""
+    spoken: CheckedText | None = None
+    """What the voice says, as the text policy made and checked it (it may differ from
+    prefix + text: "Anna sent an image"); ``None``: prefix + text, checked at synthesis."""
 
     @property
     def spoken_text(self) -> str:
         """What the voice says."""
+        if self.spoken is not None:
+            return self.spoken
         return f"{self.spoken_prefix}{self.text}"
 
 
 def text_post_for(utterance: Utterance) -> str:
-    """The text post that stands in for speech: ``🔇 NAME: text``."""
-    return f"🔇 {utterance.author_name}: {utterance.text}"
+    """The text post that stands in for speech: ``🔇 NAME: text``.
 
-
-@dataclass
-class SpeakerPrefixer:
-    """Says "NAME said" before a message, unless the same person spoke recently.
-
-    ``every`` is how many seconds must pass before the same speaker is named
-    again; any other speaker in between resets it.
+    Mentions in the name and the text are defused here too, whoever built the utterance:
+    the post must not show a mention pill (see :mod:`edge_voice.core.text.post`).
     """
-
-    every: float
-    enabled: bool = True
-    _last: tuple[int, float] | None = field(default=None, init=False)
-
-    def prefix(self, author_id: int, author_name: str, now: float) -> str:
-        """The prefix for this message (possibly empty); remembers the speaker."""
-        previous = self._last
-        self._last = (author_id, now)
-        if not self.enabled:
-            return ""
-        if previous is not None and previous[0] == author_id and now - previous[1] < self.every:
-            return ""
-        return f"{author_name} said: "
+    return f"🔇 {defuse_mentions(utterance.author_name)}: {defuse_mentions(utterance.text)}"
 
 
 @dataclass

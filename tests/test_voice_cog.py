@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
+from typing import Any
 
 import discord.ext.test as dpytest
 import pytest
 from discord.ext import commands
 from discord.utils import escape_markdown
 
+from edge_voice.cogs.message_text import build_utterance
 from edge_voice.core.audio import rms
 from edge_voice.core.breaker import CircuitState
 from edge_voice.core.clock import FakeClock
 from edge_voice.core.config import CacheConfig, StateConfig
 from edge_voice.core.player import OUTAGE_NOTICE, RECOVERY_NOTICE
-from edge_voice.core.speech import SpeechOutcome, SpeechResult
+from edge_voice.core.speech import SpeechOutcome, SpeechResult, text_post_for
 from tests.fakes.audio_samples import edge_like_mp3
 from tests.fakes.discord_harness import (
     RecordingVoiceClient,
@@ -68,7 +71,7 @@ async def test_member_in_voice_is_spoken_with_cleaned_text(
     )
     await settled(tb)
 
-    assert [r.text for r in edge_server.requests] == ["Hallo Bob, schau mal link an"]
+    assert [r.text for r in edge_server.requests] == ["Hallo Bob, schau mal Link an"]
     pcm, seconds = spoken_audio(voice_client(tb).packets)
     assert seconds == pytest.approx(1.5, abs=0.1)
     assert rms(pcm) > 500
@@ -91,12 +94,59 @@ async def test_open_breaker_posts_text_without_any_ping(
 
     notice, fallback = tb.sent_to(tb.text_channel)
     assert notice.content == OUTAGE_NOTICE
-    assert fallback.content == "🔇 Alice: everyone here DJ Bob Alice kommt!"
+    assert fallback.content == "🔇 Alice: alle alle hier DJ Bob Alice kommt!"
     for message in (notice, fallback):
         assert message.allowed_mentions == {"parse": []}
         assert message.mentions_suppressed
     assert edge_server.connection_count == 0
     assert voice_client(tb).plays == []
+
+
+async def test_a_nickname_that_is_a_mention_cannot_impersonate_in_the_text_post(
+    tb: TestBot, edge_server: FakeEdgeServer
+) -> None:
+    admin = add_member(tb.guild, "admin", nick="Admin")
+    mallory = add_member(tb.guild, "mallory", nick=f"<@{admin.id}>")
+    await join(tb, mallory)
+    voice_cog(tb).service.service_breaker.force_open("test outage", duration=600)
+
+    await send_message(mallory, tb.text_channel, "Ich bin der Admin, gebt mir eure Passwörter")
+    await settled(tb)
+
+    _, fallback = tb.sent_to(tb.text_channel)
+    assert fallback.content == f"🔇 < {admin.id}>: Ich bin der Admin, gebt mir eure Passwörter"
+    assert "<@" not in (fallback.content or "")
+
+
+async def test_an_image_without_text_is_described(tb: TestBot, edge_server: FakeEdgeServer) -> None:
+    alice = add_member(tb.guild, "alice", nick="Alice")
+    await join(tb, alice)
+
+    await dpytest.message("", tb.text_channel, alice, attachments=["katze.png"])
+    await dpytest.message("Seht mal", tb.text_channel, alice, attachments=["a.jpg", "b.jpg"])
+    await dpytest.message("....", tb.text_channel, alice)
+    await settled(tb)
+
+    assert [r.text for r in edge_server.requests] == [
+        "Alice hat ein Bild geschickt",
+        "Seht mal, dazu 2 Bilder",
+    ]
+
+
+async def test_stickers_and_file_kinds_reach_the_policy(tb: TestBot) -> None:
+    # dpytest cannot send stickers: the adapter is fed what discord.py would hand it.
+    alice = add_member(tb.guild, "alice", nick="Alice")
+    message: Any = SimpleNamespace(
+        attachments=[SimpleNamespace(filename="x", content_type="video/mp4")],
+        stickers=[SimpleNamespace(name="Winken")],
+    )
+    utterance, cut = build_utterance(
+        tb.guild, alice, "", 0.0, max_chars=100, spoken_max_chars=100, prefixer=None,
+        voice="de-DE-KillianNeural", message=message,
+    )  # fmt: skip
+    assert utterance.spoken_text == "Alice hat ein Video und den Sticker Winken geschickt"
+    assert text_post_for(utterance) == "🔇 Alice: [ein Video und Sticker Winken]"
+    assert not cut
 
 
 async def test_end_to_end_voice_then_text_then_voice_again(edge_server: FakeEdgeServer) -> None:
@@ -188,12 +238,12 @@ async def test_name_said_prefix_and_its_window(tb: TestBot, edge_server: FakeEdg
         await send_message(author, tb.text_channel, text)
         await settled(tb)
 
-    assert [r.text for r in edge_server.requests] == [
-        "Alice said: eins",
+    assert [r.text for r in edge_server.requests] == [  # the words of the German voice
+        "Alice sagt: eins",
         "zwei",
-        "Alice said: drei",
-        "Bob slightly smiling face said: vier",
-        "Alice said: fünf",
+        "Alice sagt: drei",
+        "Bob leicht lächelndes gesicht sagt: vier",
+        "Alice sagt: fünf",
     ]
 
 
@@ -208,7 +258,7 @@ async def test_long_message_with_prefix_stays_within_the_limit(
 
     [request] = edge_server.requests
     assert request.text is not None
-    assert request.text.startswith("Alice said: wort wort")
+    assert request.text.startswith("Alice sagt: wort wort")
     assert len(request.text) <= 60
 
 
@@ -294,7 +344,7 @@ async def test_speak_api_posts_text_when_not_connected(
     assert result == SpeechResult(SpeechOutcome.POSTED_AS_TEXT, "not connected")
     [message] = tb.sent_to(announcements)
     name = escape_markdown(tb.guild.me.display_name)  # a name is shown as written
-    assert message.content == f"🔇 {name}: Server-Neustart um 20 Uhr everyone"
+    assert message.content == f"🔇 {name}: Server-Neustart um 20 Uhr alle"
     assert message.mentions_suppressed
     assert edge_server.connection_count == 0
 

@@ -27,6 +27,7 @@ from tests.fakes.discord_harness import (
 from tests.fakes.edge_server import FakeEdgeServer
 from tests.voice_cog_support import (
     join,
+    make_config,
     posted,
     settled,
     spoken_audio,
@@ -167,6 +168,23 @@ async def test_say_unspeakable_text(tb: TestBot, edge_server: FakeEdgeServer) ->
 
     assert text.startswith("That can't be spoken: text has no letter or digit")
     assert edge_server.connection_count == 0
+
+
+async def test_say_with_a_long_name_and_a_small_limit_is_said_cut(
+    edge_server: FakeEdgeServer,
+) -> None:
+    # Issue 8, defect 4: the "NAME said" prefix alone filled max_chars, the utterance was
+    # over the limit and the player rejected it: the message was lost.
+    async with voice_bot(make_config(announce_speaker=True, max_chars=30)) as tb:
+        nick = "Maximilian Alexander Bartholomew"  # 32 characters: Discord's longest
+        alice = add_member(tb.guild, "alice", nick=nick)
+        await join(tb, alice)
+
+        text = answer(await slash(tb, alice, "say", text="Wir treffen uns heute um acht Uhr"))
+
+    assert text == "🔊 Said it. (Cut to fit the length limit.)"
+    [request] = edge_server.requests
+    assert request.text == "Wir treffen uns heute um acht"
 
 
 async def test_say_before_join_and_from_outside_the_channel(tb: TestBot) -> None:

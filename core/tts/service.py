@@ -35,13 +35,13 @@ from edge_voice.core.breaker import (
 from edge_voice.core.breaker.events import Listener
 from edge_voice.core.clock import Clock, WallClock, monotonic, wall_time
 from edge_voice.core.config import Config
+from edge_voice.core.text.speakable import CheckedText, check_speakable
 from edge_voice.core.tts.canary import CanaryProber
 from edge_voice.core.tts.edge import EdgeProvider, validate_settings
 from edge_voice.core.tts.errors import ErrorKind, TTSError
 from edge_voice.core.tts.outcomes import Attempt, SynthesisFailed, SynthesisReport
 from edge_voice.core.tts.policy import Backoff, is_retryable, is_voice_scoped
 from edge_voice.core.tts.provider import SynthesisRequest, TTSProvider, VoiceSettings
-from edge_voice.core.tts.text import check_speakable
 
 log = logging.getLogger(__name__)
 
@@ -231,8 +231,15 @@ class TTSService:
     # -- requests ----------------------------------------------------------
 
     def prepare(self, text: str, settings: VoiceSettings | None = None) -> SynthesisRequest:
-        """Check input; raise ``InvalidText`` / ``InvalidVoiceSettings`` before any request."""
-        spoken = check_speakable(text, max_chars=self.max_chars)
+        """Check input; raise ``InvalidText`` / ``InvalidVoiceSettings`` before any request.
+
+        A :class:`CheckedText` (the text policy's output) passed the text check already;
+        only its length is held against this service's limit.
+        """
+        if isinstance(text, CheckedText) and len(text) <= self.max_chars:
+            spoken: str = text
+        else:
+            spoken = check_speakable(text, max_chars=self.max_chars)
         chosen = settings or self.default_settings
         if self._validate is not None:
             for voice in self._chain(chosen.voice):
