@@ -259,7 +259,7 @@ class Playback:
         if self.cache is None:
             return None
         provider = self.service.provider.name
-        for voice in self.service.cache_lookup_voices(request.settings.voice):
+        for voice in self.service.cache_lookup_voices(request.settings):
             key = CacheKey.from_request(provider, request.with_voice(voice))
             packets = await self.cache.aget(key)
             if packets:

@@ -7,6 +7,7 @@ service above them owns breakers, retries, deadlines and fallback.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -34,10 +35,14 @@ class VoiceSettings:
     rate: str = "+0%"
     volume: str = "+0%"
     pitch: str = "+0Hz"
+    backups: tuple[str, ...] | None = None
+    """The voices tried after ``voice`` fails with a voice-scoped error, in order (the
+    rest of the voice chain a guild's or person's choice gives); None: the service's
+    configured backup voices. Providers ignore it: it is the service's to walk."""
 
     def with_voice(self, voice: str) -> VoiceSettings:
-        """The same prosody spoken by another voice."""
-        return VoiceSettings(voice=voice, rate=self.rate, volume=self.volume, pitch=self.pitch)
+        """The same prosody (and backup voices) spoken by another voice."""
+        return dataclasses.replace(self, voice=voice)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,9 @@
 """The guarded synthesis service: breakers, retries, voice fallback, deadlines.
 
-One request walks the voice chain (the asked-for voice, then the configured
-fallbacks). Each voice gets up to ``attempts`` tries with backoff, all inside one
-total deadline. Two layers of breakers watch it:
+One request walks the voice chain: the asked-for voice, then its backup voices
+(the request's own, ``VoiceSettings.backups``, when the guild's or person's choice
+gave some, else the configured ones). Each voice gets up to ``attempts`` tries with
+backoff, all inside one total deadline. Two layers of breakers watch it:
 
 * the **service breaker** (one per provider) sees one call per request: success
   if any voice spoke, failure if the whole chain failed, whatever the kinds, so a
@@ -242,25 +243,29 @@ class TTSService:
             spoken = check_speakable(text, max_chars=self.max_chars)
         chosen = settings or self.default_settings
         if self._validate is not None:
-            for voice in self._chain(chosen.voice):
+            for voice in self.chain_for(chosen):
                 self._validate(chosen.with_voice(voice))
         return SynthesisRequest(spoken, chosen)
 
-    def _chain(self, voice: str) -> tuple[str, ...]:
-        return tuple(dict.fromkeys((voice, *self.voices)))
+    def chain_for(self, settings: VoiceSettings) -> tuple[str, ...]:
+        """The voice chain a request with ``settings`` walks: its voice, then its own
+        backup voices if it carries some, else the configured ones; each voice once."""
+        backups = self.voices if settings.backups is None else settings.backups
+        return tuple(dict.fromkeys((settings.voice, *backups)))
 
-    def cache_lookup_voices(self, voice: str) -> tuple[str, ...]:
-        """The voices whose cached audio may stand in for ``voice`` right now.
+    def cache_lookup_voices(self, settings: VoiceSettings) -> tuple[str, ...]:
+        """The voices whose cached audio may stand in for ``settings.voice`` right now.
 
-        ``voice`` itself, and, while it (or the whole service) cannot be used, its
+        The voice itself, and, while it (or the whole service) cannot be used, its
         backup voices, which speak in its place then: a phrase a backup voice spoke
         during an outage is found again during the same outage.
         """
+        voice = settings.voice
         if self.service_breaker.state is CircuitState.CLOSED and (
             self.voice_breaker(voice).state is CircuitState.CLOSED
         ):
             return (voice,)
-        return self._chain(voice)
+        return self.chain_for(settings)
 
     async def stream(
         self,
@@ -298,7 +303,8 @@ class TTSService:
         attempts: list[Attempt] = []
         last: TTSError | None = None
         try:
-            for voice in self._chain(request.settings.voice):
+            chain = self.chain_for(request.settings)
+            for voice in chain:
                 breaker = self.voice_breaker(voice)
                 try:
                     if self.canary is not None and breaker.state is not CircuitState.CLOSED:
@@ -333,7 +339,6 @@ class TTSService:
                 finally:
                     held.release()
             if last is None:
-                chain = self._chain(request.settings.voice)
                 retry = min(self.voice_breaker(v).retry_after for v in chain)
                 service.release()
                 raise CircuitOpenError(f"{self.provider.name} voices", CircuitState.OPEN, retry)
