@@ -3,7 +3,9 @@
     python bot.py          run the bot (needs DISCORD_TOKEN in the environment)
     python bot.py check    test config, network and speech offline from Discord; exit 0 if it speaks
 
-Reads ``config.toml`` beside this file (``TTS_CONFIG`` names another one). The
+Reads ``config.toml`` beside this file in a checkout (``TTS_CONFIG`` names another
+one); installed from the wheel, without ``TTS_CONFIG``, it runs on the built-in
+defaults and keeps its data in the user's data directory, not in site-packages. The
 token is read from ``DISCORD_TOKEN`` only: never from the config, never logged.
 Exit codes: 0 fine, 1 the check failed or the bot stopped on an error, 2 a
 configuration problem (bad config, missing or rejected token).
@@ -24,7 +26,7 @@ import aiohttp
 import discord
 from discord.ext import commands
 
-from edge_voice.core.config import Config, ConfigError, find_config, load_config
+from edge_voice.core.config import Config, ConfigError, default_config, find_config, load_config
 from edge_voice.core.selfcheck import run_self_check
 from edge_voice.core.tasks import cancel_and_wait
 
@@ -32,6 +34,9 @@ log = logging.getLogger("bot")
 
 TOKEN_ENV = "DISCORD_TOKEN"
 DEFAULT_CONFIG = Path(__file__).with_name("config.toml")
+IN_CHECKOUT = Path(__file__).with_name("pyproject.toml").is_file()
+"""A source checkout (``make run``): its config.toml and data/ are the operator's. In an
+installed package the config.toml beside this file is a copy to start from."""
 EXTENSIONS = ("edge_voice.cogs.voice", "edge_voice.cogs.admin")
 SYNC_DEADLINE = 30.0
 SHUTDOWN_DEADLINE = 9.5
@@ -40,13 +45,16 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def load_host_config(environ: Mapping[str, str]) -> tuple[Config, str]:
-    """The config and where it came from: ``$TTS_CONFIG``, else ``config.toml`` beside this file.
+    """The config and where it came from: ``$TTS_CONFIG``, else, in a checkout,
+    ``config.toml`` beside this file.
 
-    A named file must exist; without one, a missing ``config.toml`` means the defaults.
+    A named file must exist; without one, the built-in defaults apply, with the data in
+    the user's data directory (:func:`edge_voice.core.config.user_data_dir`).
     """
-    path = find_config(environ, DEFAULT_CONFIG)
+    path = find_config(environ, DEFAULT_CONFIG if IN_CHECKOUT else None)
     if path is None:
-        return Config(), "built-in defaults (no config.toml)"
+        config = default_config(environ)
+        return config, f"built-in defaults (no config file; data in {config.state.data_dir})"
     return load_config(path), str(path)
 
 

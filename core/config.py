@@ -10,8 +10,10 @@ Discord token comes only from the environment.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
+import sys
 import tomllib
 import types
 from collections.abc import Iterable, Mapping
@@ -22,6 +24,8 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 from edge_voice.core import config_checks
 from edge_voice.core.breaker.state import CircuitBreakerConfig, config_problems
 from edge_voice.core.voices.locales import AUTO, AUTO_DEFAULT_CHAIN
+
+log = logging.getLogger(__name__)
 
 
 class ConfigError(ValueError):
@@ -396,12 +400,16 @@ def _coerce(raw: Any, hint: Any, source: str, key: str) -> Any:
 CONFIG_PATH_ENV = "TTS_CONFIG"
 """Environment variable naming the config file for hosts that don't pass one."""
 
+APP_DIR_NAME = "edge-voice"
+"""The folder in the user's data directory that holds a host's data when no config names
+one (see :func:`user_data_dir`)."""
+
 
 def find_config(
-    environ: Mapping[str, str] | None = None, default_path: str | Path = "config.toml"
+    environ: Mapping[str, str] | None = None, default_path: str | Path | None = None
 ) -> Path | None:
-    """Which file configures a host that names none: ``$TTS_CONFIG``, else
-    ``default_path`` if it exists; None means the built-in defaults.
+    """Which file configures a host that passes none: ``$TTS_CONFIG``, else
+    ``default_path`` if given and it exists; None means the built-in defaults.
 
     A path named in the environment is returned even if missing, so loading it
     reports the mistake instead of silently using the defaults.
@@ -410,13 +418,53 @@ def find_config(
     named = env.get(CONFIG_PATH_ENV)
     if named:
         return Path(named)
+    if default_path is None:
+        return None
     default = Path(default_path)
     return default if default.is_file() else None
 
 
-def load_default_config(
-    environ: Mapping[str, str] | None = None, default_path: str | Path = "config.toml"
-) -> Config:
-    """The config of the file :func:`find_config` picks, or the defaults."""
-    path = find_config(environ, default_path)
-    return Config() if path is None else load_config(path)
+def user_data_dir(environ: Mapping[str, str] | None = None, platform: str | None = None) -> Path:
+    """Where settings, sessions and the voice list live when no config file names a
+    place: the user's data directory, never the working directory (a host's working
+    directory is wherever it was started from).
+
+    ``$XDG_DATA_HOME/edge-voice`` (default ``~/.local/share/edge-voice``) on Linux and
+    other Unixes, ``~/Library/Application Support/edge-voice`` on macOS,
+    ``%LOCALAPPDATA%\\edge-voice`` on Windows.
+    """
+    env = os.environ if environ is None else environ
+    system = sys.platform if platform is None else platform
+    home = Path(env.get("HOME") or Path.home())
+    if system.startswith("win"):
+        base = Path(env.get("LOCALAPPDATA") or home / "AppData" / "Local")
+    elif system == "darwin":
+        base = home / "Library" / "Application Support"
+    else:
+        xdg = env.get("XDG_DATA_HOME", "")
+        # The XDG spec: a relative value is invalid and must be ignored.
+        base = Path(xdg) if xdg and Path(xdg).is_absolute() else home / ".local" / "share"
+    return base / APP_DIR_NAME
+
+
+def default_config(environ: Mapping[str, str] | None = None) -> Config:
+    """The built-in defaults, with ``[state] data_dir`` in :func:`user_data_dir`."""
+    config = Config()
+    state = dataclasses.replace(config.state, data_dir=str(user_data_dir(environ)))
+    return dataclasses.replace(config, state=state)
+
+
+def load_default_config(environ: Mapping[str, str] | None = None) -> Config:
+    """The config for a host that passes none: the file ``$TTS_CONFIG`` names, else
+    :func:`default_config` (data in the user's data directory, logged)."""
+    path = find_config(environ)
+    if path is not None:
+        return load_config(path)
+    config = default_config(environ)
+    log.info(
+        "no config given (bot.tts_config or $%s): built-in defaults; settings, sessions "
+        "and the voice list are kept in %s",
+        CONFIG_PATH_ENV,
+        config.state.data_dir,
+    )
+    return config

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_voice.core.breaker import CircuitOpenError
-from edge_voice.core.config import Config, EdgeConfig, load_default_config
+from edge_voice.core.config import Config, EdgeConfig, find_config, load_config
 from edge_voice.core.diagnostics.checks import check_dns, check_tcp
 from edge_voice.core.diagnostics.report import render_text
 from edge_voice.core.diagnostics.service_check import TEST_PHRASE, diagnose_service
@@ -40,7 +40,14 @@ def configure(config: Config | TTSService) -> TTSService:
 
 def get_service() -> TTSService:
     """The process-wide service, created from the default config on first use."""
-    return _service if _service is not None else configure(load_default_config())
+    return _service if _service is not None else configure(_seed_config())
+
+
+def _seed_config() -> Config:
+    # The seed project read ./config.toml; its callers still run beside theirs. Only the
+    # service is built from it, so no data lands in the working directory.
+    path = find_config(default_path="config.toml")
+    return Config() if path is None else load_config(path)
 
 
 async def text_to_speech(text: str, output_file: str | Path | None = None) -> str | None:
