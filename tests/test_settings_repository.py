@@ -316,3 +316,23 @@ async def test_sessions_are_saved_replaced_and_cleared(store: StateStore, tmp_pa
         assert again.sessions.get(GUILD) is None
     finally:
         await again.close()
+
+
+async def test_a_session_left_on_purpose_keeps_its_channels_but_is_not_rejoined(
+    store: StateStore, tmp_path: Path
+) -> None:
+    assert await store.sessions.left(GUILD) is None  # nothing saved: nothing to mark
+    saved = await store.sessions.save(GUILD, voice_channel_id=1, text_channel_id=2)
+    assert saved.rejoin
+    left = await store.sessions.left(GUILD)
+    assert left is not None
+    assert (left.voice_channel_id, left.text_channel_id, left.rejoin) == (1, 2, False)
+    again = await restart(store, tmp_path)
+    try:
+        kept = again.sessions.get(GUILD)
+        assert kept is not None
+        assert (kept.text_channel_id, kept.rejoin) == (2, False)
+        # Joining again makes it a session to rejoin.
+        assert (await again.sessions.save(GUILD, 3, 2)).rejoin
+    finally:
+        await again.close()

@@ -29,6 +29,9 @@ def tables(path: Path) -> set[str]:
         return {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
 
 
+SESSION_COLUMNS = "guild_id, text_channel_id, voice_channel_id, saved_at"
+
+
 async def test_a_new_file_gets_the_current_schema(tmp_path: Path) -> None:
     path = Database.in_data_dir(tmp_path / "data")
     assert path.name == FILE_NAME
@@ -36,8 +39,8 @@ async def test_a_new_file_gets_the_current_schema(tmp_path: Path) -> None:
     database = await Database.open(path)
     await database.close()
 
-    assert database.schema_version == latest_version() == 2
-    assert pragma(path, "user_version") == 2
+    assert database.schema_version == latest_version() == 3
+    assert pragma(path, "user_version") == 3
     assert pragma(path, "application_id") == APPLICATION_ID
     assert pragma(path, "journal_mode") == "wal"
     assert tables(path) == {"guild_settings", "member_settings", "guild_sessions"}
@@ -66,16 +69,41 @@ async def test_an_older_file_is_upgraded_in_place_keeping_its_rows(tmp_path: Pat
 
     assert rows == [(7, "+10%")]
     assert sessions == 0
-    assert pragma(path, "user_version") == 2
+    assert pragma(path, "user_version") == 3
     # The file as it was before the upgrade, in case the new release has to be rolled back.
     backup = path.with_name(f"{FILE_NAME}.v1.bak")
     assert pragma(backup, "user_version") == 1
     assert "guild_sessions" not in tables(backup)
 
 
+async def test_sessions_of_a_version_2_file_are_rejoined_after_the_upgrade(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / FILE_NAME
+    old = await Database.open(path, MIGRATIONS[:2])
+    await old.write(
+        lambda conn: conn.execute(
+            f"INSERT INTO guild_sessions ({SESSION_COLUMNS}) VALUES (7, 8, 9, 1.0)"
+        )
+    )
+    await old.close()
+
+    upgraded = await Database.open(path)
+    rows = await upgraded.read(
+        lambda conn: conn.execute(
+            "SELECT guild_id, text_channel_id, voice_channel_id, rejoin FROM guild_sessions"
+        ).fetchall()
+    )
+    await upgraded.close()
+
+    # Version 2 saved only sessions the bot was in: each is rejoined after the restart.
+    assert rows == [(7, 8, 9, 1)]
+    assert pragma(path.with_name(f"{FILE_NAME}.v2.bak"), "user_version") == 2
+
+
 async def test_a_newer_file_is_refused_and_left_untouched(tmp_path: Path) -> None:
     path = tmp_path / FILE_NAME
-    newer = (*MIGRATIONS, Migration(3, "from the future", lambda conn, ctx: None))
+    newer = (*MIGRATIONS, Migration(4, "from the future", lambda conn, ctx: None))
     await (await Database.open(path, newer)).close()
     before = path.read_bytes()
     neighbours = sorted(p.name for p in tmp_path.iterdir())
@@ -85,10 +113,10 @@ async def test_a_newer_file_is_refused_and_left_untouched(tmp_path: Path) -> Non
 
     message = str(refused.value)
     assert str(path) in message
-    assert "schema version 3" in message
-    assert "supports (2)" in message
+    assert "schema version 4" in message
+    assert "supports (3)" in message
     assert "left untouched" in message
-    assert (refused.value.found, refused.value.supported) == (3, 2)
+    assert (refused.value.found, refused.value.supported) == (4, 3)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == neighbours
 
@@ -108,7 +136,7 @@ async def test_a_corrupt_file_is_moved_aside(
     aside = list(tmp_path.glob(f"{FILE_NAME}.corrupt-*"))
     assert len(aside) == 1
     assert aside[0].read_bytes() == content
-    assert pragma(path, "user_version") == 2
+    assert pragma(path, "user_version") == 3
     assert "moved it to" in caplog.text
 
 
@@ -170,14 +198,16 @@ async def test_a_failed_write_is_rolled_back(tmp_path: Path) -> None:
     database = await Database.open(tmp_path / FILE_NAME)
 
     def half(conn: sqlite3.Connection) -> None:
-        conn.execute("INSERT INTO guild_sessions VALUES (1, 2, 3, 4.0)")
+        conn.execute(f"INSERT INTO guild_sessions ({SESSION_COLUMNS}) VALUES (1, 2, 3, 4.0)")
         raise RuntimeError("changed my mind")
 
     with pytest.raises(RuntimeError):
         await database.write(half)
     with pytest.raises(StorageError, match="write failed"):
         await database.write(
-            lambda conn: conn.execute("INSERT INTO guild_sessions VALUES (1, 2, -3, 4.0)")
+            lambda conn: conn.execute(
+                f"INSERT INTO guild_sessions ({SESSION_COLUMNS}) VALUES (1, 2, -3, 4.0)"
+            )
         )
     count = await database.read(
         lambda conn: conn.execute("SELECT count(*) FROM guild_sessions").fetchone()[0]
@@ -192,7 +222,8 @@ async def test_queued_writes_land_in_order_before_close(tmp_path: Path) -> None:
     for number in range(1, 51):
         database.write_soon(
             lambda conn, n=number: conn.execute(
-                "INSERT OR REPLACE INTO guild_sessions VALUES (1, ?, 9, ?)", (n, float(n))
+                f"INSERT OR REPLACE INTO guild_sessions ({SESSION_COLUMNS}) VALUES (1, ?, 9, ?)",
+                (n, float(n)),
             )
         )
     await database.close()

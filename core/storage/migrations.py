@@ -82,9 +82,20 @@ _V2_SESSIONS = _statements(
     """,
 )
 
+# A session the bot ended on purpose (/leave, idle, an empty channel) keeps its bound
+# text channel for autojoin but is not rejoined after a restart. Rows of version 2 were
+# all sessions the bot was still in.
+_V3_SESSION_REJOIN = _statements(
+    """
+    ALTER TABLE guild_sessions
+    ADD COLUMN rejoin INTEGER NOT NULL DEFAULT 1 CHECK (rejoin IN (0, 1))
+    """,
+)
+
 MIGRATIONS: Sequence[Migration] = (
     Migration(1, "guild and member settings", _V1_SETTINGS),
     Migration(2, "guild sessions that survive restarts", _V2_SESSIONS),
+    Migration(3, "sessions ended on purpose are not rejoined", _V3_SESSION_REJOIN),
 )
 """Every migration, oldest first; the last one's version is the current schema."""
 

@@ -1,14 +1,18 @@
 """Where each guild's session was: its bound text channel and voice channel, across restarts.
 
-The voice cog saves a session when it joins or moves and clears it when it leaves on
-purpose; after a restart it reads :meth:`SessionStore.all` and rejoins the voice
-channels that still have listeners (and says so once). Reads are memory lookups;
-writes go through the store's worker thread like the settings.
+The voice cog saves a session when it joins or moves; when it leaves on purpose (/leave,
+idle, nobody left listening) it marks the session :meth:`~SessionStore.left`: the bound
+text channel stays (a member writing there brings the bot back with ``autojoin``) but
+the voice channel is not rejoined after a restart. After a restart the cog reads
+:meth:`SessionStore.all` and rejoins the voice channels of sessions still marked
+``rejoin`` that have listeners (and says so once). Reads are memory lookups; writes go
+through the store's worker thread like the settings.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sqlite3
 from dataclasses import dataclass
 
@@ -27,6 +31,9 @@ class GuildSession:
     voice_channel_id: int
     saved_at: float
     """Epoch seconds of the save: a very old session may not be worth resuming."""
+    rejoin: bool = True
+    """The bot was in the voice channel when this was saved: rejoin it after a restart.
+    False once the bot left on purpose."""
 
 
 class SessionStore:
@@ -43,12 +50,13 @@ class SessionStore:
         store = cls(database, wall_clock=wall_clock)
         rows = await database.read(
             lambda conn: conn.execute(
-                "SELECT guild_id, text_channel_id, voice_channel_id, saved_at FROM guild_sessions"
+                "SELECT guild_id, text_channel_id, voice_channel_id, saved_at, rejoin "
+                "FROM guild_sessions"
             ).fetchall()
         )
-        for guild_id, text_channel_id, voice_channel_id, saved_at in rows:
+        for guild_id, text_channel_id, voice_channel_id, saved_at, rejoin in rows:
             store._sessions[guild_id] = GuildSession(
-                guild_id, text_channel_id, voice_channel_id, float(saved_at)
+                guild_id, text_channel_id, voice_channel_id, float(saved_at), bool(rejoin)
             )
         return store
 
@@ -63,25 +71,36 @@ class SessionStore:
     async def save(
         self, guild_id: int, voice_channel_id: int, text_channel_id: int | None
     ) -> GuildSession:
-        """Remember the guild's session (replacing an earlier one)."""
+        """Remember the guild's session (replacing an earlier one), to rejoin after a restart."""
         session = GuildSession(
             rules.snowflake("guild_id", guild_id),
             None if text_channel_id is None else rules.snowflake("text_channel", text_channel_id),
             rules.snowflake("voice_channel", voice_channel_id),
             self._wall(),
         )
+        return await self._put(session)
 
+    async def left(self, guild_id: int) -> GuildSession | None:
+        """The bot left the guild's voice channel on purpose: keep the bound channels but
+        do not rejoin after a restart. Returns the updated session (None: none saved)."""
+        saved = self._sessions.get(guild_id)
+        if saved is None or not saved.rejoin:
+            return saved
+        return await self._put(dataclasses.replace(saved, rejoin=False, saved_at=self._wall()))
+
+    async def _put(self, session: GuildSession) -> GuildSession:
         def write(conn: sqlite3.Connection) -> None:
             conn.execute(
                 "INSERT OR REPLACE INTO guild_sessions "
-                "(guild_id, text_channel_id, voice_channel_id, saved_at) VALUES (?, ?, ?, ?)",
+                "(guild_id, text_channel_id, voice_channel_id, saved_at, rejoin) "
+                "VALUES (?, ?, ?, ?, ?)",
                 (session.guild_id, session.text_channel_id, session.voice_channel_id,
-                 session.saved_at),
+                 session.saved_at, int(session.rejoin)),
             )  # fmt: skip
 
         async def apply() -> GuildSession:
             await self._db.write(write)
-            self._sessions[guild_id] = session
+            self._sessions[session.guild_id] = session
             return session
 
         return await asyncio.shield(apply())

@@ -21,6 +21,10 @@ from edge_voice.core.storage.sessions import SessionStore
 from edge_voice.core.storage.settings import SettingsRepository
 from edge_voice.core.voices.catalogue import VoiceCatalogue, shipped_catalogue
 
+IN_MEMORY = Path(":memory:")
+"""``path`` for a store kept in memory only: settings last as long as the process (for a
+host that injects its own context without a store, and for tests)."""
+
 
 @dataclass
 class StateStore:
@@ -39,7 +43,8 @@ class StateStore:
         path: Path | None = None,
         wall_clock: WallClock = wall_time,
     ) -> StateStore:
-        """Open (and migrate) the store in ``[state] data_dir`` (or at ``path``).
+        """Open (and migrate) the store in ``[state] data_dir`` (or at ``path``; see
+        :data:`IN_MEMORY`).
 
         ``catalogue`` returns the voice catalogue in use, e.g.
         ``lambda: keeper.current`` for a :class:`core.voices.refresh.CatalogueKeeper`.
