@@ -1,17 +1,26 @@
 """What the TTS cogs of one bot share: configuration, service, cache, saved state.
 
-Each cog calls :func:`acquire_tts_context` when it loads and
+Each cog calls :func:`acquire_tts_context` when it loads, awaits
+:meth:`TTSContext.open_state` in its ``cog_load``, and calls
 :func:`release_tts_context` when it unloads; they all get the same object,
 created on first use and stored on the bot, and the last one out closes it
-(canaries stop, the state file is closed). A host that wants a
-particular configuration sets ``bot.tts_config`` (a :class:`core.config.Config`)
-before loading the cogs; otherwise ``$TTS_CONFIG`` or ``./config.toml`` is read.
-A host (or a test) may also set ``bot.tts_context`` itself, to inject a service;
-then the host owns it and releasing never closes it.
+(canaries stop, the voice list stops refreshing, the state files are closed).
+
+A host that wants a particular configuration sets ``bot.tts_config`` (a
+:class:`core.config.Config`, e.g. from :func:`core.config.load_config`) before loading
+the cogs; otherwise the file ``$TTS_CONFIG`` names is read, and without one the
+built-in defaults apply with the data in the user's data directory (never the working
+directory; see :func:`core.config.load_default_config`).
+
+A host (or a test) may also set ``bot.tts_context`` itself, to inject a service; then
+the host owns it and releasing never closes it. Such a context without a ``state`` gets
+a store kept in memory (settings last until the process ends) and the shipped voice
+list; the last cog out closes only what it opened.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 
@@ -22,8 +31,12 @@ from edge_voice.core.breaker.store import BreakerStateStore
 from edge_voice.core.cache import AudioCache
 from edge_voice.core.config import Config, load_default_config
 from edge_voice.core.player import OfflineVoice
+from edge_voice.core.storage.database import Database
+from edge_voice.core.storage.store import IN_MEMORY, StateStore
 from edge_voice.core.tts.espeak import EspeakProvider
 from edge_voice.core.tts.service import TTSService
+from edge_voice.core.voices.catalogue import VoiceCatalogue, shipped_catalogue
+from edge_voice.core.voices.refresh import CatalogueKeeper, keeper_from_config
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +56,70 @@ class TTSContext:
     """Warnings for the operators; the admin cog connects it to the log channel."""
     owned: bool = False
     """True when created here (and so closed here); False when the host injected it."""
+    state: StateStore | None = None
+    """Server and member settings and saved sessions, once :meth:`open_state` ran (or
+    as the host injected them)."""
+    voices: CatalogueKeeper | None = None
+    """The voice list in use, refreshed in the background (None: the shipped snapshot)."""
     users: int = field(default=0, repr=False)
+    _opening: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+    _opened: list[StateStore | CatalogueKeeper] = field(default_factory=list, repr=False)
+
+    @property
+    def catalogue(self) -> VoiceCatalogue:
+        """The voice catalogue to answer from right now (no I/O)."""
+        return self.voices.current if self.voices is not None else shipped_catalogue()
+
+    @property
+    def settings_store(self) -> StateStore:
+        """:attr:`state`, which a cog's ``cog_load`` opened; raises if none did."""
+        if self.state is None:
+            raise RuntimeError("the TTS state store is not open: await open_state() first")
+        return self.state
+
+    async def open_state(self) -> StateStore:
+        """The settings and sessions store, opened on first call (every cog awaits this
+        in ``cog_load``; later calls return the same store).
+
+        A context built here opens ``[state] data_dir/edge_voice.sqlite3`` on the store's
+        worker thread and starts the voice list's background refresh; an injected one
+        without a store gets :data:`~edge_voice.core.storage.store.IN_MEMORY`. Raises
+        :class:`~edge_voice.core.storage.database.StorageError` for a file that cannot
+        be used (the message names it and what to do).
+        """
+        async with self._opening:
+            if self.state is not None:
+                return self.state
+            if self.voices is None and self.owned:
+                self.voices = keeper_from_config(self.config)
+                self.voices.start()
+                self._opened.append(self.voices)
+            path = None if self.owned else IN_MEMORY
+            self.state = await StateStore.open(
+                self.config, catalogue=lambda: self.catalogue, path=path
+            )
+            self._opened.append(self.state)
+            where = path or Database.in_data_dir(self.config.state.data_dir)
+            log.info("settings and sessions: %s", "memory only" if path else where)
+            return self.state
+
+    async def close_state(self) -> None:
+        """Close what :meth:`open_state` opened (the store, the voice list refresh)."""
+        opened, self._opened = self._opened, []
+        for thing in reversed(opened):
+            try:
+                await thing.close()
+            except Exception:  # one failed close must not keep the rest open
+                log.exception("closing %r failed", thing)
+            if thing is self.state:
+                self.state = None
+            elif thing is self.voices:
+                self.voices = None
 
     async def close(self) -> None:
-        """Stop the service's background work and close the state file."""
+        """Stop the service's background work and close the state files."""
         await self.service.close()
+        await self.close_state()
         if self.store is not None:
             self.store.close()
         if self.offline_voice is not None and isinstance(
@@ -107,6 +179,10 @@ async def release_tts_context(bot: commands.Bot) -> None:
     if not isinstance(context, TTSContext):
         return
     context.users = max(0, context.users - 1)
-    if context.users == 0 and context.owned:
+    if context.users > 0:
+        return
+    if context.owned:
         delattr(bot, _ATTRIBUTE)
         await context.close()
+    else:
+        await context.close_state()
