@@ -1,10 +1,15 @@
-"""``/tts status | diagnose | reset`` for server admins, and the log channel.
+"""``/tts status | diagnose | reset | settings | set`` for server admins, and the log channel.
 
 Admin only, for real: ``default_permissions`` hides the group from members who
 lack the permission (a hint server admins can override), and a runtime check
 enforces it anyway (``manage_guild`` unless ``[discord] admin_permission`` says
 otherwise). Every reply is ephemeral; an error becomes a short ephemeral message
 and a logged traceback.
+
+``/tts settings`` shows the server's text-to-speech settings and ``/tts set`` changes
+the ones given (each validated; unknown voices come back with the nearest matches); the
+wording is :mod:`edge_voice.cogs.settings_views`'s, the rules
+:mod:`edge_voice.core.storage.settings`'s.
 
 The log channel (``[discord] log_channel_id``) gets every breaker transition,
 coalesced over ``log_coalesce_seconds`` by :class:`core.alerts.AlertBatcher`, the
@@ -21,6 +26,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from edge_voice.cogs import settings_views as views
 from edge_voice.cogs.replies import NO_MENTIONS, defer_privately, respond
 from edge_voice.cogs.tts_context import acquire_tts_context, release_tts_context
 from edge_voice.core.alerts import (
@@ -35,6 +41,10 @@ from edge_voice.core.breaker import CircuitState
 from edge_voice.core.config import ConfigError
 from edge_voice.core.diagnostics.report import Verdict
 from edge_voice.core.diagnostics.service_check import diagnose_service
+from edge_voice.core.settings_changes import guild_changes
+from edge_voice.core.storage.database import StorageError
+from edge_voice.core.storage.rules import SettingError
+from edge_voice.core.storage.settings import SettingsRepository
 from edge_voice.core.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -95,6 +105,11 @@ class AdminCog(commands.Cog, name="TTS admin"):
         self.startup_task: asyncio.Task[None] | None = None
 
     async def cog_load(self) -> None:
+        try:
+            await self.context.open_state()
+        except BaseException:
+            await release_tts_context(self.bot)
+            raise
         self.service.add_listener(self.alerts.add)
         self.context.operator_log.connect(self.post_alert)
         self.startup_task = asyncio.create_task(self._startup_report(), name="tts-startup-report")
@@ -173,6 +188,77 @@ class AdminCog(commands.Cog, name="TTS admin"):
                 discord.utils.utcnow(),
             )
         )
+
+    @tts.command(name="settings", description="Show this server's text-to-speech settings")
+    async def show_settings(self, interaction: discord.Interaction) -> None:
+        assert interaction.guild is not None  # interaction_check refused DMs
+        await respond(
+            interaction, embed=views.server_settings_embed(self.settings, interaction.guild)
+        )
+
+    @tts.command(name="set", description="Change this server's text-to-speech settings")
+    @app_commands.describe(
+        voice="The server's voice (auto: one for the server's language)",
+        rate="Speaking rate, e.g. +10% or -20% (-50% to +100%)",
+        announce_speaker='Say "NAME said" before messages',
+        max_chars="The longest message read aloud",
+        autojoin="Join the writer's voice channel when someone writes in the bound channel",
+        required_role="Only read members with this role (@everyone: everyone)",
+        skip_prefix="Messages starting with this are not read (none: read every message)",
+    )
+    async def set_settings(
+        self,
+        interaction: discord.Interaction,
+        voice: str | None = None,
+        rate: str | None = None,
+        announce_speaker: bool | None = None,
+        max_chars: int | None = None,
+        autojoin: bool | None = None,
+        required_role: discord.Role | None = None,
+        skip_prefix: str | None = None,
+    ) -> None:
+        guild = interaction.guild
+        assert guild is not None  # interaction_check refused DMs
+        asked = guild_changes(
+            {
+                "voice": voice, "rate": rate, "announce_speaker": announce_speaker,
+                "max_chars": max_chars, "autojoin": autojoin,
+                "required_role": None if required_role is None else required_role.id,
+                "skip_prefix": skip_prefix,
+            },
+            everyone_role_id=guild.id,
+        )  # fmt: skip
+        if not asked:
+            await respond(
+                interaction, "Give at least one setting to change; /tts settings shows them."
+            )
+            return
+        before = self.settings.effective(guild.id)
+        try:
+            change = await self.settings.update_guild(guild.id, asked)
+        except SettingError as exc:
+            await respond(interaction, f"⚠️ Nothing was changed. {exc}")
+            return
+        except StorageError:
+            log.exception("saving the settings of guild %s failed", guild.id)
+            await respond(interaction, "⚠️ The settings could not be saved; the bot's log says why.")
+            return
+        text = views.server_change_text(change, tuple(asked), before, self.settings, guild)
+        await respond(interaction, text)
+
+    @set_settings.autocomplete("voice")
+    async def _voice_autocomplete(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        locale = views.locale_of(interaction.guild)
+        return views.voice_choices(
+            self.context.catalogue, current, locale, auto_means="a voice for the server's language"
+        )
+
+    @property
+    def settings(self) -> SettingsRepository:
+        """The server and member settings (the store opened in ``cog_load``)."""
+        return self.context.settings_store.settings
 
     # -- log channel ---------------------------------------------------
 

@@ -79,7 +79,13 @@ async def test_group_is_guild_only_and_hidden_from_non_admins(ab: AdminBot) -> N
 
     assert payload["default_member_permissions"] == int(MANAGE_GUILD)
     assert payload["dm_permission"] is False
-    assert [o["name"] for o in payload["options"]] == ["status", "diagnose", "reset"]
+    assert [o["name"] for o in payload["options"]] == [
+        "status",
+        "diagnose",
+        "reset",
+        "settings",
+        "set",
+    ]
 
 
 @pytest.mark.parametrize("sub", ["status", "diagnose", "reset"])
