@@ -56,15 +56,21 @@ def build_utterance(
     voice: str,
     announce: bool = True,
     message: discord.Message | None = None,
+    name: str | None = None,
 ) -> tuple[Utterance, bool]:
     """``content`` by ``author`` as an :class:`Utterance`, and whether it had to be cut.
 
     The spoken text (with "NAME said" when ``prefixer`` says so) fits both ``max_chars``
     and ``spoken_max_chars``, in the words of ``voice``'s language; ``message`` adds its
-    attachments and stickers. Raises ``InvalidText`` when there is nothing to say.
+    attachments and stickers; ``name`` is the name the author chose to be called (else
+    their display name). Raises ``InvalidText`` when there is nothing to say.
     """
     asked = Message(
-        content, author.id, author.display_name, attachments_of(message), stickers_of(message)
+        content,
+        author.id,
+        name or author.display_name,
+        attachments_of(message),
+        stickers_of(message),
     )
     said = speech_for(
         asked,

@@ -1,9 +1,15 @@
-"""Voice cog: /join, /leave, /say, /skip, reading the bound text channel aloud, and ``speak()``.
+"""Voice cog: /join, /leave, /say, /skip, /clear, reading the bound text channel aloud, and
+``speak()``.
 
 Thin on purpose: it turns Discord events into :class:`core.speech.Utterance` objects for a
 per-guild :class:`core.player.GuildPlayer` (queue, staleness, breaker-guarded synthesis, text
 fallback) and formats the replies. Works in any ``commands.Bot``; it needs the
 ``message_content`` and ``voice_states`` intents to read channels and notice who is listening.
+
+Each message is spoken as the server's settings and its author's choices say
+(:mod:`edge_voice.core.speaking`: voice chain, rate, length, who is read); sessions are
+saved for restarts and autojoin by :mod:`edge_voice.cogs.voice_restore`. The extension
+also adds :class:`~edge_voice.cogs.personal.PersonalCog` (``/myvoice``, ``/voices``).
 
 Other cogs speak through :meth:`VoiceCog.speak`::
 
@@ -23,7 +29,9 @@ from discord import app_commands
 from discord.ext import commands
 
 from edge_voice.cogs.message_text import build_utterance
+from edge_voice.cogs.personal import PersonalCog
 from edge_voice.cogs.replies import defer_privately, respond
+from edge_voice.cogs.settings_views import locale_of
 from edge_voice.cogs.text_output import ChannelTextOutput
 from edge_voice.cogs.tts_context import TTSContext, acquire_tts_context, release_tts_context
 from edge_voice.cogs.voice_join import (
@@ -34,10 +42,12 @@ from edge_voice.cogs.voice_join import (
     join_problem,
     voice_channel_of,
 )
+from edge_voice.cogs.voice_restore import SessionKeeper
 from edge_voice.cogs.voice_session import VoiceSession, describe_result, open_session
 from edge_voice.core.clock import Clock, monotonic
 from edge_voice.core.config import Config
 from edge_voice.core.player import GuildPlayer
+from edge_voice.core.speaking import SpeakingPlan, reading_refusal, speaking_plan
 from edge_voice.core.speech import (
     FailureReason,
     SpeechOutcome,
@@ -46,6 +56,7 @@ from edge_voice.core.speech import (
     Utterance,
     text_post_for,
 )
+from edge_voice.core.storage.settings import SettingsRepository
 from edge_voice.core.tasks import cancel_and_wait
 from edge_voice.core.tts.errors import InvalidText
 from edge_voice.core.tts.service import TTSService
@@ -59,6 +70,7 @@ _SPOKEN_TYPES = (discord.MessageType.default, discord.MessageType.reply)
 NOT_IN_VOICE = "You're not in a voice channel. Join one, then run /join again."
 NOT_CONNECTED = "I'm not in a voice channel here. Use /join first."
 NOTHING_PLAYING = "Nothing is being spoken right now."
+NOTHING_QUEUED = "Nothing is waiting to be spoken."
 GUILD_ONLY = "This command only works in a server."
 
 
@@ -75,10 +87,19 @@ class VoiceCog(commands.Cog, name="Voice"):
         self._sessions: dict[int, VoiceSession] = {}
         self._locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._idle_task: asyncio.Task[None] | None = None
+        self._keeper: SessionKeeper  # set by cog_load, over the shared state store
 
     async def cog_load(self) -> None:
         self.context = acquire_tts_context(self.bot)  # handed back in cog_unload
         self.config, self.service = self.context.config, self.context.service
+        try:
+            state = await self.context.open_state()
+        except BaseException:
+            await release_tts_context(self.bot)
+            raise
+        self._keeper = SessionKeeper(state.sessions, self)
+        if self.bot.is_ready():  # loaded into a running bot: on_ready has passed
+            self._keeper.restore_all(self.bot.guilds)
         intents = self.bot.intents
         if not (intents.message_content and intents.voice_states):
             log.warning("Voice cog: enable the message_content and voice_states intents")
@@ -91,11 +112,13 @@ class VoiceCog(commands.Cog, name="Voice"):
         # player's shutdown deadline plus the disconnect timeout.
         if self._idle_task is not None:
             await cancel_and_wait(self._idle_task)
+        await self._keeper.close()
         ending = []
         for guild_id in list(self._sessions):
             guild = self.bot.get_guild(guild_id)
             if guild is not None:
-                ending.append(self._end_session(guild))
+                # Kept in the store: a restart rejoins where listeners still are.
+                ending.append(self._end_session(guild, forget=False))
             else:
                 ending.append(self._sessions.pop(guild_id).player.close())
         for failure in await asyncio.gather(*ending, return_exceptions=True):
@@ -133,12 +156,13 @@ class VoiceCog(commands.Cog, name="Voice"):
         """
         session = self._sessions.get(guild.id)
         speaker: Any = guild.me or self.bot.user
+        plan = self._plan(guild, None)
         try:
-            utterance, _ = self._utterance(guild, speaker, text, session, announce=False)
+            utterance, _ = self._utterance(guild, speaker, text, session, plan, announce=False)
         except InvalidText as exc:
             return SpeechResult.failed(FailureReason.UNSPEAKABLE, exc.message)
         if session is not None and session.voice.is_connected():
-            return await session.player.speak(utterance)
+            return await session.player.speak(utterance, plan.settings)
         why = TextPostReason.NOT_CONNECTED.value
         if session is not None and fallback_channel is None:
             output = session.text
@@ -200,10 +224,7 @@ class VoiceCog(commands.Cog, name="Voice"):
             await respond(interaction, problem or GUILD_ONLY)
             return
         await defer_privately(interaction)
-        async with self._locks[guild.id]:
-            problem = await connect_voice(guild, channel)
-            if problem is None:
-                self._bind(guild, text_channel)
+        problem = await self.join_and_bind(guild, channel, text_channel)
         if problem is not None:
             await respond(interaction, problem)
             return
@@ -242,13 +263,14 @@ class VoiceCog(commands.Cog, name="Voice"):
         if member.voice is None or member.voice.channel != channel:
             await respond(interaction, f"Join {bold(channel.name)} to use /say.")
             return
+        plan = self._plan(member.guild, member.id)
         try:
-            utterance, shortened = self._utterance(member.guild, member, text, session)
+            utterance, shortened = self._utterance(member.guild, member, text, session, plan)
         except InvalidText as exc:
             await respond(interaction, f"That can't be spoken: {exc.message}.")
             return
         await defer_privately(interaction)
-        result = await session.player.speak(utterance)
+        result = await session.player.speak(utterance, plan.settings)
         await respond(interaction, describe_result(result, session, shortened))
 
     @app_commands.command(name="skip", description="Stop the message being spoken")
@@ -263,6 +285,33 @@ class VoiceCog(commands.Cog, name="Voice"):
             await respond(interaction, NOTHING_PLAYING)
             return
         await respond(interaction, "⏭️ Skipped.")
+
+    @app_commands.command(name="clear", description="Drop the messages waiting to be spoken")
+    @app_commands.guild_only()
+    async def clear(self, interaction: discord.Interaction) -> None:
+        """Empty the guild's queue (not the message being spoken); say how many were dropped."""
+        member = await self._member_or_reply(interaction)
+        if member is None:
+            return
+        session = self._sessions.get(member.guild.id)
+        channel = voice_channel_of(member.guild)
+        if session is None or channel is None:
+            await respond(interaction, NOT_CONNECTED)
+            return
+        admin = self.config.discord.admin_permission
+        permissions = interaction.permissions
+        listening = member.voice is not None and member.voice.channel == channel
+        if not (listening or getattr(permissions, admin) or permissions.administrator):
+            await respond(interaction, f"Join {bold(channel.name)} to use /clear.")
+            return
+        dropped = len(session.player.clear())
+        if not dropped:
+            await respond(interaction, NOTHING_QUEUED)
+            return
+        count = f"{dropped} queued message{'s' if dropped != 1 else ''}"
+        where = getattr(session.text.channel, "mention", "the channel")
+        await respond(interaction, f"🧹 Dropped {count}; they were not read, and stay in {where}.")
+        await session.text.post(f"🧹 {member.mention} dropped {count} that had not been read yet.")
 
     async def cog_app_command_error(
         self, interaction: discord.Interaction, error: app_commands.AppCommandError
@@ -281,30 +330,39 @@ class VoiceCog(commands.Cog, name="Voice"):
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
         """Speak messages in the bound channel by members listening in the bot's channel."""
-        guild = message.guild
-        if guild is None or message.author.bot or message.webhook_id is not None:
+        guild, author = message.guild, message.author
+        if guild is None or author.bot or message.webhook_id is not None:
             return
+        if message.type not in _SPOKEN_TYPES:
+            return
+        settings = self.settings.effective(guild.id)
         session = self._sessions.get(guild.id)
-        if session is None or message.channel.id != getattr(session.text.channel, "id", None):
+        if session is None:
+            if not self._keeper.may_autojoin(message, settings):
+                return
+        elif message.channel.id != getattr(session.text.channel, "id", None):
             return
-        skip_prefix = self.config.text.skip_prefix
-        if message.type not in _SPOKEN_TYPES or (
-            skip_prefix and message.content.startswith(skip_prefix)
-        ):
-            return
-        channel = voice_channel_of(guild)
-        voice = getattr(message.author, "voice", None)
-        if channel is None or voice is None or voice.channel != channel:
+        roles = [role.id for role in getattr(author, "roles", ())]
+        if reading_refusal(settings, message.content, roles) is not None:
             return
         if (await self.bot.get_context(message)).valid:
             return  # a command for the host bot
+        if session is None:
+            if not await self._keeper.autojoin(message):
+                return
+            session = self._sessions[guild.id]
+        channel = voice_channel_of(guild)
+        voice = getattr(author, "voice", None)
+        if channel is None or voice is None or voice.channel != channel:
+            return
+        plan = self._plan(guild, author.id)
         try:
             utterance, _ = self._utterance(
-                guild, message.author, message.content, session, message=message
+                guild, author, message.content, session, plan, message=message
             )
         except InvalidText:
             return  # nothing to say ("..."): the message itself is still there
-        session.player.submit(utterance)
+        session.player.submit(utterance, plan.settings)
 
     @commands.Cog.listener()
     async def on_voice_state_update(
@@ -328,9 +386,51 @@ class VoiceCog(commands.Cog, name="Voice"):
 
     @commands.Cog.listener()
     async def on_guild_remove(self, guild: discord.Guild) -> None:
-        """Drop the session of a guild the bot was removed from."""
+        """Drop the session of a guild the bot was removed from, saved one included."""
         if guild.id in self._sessions:
-            await self._end_session(guild)
+            await self._end_session(guild, forget=False)
+        await self._keeper.forget(guild)
+
+    @commands.Cog.listener()
+    async def on_ready(self) -> None:
+        """Rejoin, after a restart, the saved sessions that still have listeners."""
+        self._keeper.restore_all(self.bot.guilds)
+
+    @commands.Cog.listener()
+    async def on_guild_available(self, guild: discord.Guild) -> None:
+        """A guild that was unavailable (or arrives late at startup) gets its restore too."""
+        if self.bot.is_ready():
+            self._keeper.restore_soon(guild)
+
+    # -- sessions (used by the session keeper too) ---------------------------
+
+    @property
+    def settings(self) -> SettingsRepository:
+        """The server and member settings (the shared store opened in ``cog_load``)."""
+        return self.context.settings_store.settings
+
+    def joined(self, guild: discord.Guild) -> bool:
+        """Whether the cog has a session in ``guild``."""
+        return guild.id in self._sessions
+
+    async def join_and_bind(
+        self, guild: discord.Guild, channel: Any, text_channel: discord.abc.Messageable
+    ) -> str | None:
+        """Connect (or move) to ``channel``, read ``text_channel`` aloud, and save the
+        session for restarts; a problem for people, or None."""
+        async with self._locks[guild.id]:
+            problem = await connect_voice(guild, channel)
+            if problem is None:
+                self._bind(guild, text_channel)
+        if problem is None:
+            await self._keeper.remember(guild, channel, text_channel)
+        return problem
+
+    async def post_bound(self, guild: discord.Guild, text: str) -> None:
+        """Post ``text`` in the guild's bound channel, if joined (no pings)."""
+        session = self._sessions.get(guild.id)
+        if session is not None:
+            await session.text.post(text)
 
     # -- internals ---------------------------------------------------------
 
@@ -357,11 +457,20 @@ class VoiceCog(commands.Cog, name="Voice"):
         )
 
     async def _end_session(
-        self, guild: discord.Guild, notice: str | None = None, *, unless_connected: bool = False
+        self,
+        guild: discord.Guild,
+        notice: str | None = None,
+        *,
+        unless_connected: bool = False,
+        forget: bool = True,
     ) -> None:
+        """Leave ``guild``'s voice; ``forget``: the bot left on purpose, so a restart does
+        not rejoin (the bound channel stays saved for autojoin)."""
         async with self._locks[guild.id]:
             if unless_connected and is_connected_in(guild):
                 return  # a /join reconnected meanwhile
+            if forget:
+                await self._keeper.left(guild)
             session = self._sessions.pop(guild.id, None)
             if session is not None:
                 await session.player.close()
@@ -375,23 +484,31 @@ class VoiceCog(commands.Cog, name="Voice"):
                 except (TimeoutError, discord.HTTPException) as exc:
                     log.warning("leaving voice in guild %s failed: %s", guild.id, exc)
 
+    def _plan(self, guild: discord.Guild, user_id: int | None) -> SpeakingPlan:
+        return speaking_plan(self.settings, guild.id, user_id, locale_of(guild))
+
     def _utterance(
         self,
         guild: discord.Guild,
         author: Any,
         content: str,
         session: VoiceSession | None,
+        plan: SpeakingPlan,
         *,
         announce: bool = True,
         message: discord.Message | None = None,
     ) -> tuple[Utterance, bool]:
         """The cleaned utterance (with ``message``'s attachments and stickers) and whether it
-        was cut; raises ``InvalidText``. Worded for the configured voice's language."""
+        was cut; raises ``InvalidText``. Worded in the language of ``plan``'s voice, within
+        the server's length limit, with the name the author chose."""
+        if session is not None:
+            # The server may switch "NAME said" on or off at any time.
+            session.prefixer.enabled = plan.announce_speaker
         return build_utterance(
-            guild, author, content, self.clock(), max_chars=self.config.text.max_chars,
+            guild, author, content, self.clock(), max_chars=plan.max_chars,
             spoken_max_chars=self.service.max_chars,
-            prefixer=session.prefixer if session else None, voice=self.config.speech.voice,
-            announce=announce, message=message,
+            prefixer=session.prefixer if session else None, voice=plan.voice,
+            announce=announce, message=message, name=plan.name,
         )  # fmt: skip
 
     async def _watch_idle(self) -> None:
@@ -404,6 +521,14 @@ class VoiceCog(commands.Cog, name="Voice"):
                 log.exception("idle check failed")
 
 
+async def teardown(bot: commands.Bot) -> None:
+    """Unloading the extension removes the personal cog too (it lives in its own module,
+    which discord.py would not remove with this one)."""
+    await bot.remove_cog(PersonalCog.__cog_name__)
+
+
 async def setup(bot: commands.Bot) -> None:
-    """Extension entry point: ``await bot.load_extension("edge_voice.cogs.voice")``."""
+    """Extension entry point: ``await bot.load_extension("edge_voice.cogs.voice")``; adds
+    the voice cog and the personal cog (``/myvoice``, ``/voices``)."""
     await bot.add_cog(VoiceCog(bot))
+    await bot.add_cog(PersonalCog(bot))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import AsyncIterator
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -366,9 +367,13 @@ async def test_speak_api_failures(tb: TestBot, edge_server: FakeEdgeServer) -> N
     assert edge_server.connection_count == 0
 
 
-async def test_shares_the_bots_tts_context_and_hands_it_back(edge_server: FakeEdgeServer) -> None:
+async def test_shares_the_bots_tts_context_and_hands_it_back(
+    edge_server: FakeEdgeServer, tmp_path: Path
+) -> None:
     config = dataclasses.replace(
-        make_config(), cache=CacheConfig(enabled=False), state=StateConfig(persist=False)
+        make_config(),
+        cache=CacheConfig(enabled=False),
+        state=StateConfig(persist=False, data_dir=str(tmp_path)),
     )
 
     async def configure(bot: commands.Bot) -> None:
@@ -376,7 +381,8 @@ async def test_shares_the_bots_tts_context_and_hands_it_back(edge_server: FakeEd
 
     async with running_test_bot(["edge_voice.cogs.voice"], setup=configure) as tb:
         context = tb.bot.tts_context  # type: ignore[attr-defined]
-        assert (context.config, context.users, context.owned) == (config, 1, True)
+        # The voice cog and the personal cog the extension adds.
+        assert (context.config, context.users, context.owned) == (config, 2, True)
         assert voice_cog(tb).service is context.service
         await tb.bot.unload_extension("edge_voice.cogs.voice")
         assert not hasattr(tb.bot, "tts_context")  # the last user closed it

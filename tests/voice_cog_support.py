@@ -100,6 +100,7 @@ def announce_speakers(cog: VoiceCog, every: float = 30.0) -> None:
     """Switch "NAME said" on (read when a guild is joined, so call this before /join)."""
     text = dataclasses.replace(cog.config.text, announce_speaker=True, announce_speaker_every=every)
     cog.config = dataclasses.replace(cog.config, text=text)
+    cog.settings.config = cog.config  # the server settings' defaults come from the config
 
 
 async def join(
