@@ -150,6 +150,8 @@ class RecordedRequest:
     """The voice as sent in the SSML (long form)."""
     text: str | None = None
     """The SSML text, unescaped."""
+    rate: str | None = None
+    """The SSML prosody's rate, e.g. ``+10%``."""
     audio_bytes_sent: int = 0
     turn_end_sent: bool = False
     closed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -314,8 +316,10 @@ class FakeEdgeServer:
                         continue
                     voice = re.search(r"<voice name='([^']*)'>", body)
                     text = re.search(r"<prosody[^>]*>(.*)</prosody>", body, re.DOTALL)
+                    rate = re.search(r"<prosody[^>]*\brate='([^']*)'", body)
                     record.voice = voice[1] if voice else None
                     record.text = unescape(text[1]) if text else None
+                    record.rate = rate[1] if rate else None
                     return headers.get("X-RequestId", uuid.uuid4().hex)
         return None
 
