@@ -9,7 +9,7 @@ PEERS := .bench-peers
 PEERS_STAMP := $(PEERS)/.installed
 TYPECHECK_LINK := .typecheck/edge_voice
 
-.PHONY: run check test lint format bench clean
+.PHONY: run check test test-slow lint format bench clean
 
 run: $(RUNTIME_STAMP)
 	$(BIN)/python bot.py
@@ -19,6 +19,11 @@ check: $(RUNTIME_STAMP)
 
 test: $(DEV_STAMP)
 	$(BIN)/python -m pytest -q
+
+# The tests marked slow (left out of `make test`): pip install of the wheel with its
+# pinned dependencies from the package registry into a fresh virtualenv.
+test-slow: $(DEV_STAMP)
+	$(BIN)/python -m pytest -q -m slow
 
 # mypy cannot follow setuptools' editable-install finder, so it reads the package
 # through a link that names the checkout edge_voice (see [tool.mypy] in pyproject.toml).
