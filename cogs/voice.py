@@ -335,12 +335,11 @@ class VoiceCog(commands.Cog, name="Voice"):
             return
         if message.type not in _SPOKEN_TYPES:
             return
-        settings = self.settings.effective(guild.id)
         session = self._sessions.get(guild.id)
-        if session is None:
-            if not self._keeper.may_autojoin(message, settings):
-                return
-        elif message.channel.id != getattr(session.text.channel, "id", None):
+        if session is not None and message.channel.id != getattr(session.text.channel, "id", None):
+            return
+        settings = self.settings.effective(guild.id)
+        if session is None and not self._keeper.may_autojoin(message, settings):
             return
         roles = [role.id for role in getattr(author, "roles", ())]
         if reading_refusal(settings, message.content, roles) is not None:

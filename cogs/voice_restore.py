@@ -101,6 +101,8 @@ class SessionKeeper:
         saved = self.sessions.get(guild.id)
         if saved is None or not saved.rejoin or guild.id in self._tried:
             return
+        if guild.unavailable:
+            return  # its channels are not known yet: on_guild_available comes later
         self._tried.add(guild.id)
         task = asyncio.get_running_loop().create_task(
             self._restore(guild, saved), name=f"voice-restore-{guild.id}"
