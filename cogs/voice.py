@@ -147,12 +147,12 @@ class VoiceCog(commands.Cog, name="Voice"):
     ) -> SpeechResult:
         """Speak ``text`` in ``guild``'s voice channel, as the bot; return what happened.
 
-        The text is cleaned like a message and cut to ``text.max_chars``. The result is
-        exactly one of: ``SPOKEN``; ``POSTED_AS_TEXT`` (by the guild's player in the bound
-        channel, or, with no voice connection, in ``fallback_channel``, else the bound
-        channel, with reason "not connected"); ``FAILED``, with the reason:
-        "unspeakable", or "text post failed" when there was no channel to post in or
-        the post failed (the detail says which).
+        The text is cleaned like a message, spoken in the server's voice and cut to its
+        ``max_chars``. The result is exactly one of: ``SPOKEN``; ``POSTED_AS_TEXT`` (by
+        the guild's player in the bound channel, or, with no voice connection, in
+        ``fallback_channel``, else the bound channel, with reason "not connected");
+        ``FAILED``, with the reason: "unspeakable", or "text post failed" when there was
+        no channel to post in or the post failed (the detail says which).
         """
         session = self._sessions.get(guild.id)
         speaker: Any = guild.me or self.bot.user
