@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from discord.ext import commands
 
@@ -95,6 +97,8 @@ class TTSContext:
                 self.voices.start()
                 self._opened.append(self.voices)
             path = None if self.owned else IN_MEMORY
+            if path is None:
+                _warn_if_relative(self.config.state.data_dir)
             self.state = await StateStore.open(
                 self.config, catalogue=lambda: self.catalogue, path=path
             )
@@ -126,6 +130,17 @@ class TTSContext:
             self.offline_voice.provider, EspeakProvider
         ):
             self.offline_voice.provider.close()
+
+
+def _warn_if_relative(data_dir: str) -> None:
+    # A Config built in code, not read by load_config: say where its data goes.
+    if not Path(data_dir).is_absolute():
+        log.warning(
+            "[state] data_dir %r is relative to the working directory (%s); load the "
+            "config with load_config() or give an absolute path",
+            data_dir,
+            os.path.abspath(data_dir),
+        )
 
 
 def build_tts_context(config: Config) -> TTSContext:

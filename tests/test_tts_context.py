@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import logging
 import threading
 from pathlib import Path
 
@@ -12,7 +14,12 @@ import discord
 import pytest
 from discord.ext import commands
 
-from edge_voice.cogs.tts_context import acquire_tts_context, build_tts_context, release_tts_context
+from edge_voice.cogs.tts_context import (
+    TTSContext,
+    acquire_tts_context,
+    build_tts_context,
+    release_tts_context,
+)
 from edge_voice.core.breaker import CircuitBreakerConfig, CircuitOpenError
 from edge_voice.core.config import (
     CacheConfig,
@@ -21,8 +28,10 @@ from edge_voice.core.config import (
     FallbackConfig,
     RetryConfig,
     StateConfig,
+    VoicesConfig,
 )
 from edge_voice.core.tts.outcomes import SynthesisFailed
+from edge_voice.core.tts.service import TTSService
 from tests.fakes.edge_server import FakeEdgeServer, FaultMode, FaultPlan
 
 
@@ -116,3 +125,58 @@ async def test_shared_by_cogs_and_closed_by_the_last(tmp_path: Path) -> None:
     assert first.store is not None
     assert first.store.closed
     await bot.close()
+
+
+async def test_the_state_store_opens_once_in_the_data_dir_and_closes_with_the_last_cog(
+    tmp_path: Path,
+) -> None:
+    bot = commands.Bot(command_prefix="!", intents=discord.Intents.none())
+    bot.tts_config = config_in(  # type: ignore[attr-defined]
+        tmp_path, voices=VoicesConfig(refresh_interval=0)
+    )
+    context = acquire_tts_context(bot)
+    acquire_tts_context(bot)
+    state = await context.open_state()
+    assert await context.open_state() is state  # the second cog gets the same store
+    assert (tmp_path / "edge_voice.sqlite3").is_file()
+    assert context.voices is not None
+    assert context.catalogue is context.voices.current
+    await state.settings.update_guild(1, {"rate": "+10%"})
+    await release_tts_context(bot)
+    await release_tts_context(bot)
+    assert context.state is None
+    assert context.voices is None
+    await bot.close()
+
+
+async def test_an_injected_context_gets_a_store_in_memory_closed_by_the_last_cog(
+    tmp_path: Path,
+) -> None:
+    config = config_in(tmp_path)
+    bot = commands.Bot(command_prefix="!", intents=discord.Intents.none())
+    injected = TTSContext(config, TTSService.from_config(config))
+    bot.tts_context = injected  # type: ignore[attr-defined]
+    assert acquire_tts_context(bot) is injected
+    state = await injected.open_state()
+    await state.settings.update_guild(1, {"rate": "+10%"})
+    assert list(tmp_path.iterdir()) == []  # memory only, the shipped voice list
+    assert injected.voices is None
+    await release_tts_context(bot)
+    assert injected.state is None
+    assert bot.tts_context is injected  # type: ignore[attr-defined]
+    await injected.service.close()
+    await bot.close()
+
+
+async def test_a_relative_data_dir_of_a_config_built_in_code_is_warned_about(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = config_in(tmp_path, voices=VoicesConfig(refresh_interval=0))
+    config = dataclasses.replace(config, state=StateConfig(persist=False, data_dir="relative"))
+    context = build_tts_context(config)
+    with caplog.at_level(logging.WARNING, logger="edge_voice.cogs.tts_context"):
+        await context.open_state()
+    await context.close()
+    assert f"relative to the working directory ({tmp_path / 'relative'})" in caplog.text
+    assert (tmp_path / "relative" / "edge_voice.sqlite3").is_file()
