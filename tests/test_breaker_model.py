@@ -8,6 +8,8 @@ the clock and reported by the caller) and the operator modes are in it.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -170,7 +172,8 @@ class BreakerVersusModel(RuleBasedStateMachine):
 
 TestBreakerAgainstModel = BreakerVersusModel.TestCase
 TestBreakerAgainstModel.settings = settings(
-    max_examples=300,
+    # `make mutation` runs it for every surviving mutant: fewer examples there.
+    max_examples=int(os.environ.get("BREAKER_MODEL_EXAMPLES", "300")),
     stateful_step_count=60,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],

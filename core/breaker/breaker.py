@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
@@ -45,19 +45,6 @@ def describe_failure(exc: BaseException) -> str:
     """A short reason for a failure, as shown in transitions and snapshots."""
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-class _Ready:
-    """An awaitable that is done already; stands in until a loop's done future exists."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: Any) -> None:
-        self.value = value
-
-    def __await__(self) -> Generator[Any, None, Any]:
-        return self.value
-        yield  # pragma: no cover - makes this a generator that never suspends
 
 
 class CircuitBreaker:
@@ -100,8 +87,9 @@ class CircuitBreaker:
         self._shared_permit = Permit(-1, trial=False)
         self._tagged: dict[object, list[tuple[Permit, float]]] = {}
         self._tagged_count = 0
-        self._entered: Awaitable[CircuitBreaker] = _Ready(self)
-        self._exited: Awaitable[None] = _Ready(None)
+        # Done futures, made on the first entry (they need the running loop).
+        self._entered: asyncio.Future[CircuitBreaker] | None = None
+        self._exited: asyncio.Future[None] | None = None
 
     # -- guarded calls ---------------------------------------------------
 
@@ -145,14 +133,15 @@ class CircuitBreaker:
             and not self._tagged_count
         ):
             self._shared += 1
-            return self._entered
+            return self._entered  # type: ignore[return-value]  # set with _shared_permit
         return self._enter()
 
     def _enter(self) -> Awaitable[CircuitBreaker]:
         machine = self._machine
-        if not isinstance(self._entered, asyncio.Future):
+        entered = self._entered
+        if entered is None:
             loop = asyncio.get_running_loop()
-            entered: asyncio.Future[CircuitBreaker] = loop.create_future()
+            entered = loop.create_future()
             entered.set_result(self)
             exited: asyncio.Future[None] = loop.create_future()
             exited.set_result(None)
@@ -165,7 +154,7 @@ class CircuitBreaker:
         ):
             self._shared_permit = machine.closed_permit
             self._shared = 1
-            return self._entered
+            return entered
         now = self._clock()
         admitted = machine.try_acquire(now)
         if admitted is None:
@@ -174,7 +163,7 @@ class CircuitBreaker:
             self._publish()
         self._tagged.setdefault(asyncio.current_task(), []).append((admitted, now))
         self._tagged_count += 1
-        return self._entered
+        return entered
 
     def __aexit__(
         self,
@@ -190,7 +179,7 @@ class CircuitBreaker:
                 self._publish()
         else:
             self._settle_error(self._shared_permit, exc, None)
-        return self._exited
+        return self._exited  # type: ignore[return-value]  # set by the first entry
 
     def _exit(self, exc: BaseException | None) -> Awaitable[None]:
         task = asyncio.current_task()
@@ -213,6 +202,7 @@ class CircuitBreaker:
                 self._publish()
         else:
             self._settle_error(permit, exc, started)
+        assert self._exited is not None  # set by the first entry
         return self._exited
 
     def _settle_error(self, permit: Permit, exc: BaseException, started: float | None) -> None:

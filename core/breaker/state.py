@@ -381,7 +381,7 @@ class BreakerStateMachine:
         """Resume an outage that started before a restart: OPEN for ``remaining`` seconds."""
         self.adopt_state(
             DurableState(
-                version=self.version,
+                version=self.version + 1,
                 state=_OPEN,
                 reason="restored",
                 opened_at=now - max(0.0, cooldown - remaining),

@@ -68,6 +68,14 @@ _UPSERT = (
     f"VALUES ({', '.join('?' for _ in _COLUMNS)})"
 )
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM {_TABLE} WHERE name = ?"
+# Every other statement, here rather than inline: SQL is the same in any letter case.
+_GET_VERSION = "PRAGMA user_version"
+_SET_VERSION = f"PRAGMA user_version = {SCHEMA_VERSION}"
+_WAL = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL")
+_COLUMNS_NOW = f"PRAGMA table_info({_TABLE})"
+_TABLES = "SELECT name FROM sqlite_master"
+_BEGIN, _COMMIT, _ROLLBACK = "BEGIN IMMEDIATE", "COMMIT", "ROLLBACK"
+_JOURNALS = ("-wal", "-shm", "-journal")
 
 
 class NewerSchemaError(Exception):
@@ -108,19 +116,19 @@ class StateDatabase:
         Other errors (locked, disk full) are logged and the connection dropped,
         so the next call starts afresh.
         """
-        for attempt in (1, 2):
-            conn = self._connection()
-            if conn is None:
-                return None
+        retried = False
+        conn = self._connection()
+        while conn is not None:
             try:
                 return conn.execute(sql, params).fetchall()
             except sqlite3.Error as exc:
-                if _is_corrupt(exc) and attempt == 1:
-                    self._quarantine(exc)
-                    continue
-                log.warning("breaker state: %s failed: %s", self.path, exc)
-                self._drop_connection()
-                return None
+                if not _is_corrupt(exc) or retried:
+                    log.warning("breaker state: %s failed: %s", self.path, exc)
+                    self._drop_connection()
+                    return None
+                self._quarantine(exc)
+                retried = True
+                conn = self._connection()
         return None
 
     def close(self) -> None:
@@ -166,13 +174,13 @@ class StateDatabase:
         try:
             # Before anything that writes (WAL changes the file's header): a newer
             # release's file is left exactly as it was.
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            version = conn.execute(_GET_VERSION).fetchone()[0]
             if version > SCHEMA_VERSION:
                 raise NewerSchemaError(version)
             # WAL with NORMAL sync: a commit is an append without fsync; a power
             # cut may lose the last rows but never corrupts the file.
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
+            for statement in _WAL:
+                conn.execute(statement)
             self._ensure_schema(conn)
         except BaseException:
             conn.close()
@@ -180,11 +188,11 @@ class StateDatabase:
         return conn
 
     def _ensure_schema(self, conn: sqlite3.Connection) -> None:
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        columns = tuple(row[1] for row in conn.execute(f"PRAGMA table_info({_TABLE})"))
+        version = conn.execute(_GET_VERSION).fetchone()[0]
+        columns = tuple(row[1] for row in conn.execute(_COLUMNS_NOW))
         if columns == _COLUMNS and version == SCHEMA_VERSION:
             return
-        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(_BEGIN)
         try:
             if columns == _V1_COLUMNS:
                 for statement in _MIGRATE_V1:
@@ -196,17 +204,18 @@ class StateDatabase:
                 if columns:
                     self._rename_aside(conn, version, columns)
                 conn.execute(_CREATE)
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            conn.execute("COMMIT")
+            conn.execute(_SET_VERSION)
+            conn.execute(_COMMIT)
         except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+            # Leaves the file as it was; "no transaction is active" needs nothing undone.
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute(_ROLLBACK)
             raise
 
     def _rename_aside(
         self, conn: sqlite3.Connection, version: int, columns: tuple[str, ...]
     ) -> None:
-        taken = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+        taken = {row[0] for row in conn.execute(_TABLES)}
         aside = next(f"{_TABLE}_unrecognised_{n}" for n in range(1, len(taken) + 2)
                      if f"{_TABLE}_unrecognised_{n}" not in taken)  # fmt: skip
         log.warning(
@@ -239,7 +248,7 @@ class StateDatabase:
             with contextlib.suppress(OSError):
                 self.path.unlink()
         # Journal files belong to the old database and must not meet the new one.
-        for suffix in ("-wal", "-shm", "-journal"):
+        for suffix in _JOURNALS:
             with contextlib.suppress(OSError):
                 self.path.with_name(self.path.name + suffix).unlink()
 
