@@ -107,21 +107,26 @@ class CircuitBreaker:
             if machine.transitions:
                 self._publish()
             permit = admitted
-        started = self._clock() if self._timed else None
+        # The clock before each call costs only those who asked for slow-call tracking.
+        timed = self._timed
+        started = self._clock() if timed else 0.0
         try:
             result = await fn(*args, **kwargs)
         except BaseException as exc:
-            self._settle_error(permit, exc, started)
+            self._settle_error(permit, exc, started if timed else None)
             raise
         now = self._clock()
-        slow = started is not None and now - started >= self._slow_after
+        slow = timed and now - started >= self._slow_after
         if self._failing_result is not None and self._failing_result(result):
-            machine.on_failure(permit, now, f"result counted as a failure: {result!r:.80}", slow)
-            if machine.transitions:
-                self._publish()
+            self._settle_result(permit, result, now, slow)
         elif machine.on_success(permit, now, slow):
             self._publish()
         return result
+
+    def _settle_result(self, permit: Permit, result: object, now: float, slow: bool) -> None:
+        self._machine.on_failure(permit, now, f"result counted as a failure: {result!r:.80}", slow)
+        if self._machine.transitions:
+            self._publish()
 
     # Plain methods returning done awaitables: a coroutine per enter and exit would
     # cost more than the breaker's own work (bench/breaker_overhead.py, async with).

@@ -89,8 +89,7 @@ class BreakerStateMachine:
         self.name = name
         self.config = config
         self.cooldowns = CooldownSchedule(config, jitter)
-        self._window = window = make_window(config)
-        self._add_success = window.add_success
+        self._window = make_window(config)
         self.timed = config.timed
         self.transitions: list[Transition] = []
         self.state = _CLOSED
@@ -233,7 +232,11 @@ class BreakerStateMachine:
         if permit is self.closed_permit and not slow:
             self.last_success_at = now
             self.consecutive_failures = 0
-            if self._add_success(now) and self.state is _CLOSED:
+            window = self._window
+            if now < window.edge:  # see core/breaker/window.py: no call on the hot path
+                window.pending += 1
+                return False
+            if window.add_success(now) and self.state is _CLOSED:
                 return self._check_rates(now, "")
             return False
         return self._settle_success(permit, now, slow)
@@ -261,7 +264,7 @@ class BreakerStateMachine:
         if slow:
             self._window.add(now, False, True)
             return state is _CLOSED and self._check_rates(now, ", last call slow")
-        return self._add_success(now) and state is _CLOSED and self._check_rates(now, "")
+        return self._window.add_success(now) and state is _CLOSED and self._check_rates(now, "")
 
     def on_failure(self, permit: Permit, now: float, reason: str, slow: bool | None = None) -> None:
         """Record that an admitted call failed in a way that counts."""

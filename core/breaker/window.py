@@ -5,8 +5,14 @@ every record is O(1) (a time window's record after a quiet spell clears at most
 ``buckets`` buckets once). Both share one interface, so the state machine never
 asks which kind it has.
 
-``add_success`` is the hot path: it returns True only when old calls left the
-window on the way, the one case in which a success can raise a rate.
+The hot path is a fast success, and the machine spends no function call on it
+while ``now < window.edge``: it only adds one to ``window.pending``. A time
+window's edge is the end of its newest bucket (the pending successes are that
+bucket's, folded in before anything reads or expires it); a count window's is
++inf while it is full of fast successes (one more changes nothing) and -inf
+otherwise. Past the edge the machine calls ``add_success``, which returns True
+only when old calls left the window on the way, the one case in which a success
+can raise a rate.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from edge_voice.core.breaker.config import CircuitBreakerConfig
 class CountWindow:
     """The outcomes of the last ``size`` calls, in a ring."""
 
-    __slots__ = ("_next", "_ring", "calls", "failures", "label", "size", "slow")
+    __slots__ = ("_next", "_ring", "calls", "edge", "failures", "label", "pending", "size", "slow")
 
     def __init__(self, size: int) -> None:
         self.size = size
@@ -35,12 +41,13 @@ class CountWindow:
         self.calls = 0
         self.failures = 0
         self.slow = 0
+        self.edge = -math.inf
+        self.pending = 0
+        """Fast successes counted past nobody: a full window of them is all alike."""
 
     def add_success(self, now: float) -> bool:
         """Record a fast success; never raises a rate, so always False."""
-        # A full window of fast successes stays alike: nothing to write.
-        if self.failures or self.slow or self.calls < self.size:
-            self.add(now, False, False)
+        self.add(now, False, False)
         return False
 
     def add(self, now: float, failed: bool, slow: bool) -> None:
@@ -56,6 +63,8 @@ class CountWindow:
         self.failures += failed
         self.slow += slow
         self._next = index + 1 if index + 1 < self.size else 0
+        full_of_successes = self.calls == self.size and not (self.failures or self.slow)
+        self.edge = math.inf if full_of_successes else -math.inf
 
     def advance(self, now: float) -> None:
         """Let time pass: a count window keeps its calls however old they are."""
@@ -77,10 +86,12 @@ class TimeWindow:
         "_number",
         "_slow",
         "_span",
+        "_total",
         "buckets",
-        "calls",
+        "edge",
         "failures",
         "label",
+        "pending",
         "slow",
     )
 
@@ -93,25 +104,28 @@ class TimeWindow:
         self._slow = [0] * buckets
         self.clear()
 
+    @property
+    def calls(self) -> int:
+        """Calls in the window, the pending fast successes included."""
+        return self._total + self.pending
+
     def clear(self) -> None:
         """Forget every call."""
         for column in (self._calls, self._failures, self._slow):
             column[:] = [0] * self.buckets
         self._index = 0
         self._number = -math.inf
-        self.calls = 0
+        self.edge = -math.inf
+        self.pending = 0
+        self._total = 0
         self.failures = 0
         self.slow = 0
 
     def add_success(self, now: float) -> bool:
         """Record a fast success; True if older calls left the window first."""
-        if now // self._span <= self._number:
-            self._calls[self._index] += 1
-            self.calls += 1
-            return False
-        expired = self._roll(now)
+        expired = self._roll(now) if now >= self.edge else False
         self._calls[self._index] += 1
-        self.calls += 1
+        self._total += 1
         return expired
 
     def add(self, now: float, failed: bool, slow: bool) -> None:
@@ -119,7 +133,7 @@ class TimeWindow:
         self.advance(now)
         index = self._index
         self._calls[index] += 1
-        self.calls += 1
+        self._total += 1
         if failed:
             self._failures[index] += 1
             self.failures += 1
@@ -129,26 +143,42 @@ class TimeWindow:
 
     def advance(self, now: float) -> None:
         """Drop the buckets that are older than the window at ``now``."""
-        if now // self._span > self._number:
+        if now >= self.edge:
             self._roll(now)
 
     def _roll(self, now: float) -> bool:
+        # The pending successes belong to the newest bucket, which is about to age.
+        self._calls[self._index] += self.pending
+        self._total += self.pending
+        self.pending = 0
         number = now // self._span
         steps = number - self._number
-        before = self.calls
+        before = self._total
         if steps >= self.buckets:
             self.clear()
         else:
             index = self._index
             for _ in range(int(steps)):
                 index = index + 1 if index + 1 < self.buckets else 0
-                self.calls -= self._calls[index]
+                self._total -= self._calls[index]
                 self.failures -= self._failures[index]
                 self.slow -= self._slow[index]
                 self._calls[index] = self._failures[index] = self._slow[index] = 0
             self._index = index
         self._number = number
-        return self.calls < before
+        self.edge = self._bucket_end(number)
+        return self._total < before
+
+    def _bucket_end(self, number: float) -> float:
+        # The first time whose bucket is later than ``number``: then ``now < edge`` says
+        # exactly what ``now // span <= number`` does, without a division per call.
+        span = self._span
+        edge = (number + 1) * span
+        while edge // span <= number:
+            edge = math.nextafter(edge, math.inf)
+        while math.nextafter(edge, -math.inf) // span > number:
+            edge = math.nextafter(edge, -math.inf)
+        return edge
 
 
 Window = CountWindow | TimeWindow
