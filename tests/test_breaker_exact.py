@@ -594,3 +594,330 @@ async def test_a_locked_file_is_named_in_its_warnings(
     other.close()
     assert store_warnings(caplog)[0] == f"breaker state: {path} failed: database is locked"
     store.close()
+
+
+def test_an_unusable_row_is_named_when_loaded(
+    path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = BreakerStateStore(path)
+    monkeypatch.setattr(store, "_select", lambda name: [("garbage",)])
+    assert store.load("edge") is None
+    record = store_warnings(caplog)
+    assert record == ["breaker state: stored row for 'edge' is unusable"]
+    assert caplog.records[-1].exc_info is not None
+    monkeypatch.undo()
+    store.close()
+
+
+async def test_drain_survives_a_cancelled_listener() -> None:
+    import asyncio
+
+    breaker = CircuitBreaker("edge")
+
+    async def forever(event: TransitionEvent) -> None:
+        await asyncio.Event().wait()
+
+    breaker.add_listener(forever)
+    breaker.isolate("x")
+    await asyncio.sleep(0)
+    for task in list(breaker._listeners._tasks):
+        task.cancel()
+    await breaker.drain_listeners()
+    assert not breaker._listeners._tasks
+
+
+def test_force_open_exactly() -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker("edge", CircuitBreakerConfig(), clock, wall_clock=clock.wall)
+    breaker.record_failure(breaker.acquire(), "x")
+    breaker.force_open("maintenance", duration=90)
+    assert breaker.export_state() == DurableState(
+        version=1, state=CircuitState.OPEN, reason="maintenance", opened_at=clock.wall(),
+        open_until=clock.wall() + 90, cooldown=90.0, cooldown_level=0, calm_since=None,
+        trips=1, consecutive_trips=0,
+        tripped_by=TripFigures(TripCause.FORCED, 1, 1.0, 0.0, 1, 1, 0),
+    )  # fmt: skip
+    breaker.force_open("longer")
+    assert breaker.export_state().trips == 2
+    assert breaker.export_state().tripped_by == TripFigures(TripCause.FORCED, 1, 1.0, 0.0, 1, 1, 0)
+
+
+def test_restore_open_when_the_whole_cooldown_is_left() -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker("edge", CircuitBreakerConfig(), clock, wall_clock=clock.wall)
+    breaker.restore_open(60.0, 60.0, 1)
+    assert breaker.export_state().opened_at == clock.wall()
+    assert breaker._machine.transitions == []  # published
+    assert breaker._machine.last_transition is not None
+    assert breaker._machine.last_transition.at == clock()
+
+
+async def test_async_with_bookkeeping_is_exact() -> None:
+    breaker = CircuitBreaker("edge")
+    async with breaker:
+        assert (breaker._shared, breaker._tagged_count) == (1, 0)
+        first = breaker._entered
+        async with breaker:
+            assert (breaker._shared, breaker._tagged_count) == (2, 0)
+    assert (breaker._shared, breaker._tagged_count) == (0, 0)
+    async with breaker:
+        assert breaker._entered is first
+        breaker.reset("new generation")
+        async with breaker:
+            assert (breaker._shared, breaker._tagged_count) == (1, 1)
+        assert (breaker._shared, breaker._tagged_count) == (1, 0)
+    assert (breaker._shared, breaker._tagged_count) == (0, 0)
+    breaker.metrics_only("m")
+    async with breaker:
+        assert (breaker._shared, breaker._tagged_count) == (0, 1)
+    assert breaker._tagged == {}
+
+
+def test_snapshot_dicts_are_plain_and_ignore_the_record() -> None:
+    breaker = CircuitBreaker("edge")
+    breaker.isolate("x")
+    data = breaker.snapshot()
+    assert type(data["state"]) is str
+    back = BreakerSnapshot.from_dict({**data, "durable": "ignored"})
+    assert back.durable is None
+    assert back.state is CircuitState.FORCED_OPEN
+    figures = TripFigures(TripCause.SLOW_CALL_RATE, 0, 0.0, 0.5, 4, 0, 2)
+    assert TripFigures.from_dict(figures.as_dict()) == figures
+    with pytest.raises(ValueError, match=r"^window_calls -1$"):
+        TripFigures.from_dict({**figures.as_dict(), "window_calls": -1})
+    with pytest.raises(ValueError, match=r"^slow_call_rate 2$"):
+        TripFigures.from_dict({**figures.as_dict(), "slow_call_rate": 2})
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "why"),
+    [
+        ("cooldown", 0.0, "cooldown 0.0"),
+        ("reason", b"\x00\xff", "reason b'\\x00\\xff'"),
+    ],
+)
+async def test_more_rows_that_say_what_is_wrong(
+    path: Path, caplog: pytest.LogCaptureFixture, column: str, value: object, why: str
+) -> None:
+    clock = FakeClock()
+    breaker, store, _ = start(path, clock)
+    await trip(breaker, Downstream())
+    store.close()
+    with sqlite3.connect(path) as db:
+        db.execute(f"UPDATE breaker_state SET {column} = ?", (value,))
+    db.close()
+    _, store, outcome = start(path, rebooted(clock, after=1))
+    assert outcome is RestoreOutcome.DISCARDED
+    assert f"stored row is unusable ({why})" in store_warnings(caplog)[0]
+    store.close()
+
+
+async def test_the_outage_end_bound_is_exact(path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    clock = FakeClock()
+    breaker, store, _ = start(path, clock)
+    await trip(breaker, Downstream())
+    store.close()
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE breaker_state SET open_until_wall = saved_at_wall + 62, cooldown = 60")
+    db.close()
+    _, store, outcome = start(path, rebooted(clock, after=1))
+    assert outcome is RestoreOutcome.OPEN  # 60 s + 2 s of tolerance: still believed
+    store.close()
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE breaker_state SET open_until_wall = saved_at_wall + 100")
+    db.close()
+    _, store, outcome = start(path, rebooted(clock, after=2))
+    assert outcome is RestoreOutcome.DISCARDED
+    assert (
+        "stored row is unusable (outage ends 100s after it was saved, longer than its "
+        "cooldown of 60s)" in store_warnings(caplog)[0]
+    )
+    store.close()
+
+
+async def test_a_late_save_keeps_the_calm_start(path: Path) -> None:
+    clock = FakeClock()
+    breaker, store, _ = start(path, clock)
+    await trip(breaker, Downstream())
+    clock.advance(60)
+    await breaker.call(Downstream().ok)
+    calm = clock.wall()
+    clock.advance(50)
+    store.save(breaker)
+    row = store.load("edge")
+    assert row is not None
+    assert (row.name, row.calm_since_wall, row.saved_at_wall) == ("edge", calm, calm + 50)
+    store.close()
+    breaker, store, _ = start(path, rebooted(clock, after=15))
+    assert breaker.typed_snapshot().cooldown_level == 0  # 65 s calm since it closed
+    store.close()
+
+
+async def test_two_services_are_both_attached(path: Path) -> None:
+    clock = FakeClock()
+
+    class Group:
+        def __init__(self, name: str) -> None:
+            self.breakers = [CircuitBreaker(name, clock=clock, wall_clock=clock.wall)]
+
+        def add_listener(self, listener: object) -> None:
+            for breaker in self.breakers:
+                breaker.add_listener(listener)  # type: ignore[arg-type]
+
+    store = BreakerStateStore(path, wall_clock=clock.wall)
+    first, second = Group("a"), Group("b")
+    assert store.attach_service(first) == {"a": RestoreOutcome.NOTHING_STORED}
+    assert store.attach_service(second) == {"b": RestoreOutcome.NOTHING_STORED}
+    assert store.attach_service(first) == {}
+    store.close()
+
+
+def test_a_corrupt_file_that_can_be_neither_moved_nor_deleted(
+    path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from edge_voice.core.breaker import store_db
+
+    db = store_db.StateDatabase(path)
+    error = sqlite3.DatabaseError("file is not a database")
+    monkeypatch.setattr(os, "replace", lambda a, b: (_ for _ in ()).throw(PermissionError("ro")))
+    monkeypatch.setattr(Path, "unlink", lambda self, missing_ok=False: (_ for _ in ()).throw(
+        PermissionError("ro")))  # fmt: skip
+    db._quarantine(error)
+    assert store_warnings(caplog)[-1] == (
+        f"breaker state: cannot move {path} aside (ro); deleting it"
+    )
+    db.close()
+
+
+async def test_restores_of_open_rows_exactly(path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    clock = FakeClock()
+    breaker, store, _ = start(path, clock)
+    breaker.force_open("maintenance", duration=60)  # level 0, no trip in a row
+    store.close()
+    now = rebooted(clock, after=0)
+    breaker, store, outcome = start(path, now)
+    assert outcome is RestoreOutcome.OPEN
+    record = breaker.export_state()
+    assert (record.opened_at, record.cooldown, record.cooldown_level, record.consecutive_trips) == (
+        now.wall(), 60.0, 1, 1
+    )  # fmt: skip
+    store.close()
+    _, store, outcome = start(path, rebooted(clock, after=59.5))
+    assert outcome is RestoreOutcome.OPEN  # half a second left is still an outage
+    store.close()
+
+
+async def test_a_row_from_just_ahead_of_the_clock_is_believed(path: Path) -> None:
+    clock = FakeClock()
+    breaker, store, _ = start(path, clock)
+    breaker.isolate("x")
+    store.close()
+    _, store, outcome = start(path, rebooted(clock, after=-2.0))
+    assert outcome is RestoreOutcome.MODE
+    store.close()
+
+
+async def test_a_row_from_the_future_is_named_exactly(
+    path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = FakeClock()
+    breaker, store, _ = start(path, clock)
+    breaker.isolate("x")
+    store.close()
+    _, store, outcome = start(path, rebooted(clock, after=-100))
+    assert outcome is RestoreOutcome.DISCARDED
+    assert store_warnings(caplog)[0] == (
+        f"breaker state: ignoring the stored state of 'edge' in {path}: it was saved 100s in "
+        "the future (the wall clock went backwards); it starts CLOSED"
+    )
+    store.close()
+
+
+async def test_closed_rows_keep_their_reason_and_trips(path: Path) -> None:
+    clock = FakeClock()
+    breaker, store, _ = start(path, clock)
+    await trip(breaker, Downstream())
+    breaker.reset("reset by @root")
+    store.close()
+    breaker, store, outcome = start(path, rebooted(clock, after=1))
+    assert outcome is RestoreOutcome.CLOSED
+    record = breaker.export_state()
+    assert (record.reason, record.trips, record.version) == ("reset by @root", 1, 2)
+    store.close()
+
+
+async def test_attach_and_close_wire_and_unwire_every_breaker(path: Path) -> None:
+    clock = FakeClock()
+    store = BreakerStateStore(path, wall_clock=clock.wall)
+    assert store.closed is False
+    a = CircuitBreaker("a", clock=clock, wall_clock=clock.wall)
+    b = CircuitBreaker("b", clock=clock, wall_clock=clock.wall)
+    assert set(store.attach([a, a, b])) == {"a", "b"}
+    assert len(b._listeners._listeners) == 1
+    store.close()
+    assert store.closed is True
+    assert a._listeners._listeners == [] == b._listeners._listeners
+    with sqlite3.connect(path) as db:
+        db.execute("SELECT 1")
+    db.close()
+
+
+async def test_rows_of_modes_store_no_outage_end(path: Path) -> None:
+    clock = FakeClock()
+    breaker, store, _ = start(path, clock)
+    breaker.disable("x")
+    store.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT state, open_until_wall FROM breaker_state").fetchone() == (
+            "DISABLED", None
+        )  # fmt: skip
+    db.close()
+
+
+async def test_a_failed_restore_and_migration_are_logged_exactly(
+    path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = BreakerStateStore(path)
+    monkeypatch.setattr(store, "_restore", lambda b: 1 / 0)
+    assert store.restore(CircuitBreaker("edge")) is RestoreOutcome.UNAVAILABLE
+    assert caplog.records[-1].getMessage() == (
+        "breaker state: could not restore 'edge'; it starts CLOSED"
+    )
+    monkeypatch.undo()
+    store.close()
+
+
+async def test_a_locked_write_gives_up_quickly(path: Path) -> None:
+    import time
+
+    clock = FakeClock()
+    breaker, store, _ = start(path, clock)
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    started = time.monotonic()
+    breaker.isolate("x")
+    assert time.monotonic() - started < 1.0  # BUSY_TIMEOUT, not sqlite's 5 s
+    other.execute("ROLLBACK")
+    other.close()
+    store.close()
+
+
+def test_a_trip_offset_survives_rows_that_cannot_be_read(path: Path) -> None:
+    clock = FakeClock()
+    for bad in ("state = 'BANANA'", 'tripped_by = \'{"cause": "forced"}\''):
+        breaker, store, _ = start(path, clock)
+        breaker.isolate("x")
+        store.close()
+        with sqlite3.connect(path) as db:
+            db.execute(f"UPDATE breaker_state SET {bad}")
+        db.close()
+        store = BreakerStateStore(path, wall_clock=clock.wall)
+        late = CircuitBreaker("edge", clock=clock, wall_clock=clock.wall)
+        late.add_listener(store._on_transition)  # as a breaker created after attach_service
+        late.isolate("y")
+        row = store.load("edge")
+        assert row is not None
+        assert row.trips == 0
+        store.close()

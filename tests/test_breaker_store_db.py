@@ -136,7 +136,7 @@ async def test_a_version_1_file_is_upgraded_in_place(
 
     with caplog.at_level(logging.INFO, logger="edge_voice.core.breaker.store"):
         breaker, store, outcome = start(path, clock)
-    assert "upgraded to schema version 2" in caplog.text
+    assert f"breaker state: {path} upgraded to schema version 2" in caplog.messages
     assert store_warnings(caplog) == []
     assert outcome is RestoreOutcome.OPEN
     assert breaker.retry_after == pytest.approx(100)

@@ -85,7 +85,7 @@ class CircuitBreaker:
         # order, so a task's newest tagged entry is the one leaving.
         self._shared = 0
         self._shared_permit = Permit(-1, trial=False)
-        self._tagged: dict[object, list[tuple[Permit, float]]] = {}
+        self._tagged: dict[object, list[Permit]] = {}
         self._tagged_count = 0
         # Done futures, made on the first entry (they need the running loop).
         self._entered: asyncio.Future[CircuitBreaker] | None = None
@@ -113,7 +113,8 @@ class CircuitBreaker:
         try:
             result = await fn(*args, **kwargs)
         except BaseException as exc:
-            self._settle_error(permit, exc, started if timed else None)
+            # Judged here: a CLOSED permit carries no start time.
+            self._settle_error(permit, exc, timed and self._clock() - started >= self._slow_after)
             raise
         now = self._clock()
         slow = timed and now - started >= self._slow_after
@@ -166,7 +167,7 @@ class CircuitBreaker:
             raise CircuitOpenError(self.name, machine.state, machine.rejected_retry_after)
         if machine.transitions:
             self._publish()
-        self._tagged.setdefault(asyncio.current_task(), []).append((admitted, now))
+        self._tagged.setdefault(asyncio.current_task(), []).append(admitted)
         self._tagged_count += 1
         return entered
 
@@ -189,9 +190,8 @@ class CircuitBreaker:
     def _exit(self, exc: BaseException | None) -> Awaitable[None]:
         task = asyncio.current_task()
         stack = self._tagged.get(task)
-        started: float | None = None
         if stack:
-            permit, started = stack.pop()
+            permit = stack.pop()
             if not stack:
                 del self._tagged[task]
             self._tagged_count -= 1
@@ -200,24 +200,21 @@ class CircuitBreaker:
             permit = self._shared_permit
         else:
             raise RuntimeError(f"breaker {self.name!r} exited without a matching enter")
+        # A timed breaker's permit carries its start: the machine judges slowness.
         if exc is None:
-            now = self._clock()
-            slow = self._timed and started is not None and now - started >= self._slow_after
-            if self._machine.on_success(permit, now, slow):
+            if self._machine.on_success(permit, self._clock()):
                 self._publish()
         else:
-            self._settle_error(permit, exc, started)
+            self._settle_error(permit, exc, None)
         assert self._exited is not None  # set by the first entry
         return self._exited
 
-    def _settle_error(self, permit: Permit, exc: BaseException, started: float | None) -> None:
+    def _settle_error(self, permit: Permit, exc: BaseException, slow: bool | None) -> None:
         machine = self._machine
         if isinstance(exc, asyncio.CancelledError) or not self._is_failure(exc):
             machine.release(permit)
         else:
-            now = self._clock()
-            slow = self._timed and started is not None and now - started >= self._slow_after
-            machine.on_failure(permit, now, describe_failure(exc), slow)
+            machine.on_failure(permit, self._clock(), describe_failure(exc), slow)
         if machine.transitions:
             self._publish()
 

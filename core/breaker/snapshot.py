@@ -88,7 +88,7 @@ class BreakerSnapshot:
         ValueError for an unknown state."""
         known = {f.name for f in fields(cls)} - {"durable"}
         values = {key: data[key] for key in known if key in data}
-        values["state"] = CircuitState(str(getattr(data["state"], "value", data["state"])))
+        values["state"] = CircuitState(str(data["state"]))  # a StrEnum is its value
         values["name"] = str(data["name"])
         tripped = data.get("tripped_by")
         values["tripped_by"] = (

@@ -386,7 +386,7 @@ class BreakerStateMachine:
             DurableState(
                 version=self.version + 1,
                 state=_OPEN,
-                reason="restored",
+                reason=f"restored after restart, {remaining:.0f}s left",
                 opened_at=now - max(0.0, cooldown - remaining),
                 open_until=now + remaining,
                 cooldown=cooldown,
@@ -394,10 +394,9 @@ class BreakerStateMachine:
                 calm_since=None,
                 trips=trips,
                 consecutive_trips=max(1, self.consecutive_trips),
-                tripped_by=self.tripped_by,
+                tripped_by=None,
             ),
             now,
-            f"restored after restart, {remaining:.0f}s left",
         )
 
     # -- the durable record ----------------------------------------------

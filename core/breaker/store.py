@@ -162,7 +162,8 @@ class BreakerStateStore:
         return outcomes
 
     def _on_transition(self, event: TransitionEvent) -> None:
-        if not self._closed and event.snapshot.durable is not None:
+        # After close() the file is closed too: a save is a no-op, nothing to check here.
+        if event.snapshot.durable is not None:
             self._save(event.breaker, event.snapshot.durable)
 
     # -- saving ------------------------------------------------------------
@@ -184,12 +185,11 @@ class BreakerStateStore:
         state = record.state
         open_until = None
         if state.recovering:
-            # HALF_OPEN is stored as an OPEN outage that has just ended, so a
-            # restart goes straight to a trial call.
+            # HALF_OPEN is stored as an OPEN outage that has ended
+            # (its open_until has passed), so a restart goes straight to a trial call.
             state = CircuitState.OPEN
-            open_until = now_wall
-            if record.state is CircuitState.OPEN and record.open_until is not None:
-                open_until = min(record.open_until, now_wall + record.cooldown)
+            ends = now_wall if record.open_until is None else record.open_until
+            open_until = min(ends, now_wall + record.cooldown)
         tripped = None if record.tripped_by is None else json.dumps(record.tripped_by.as_dict())
         return (
             name,
@@ -214,7 +214,7 @@ class BreakerStateStore:
             rows = self._select(name)
             offset = 0
             if rows:
-                with contextlib.suppress(ValueError, TypeError, KeyError):
+                with contextlib.suppress(ValueError, KeyError):
                     offset = _parse_row(rows[0]).trips
             self._trip_offsets[name] = offset
         return offset
@@ -268,13 +268,12 @@ class BreakerStateStore:
             return RestoreOutcome.NOTHING_STORED
         try:
             row = _parse_row(rows[0])
-        except (ValueError, TypeError, KeyError) as bad:
-            return self._discard(breaker, 0, f"stored row is unusable ({bad})")
+        except (ValueError, KeyError) as bad:
+            return self._discard(breaker, f"stored row is unusable ({bad})")
         now_wall = self._wall()
         if row.saved_at_wall > now_wall + CLOCK_SKEW_TOLERANCE:
             return self._discard(
                 breaker,
-                row.trips,
                 f"it was saved {row.saved_at_wall - now_wall:.0f}s in the future "
                 "(the wall clock went backwards)",
             )
@@ -334,15 +333,15 @@ class BreakerStateStore:
         )
         return RestoreOutcome.OPEN if remaining > 0 else RestoreOutcome.TRIAL
 
-    def _discard(self, breaker: CircuitBreaker, trips: int, why: str) -> RestoreOutcome:
+    def _discard(self, breaker: CircuitBreaker, why: str) -> RestoreOutcome:
         log.warning(
             "breaker state: ignoring the stored state of %r in %s: %s; it starts CLOSED",
             breaker.name,
             self.path,
             why,
         )
-        self._trip_offsets[breaker.name] = trips
-        # Overwrite the bad row so the next start does not warn again.
+        # Overwrite the bad row so the next start does not warn again (the trips of a
+        # row that could be read still count: see _trip_offset).
         self.save(breaker)
         return RestoreOutcome.DISCARDED
 

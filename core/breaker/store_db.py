@@ -12,6 +12,7 @@ raising. The store decides what the rows mean.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import sqlite3
@@ -216,8 +217,9 @@ class StateDatabase:
         self, conn: sqlite3.Connection, version: int, columns: tuple[str, ...]
     ) -> None:
         taken = {row[0] for row in conn.execute(_TABLES)}
-        aside = next(f"{_TABLE}_unrecognised_{n}" for n in range(1, len(taken) + 2)
-                     if f"{_TABLE}_unrecognised_{n}" not in taken)  # fmt: skip
+        aside = next(
+            name for n in itertools.count(1) if (name := f"{_TABLE}_unrecognised_{n}") not in taken
+        )
         log.warning(
             "breaker state: %s has a table of schema version %s with columns %s, expected %s; "
             "kept as %s, breakers start CLOSED",
