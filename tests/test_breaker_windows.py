@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from edge_voice.core.breaker import (
@@ -274,3 +276,11 @@ def test_every_bound_has_a_clear_error(
 )
 def test_the_bounds_themselves_are_accepted(settings: dict[str, object]) -> None:
     CircuitBreakerConfig(**settings)  # type: ignore[arg-type]
+
+
+def test_bucket_edges_agree_with_floor_division_even_where_products_round_low() -> None:
+    w = TimeWindow(1.0, 10)  # 0.1 s buckets: 5 * 0.1 rounds below 0.5
+    for number in range(200):
+        edge = w._bucket_end(float(number))
+        assert edge // 0.1 > number
+        assert math.nextafter(edge, -math.inf) // 0.1 <= number
