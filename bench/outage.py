@@ -1,10 +1,11 @@
 """A simulated Edge outage: what each client design asks of the service, and of users.
 
 Run ``.venv/bin/python bench/outage.py [--kind unavailable]`` from the repo root. It
-prints three parts: the client designs compared; the bot restarting every 30 s during
-the outage, with and without saved breaker state; and what listeners hear (the last
-part is ``bench/outage_features.py``, runnable on its own; skip it with
-``--no-voice-share``, it takes most of the run time).
+prints four parts: the client designs compared; the bot restarting every 30 s during
+the outage, with and without saved breaker state; the count and time windows under
+bursty traffic (``bench/outage_windows.py``, which picked the default window); and
+what listeners hear (the last part is ``bench/outage_features.py``, runnable on its
+own; skip it with ``--no-voice-share``, it takes most of the run time).
 Nothing waits in real time: the event loop's clock *is* a FakeClock, and whenever
 no task is ready the loop moves that clock to its next timer. So every
 ``asyncio.sleep`` (backoff, the cost of each attempt) and every ``asyncio.timeout``
@@ -30,7 +31,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import outage_features  # noqa: E402
+from bench import outage_features, outage_windows  # noqa: E402
 from bench._common import run_simulated  # noqa: E402
 from bench.outage_features import EdgeDouble, schedule  # noqa: E402
 from edge_voice.core.breaker import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError  # noqa: E402
@@ -64,7 +65,7 @@ FAILURE_COST: dict[ErrorKind, tuple[float, str]] = {
 STATUS = {ErrorKind.UNAVAILABLE: 503, ErrorKind.RATE_LIMITED: 429, ErrorKind.REJECTED: 403}
 SEED_1 = CircuitBreakerConfig(
     consecutive_failures=5,
-    failure_threshold=None,
+    failure_threshold=0,
     cooldown_period=300,
     max_cooldown_period=300,
     success_threshold=1,
@@ -73,7 +74,7 @@ SEED_2 = CircuitBreakerConfig(
     failure_threshold=0.5,
     window_size=10,
     minimum_calls=10,
-    consecutive_failures=None,
+    consecutive_failures=0,
     cooldown_period=60,
     max_cooldown_period=60,
     success_threshold=3,
@@ -273,8 +274,13 @@ def describe(args: argparse.Namespace) -> list[str]:
         "(c) seed 2: our CircuitBreaker configured as the second seed (50 % of the last 10, "
         "at least 10 calls, fixed 60 s cooldown, 3 successes close) around the naive loop.",
         f"(d) ours: TTSService with core.config.Config() defaults: breaker "
-        f"{brk.consecutive_failures} consecutive or {brk.failure_threshold:.0%} of "
-        f"{brk.window_size}, cooldown {brk.cooldown_period:g} s x{brk.cooldown_multiplier:g} up "
+        f"{brk.consecutive_failures} consecutive or {brk.failure_threshold:.0%} of the "
+        + (
+            f"last {brk.window_size} calls"
+            if brk.window_type == "count"
+            else f"calls of the last {brk.window_duration:g} s"
+        )
+        + f", cooldown {brk.cooldown_period:g} s x{brk.cooldown_multiplier:g} up "
         f"to {brk.max_cooldown_period:g} s, {brk.success_threshold} trial successes close; "
         f"{retry.attempts} attempts per voice, total deadline {CONFIG.deadlines.total:g} s; "
         "canaries off: trial calls are user messages.",
@@ -393,6 +399,7 @@ def main() -> int:
     parser.add_argument("--total-minutes", type=float, default=40.0)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--restart-every", type=float, default=30.0, help="seconds")
+    parser.add_argument("--window-days", type=int, default=20, help="bursty-traffic days")
     parser.add_argument("--no-voice-share", action="store_true", help="skip the slow part")
     outage_features.add_arguments(parser)
     args = parser.parse_args()
@@ -437,6 +444,7 @@ def main() -> int:
         print(f"target: {text}: {'met' if ok else 'MISSED'}")
     met = all(ok for _, ok in checks)
     met = report_restarts(args) and met
+    met = outage_windows.report(args.window_days, args.seed) and met
     if not args.no_voice_share:
         met = outage_features.report(args) and met
     return 0 if met else 1

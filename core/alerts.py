@@ -19,7 +19,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from edge_voice.core.breaker.events import TransitionEvent
-from edge_voice.core.breaker.state import CircuitState
+from edge_voice.core.breaker.snapshot import BreakerSnapshot
+from edge_voice.core.breaker.states import CircuitState
 from edge_voice.core.diagnostics.report import Diagnosis, Verdict
 
 log = logging.getLogger(__name__)
@@ -30,9 +31,26 @@ STATE_COLOURS = {
     CircuitState.CLOSED: 0x2ECC71,  # green
     CircuitState.HALF_OPEN: 0xF5A623,  # amber
     CircuitState.OPEN: 0xE74C3C,  # red
+    CircuitState.FORCED_OPEN: 0x992D22,  # dark red
+    CircuitState.DISABLED: 0x95A5A6,  # grey
+    CircuitState.METRICS_ONLY: 0x3498DB,  # blue
 }
-STATE_ICONS = {CircuitState.CLOSED: "🟢", CircuitState.HALF_OPEN: "🟠", CircuitState.OPEN: "🔴"}
-_SEVERITY = {CircuitState.CLOSED: 0, CircuitState.HALF_OPEN: 1, CircuitState.OPEN: 2}
+STATE_ICONS = {
+    CircuitState.CLOSED: "🟢",
+    CircuitState.HALF_OPEN: "🟠",
+    CircuitState.OPEN: "🔴",
+    CircuitState.FORCED_OPEN: "⛔",
+    CircuitState.DISABLED: "⚪",
+    CircuitState.METRICS_ONLY: "🔵",
+}
+_SEVERITY = {
+    CircuitState.CLOSED: 0,
+    CircuitState.METRICS_ONLY: 1,
+    CircuitState.DISABLED: 1,
+    CircuitState.HALF_OPEN: 2,
+    CircuitState.OPEN: 3,
+    CircuitState.FORCED_OPEN: 3,
+}
 
 # Discord's embed limits.
 TITLE_LIMIT = 256
@@ -91,61 +109,57 @@ def discord_time(at: datetime | None, style: str = "R") -> str:
     return "never" if at is None else f"<t:{math.floor(at.timestamp())}:{style}>"
 
 
-def _state(value: Any) -> CircuitState:
-    try:
-        return CircuitState(str(getattr(value, "value", value)).upper())
-    except ValueError:
-        return CircuitState.OPEN  # an unknown state is shown as the alarming one
-
-
 def worst(states: Sequence[CircuitState]) -> CircuitState:
     """The most alarming of ``states`` (OPEN, then HALF_OPEN, then CLOSED)."""
     return max(states, key=_SEVERITY.__getitem__, default=CircuitState.CLOSED)
 
 
-def next_trial_at(snapshot: Mapping[str, Any]) -> datetime | None:
+def next_trial_at(snapshot: BreakerSnapshot) -> datetime | None:
     """When an OPEN breaker admits its next trial call, from its snapshot; else None."""
-    opened = snapshot.get("opened_at")
-    if _state(snapshot.get("state")) is not CircuitState.OPEN or not isinstance(opened, datetime):
+    if snapshot.state is not CircuitState.OPEN or snapshot.opened_at is None:
         return None
-    return opened + timedelta(seconds=float(snapshot.get("cooldown") or 0.0))
+    return snapshot.opened_at + timedelta(seconds=snapshot.cooldown)
 
 
-def _next_trial(snapshot: Mapping[str, Any]) -> str:
-    state = _state(snapshot.get("state"))
+def _next_trial(snapshot: BreakerSnapshot) -> str:
+    state = snapshot.state
     if state is CircuitState.HALF_OPEN:
-        in_flight = snapshot.get("half_open_in_flight", 0)
-        return f"now: trial calls running ({in_flight} in flight)"
+        return f"now: trial calls running ({snapshot.half_open_in_flight} in flight)"
+    if state is CircuitState.FORCED_OPEN:
+        return "none: isolated until reset"
     if state is not CircuitState.OPEN:
         return "-"
-    seconds = math.ceil(float(snapshot.get("retry_after") or 0.0))
+    seconds = math.ceil(snapshot.retry_after)
     return f"in {seconds} s ({discord_time(next_trial_at(snapshot))})"
 
 
-def _failures(snapshot: Mapping[str, Any]) -> str:
-    rate = float(snapshot.get("failure_rate") or 0.0)
-    calls = int(snapshot.get("window_calls") or 0)
-    size = snapshot.get("window_size", "?")
+def _failures(snapshot: BreakerSnapshot) -> str:
+    slow = f" · {snapshot.slow_call_rate:.0%} slow" if snapshot.window_slow_calls else ""
     return (
-        f"{snapshot.get('consecutive_failures', 0)} in a row · "
-        f"{rate:.0%} of the last {calls} calls (window {size})"
+        f"{snapshot.consecutive_failures} in a row · "
+        f"{snapshot.failure_rate:.0%} of the last {snapshot.window_calls} calls{slow} "
+        f"(window {snapshot.window})"
     )
 
 
-def breaker_report(snapshot: Mapping[str, Any]) -> str:
+def breaker_report(snapshot: BreakerSnapshot) -> str:
     """Multi-line operator view of one breaker snapshot (one embed field's value)."""
-    state = _state(snapshot.get("state"))
-    lines = [
-        f"**State:** {STATE_ICONS[state]} {state.value}",
+    state = snapshot.state
+    lines = [f"**State:** {STATE_ICONS[state]} {state.value}"]
+    if state.is_mode:
+        lines.append(f"**Set:** {clip(snapshot.last_transition_reason or '-', 200)}")
+    if snapshot.tripped_by is not None:
+        lines.append(f"**Tripped by:** {snapshot.tripped_by.describe()}")
+    lines += [
         f"**Failures:** {_failures(snapshot)}",
         f"**Last failure:** {_last_failure(snapshot)}",
-        f"**Last success:** {discord_time(snapshot.get('last_success'))}",
+        f"**Last success:** {discord_time(snapshot.last_success)}",
     ]
-    if state is not CircuitState.CLOSED:
-        lines.append(f"**Opened:** {discord_time(snapshot.get('opened_at'))}")
+    if not state.admits_all:
+        lines.append(f"**Opened:** {discord_time(snapshot.opened_at)}")
     lines += [
         f"**Next trial:** {_next_trial(snapshot)}",
-        f"**Trips so far:** {snapshot.get('trips', 0)}",
+        f"**Trips so far:** {snapshot.trips}",
     ]
     return "\n".join(lines)
 
@@ -162,22 +176,26 @@ def status_alert(
     snapshot at the top level and each voice's under ``voices``. ``cache`` is
     :meth:`core.cache.AudioCache.stats`; ``on_open`` is what listeners get while OPEN.
     """
-    state = _state(health.get("state"))
+    service = BreakerSnapshot.from_dict(health)
+    state = service.state
     provider = health.get("provider", "tts")
-    voices: Mapping[str, Mapping[str, Any]] = health.get("voices") or {}
-    fields = [(f"Service breaker ({provider})", breaker_report(health))]
+    voices = {
+        v: BreakerSnapshot.from_dict(snap) for v, snap in (health.get("voices") or {}).items()
+    }
+    fields = [(f"Service breaker ({provider})", breaker_report(service))]
     fields += [(f"Voice {voice}", breaker_report(snap)) for voice, snap in voices.items()]
     fields.append(("During outages", _outage_report(health.get("canary") or {}, on_open)))
     if cache is not None:
         fields.append(("Audio cache", _cache_report(cache)))
-    troubled = [
-        v for v, snap in voices.items() if _state(snap.get("state")) is not CircuitState.CLOSED
-    ]
+    troubled = [v for v, snap in voices.items() if snap.state is not CircuitState.CLOSED]
     instead = "posted as text" if on_open == "text" else "spoken by the offline voice"
     summary = {
         CircuitState.CLOSED: "Speech is served normally.",
         CircuitState.HALF_OPEN: "Testing whether the service has recovered.",
         CircuitState.OPEN: f"The service is failing: messages are {instead} instead.",
+        CircuitState.FORCED_OPEN: f"Isolated by an operator: messages are {instead} instead.",
+        CircuitState.DISABLED: "The breaker is disabled: every request goes to the service.",
+        CircuitState.METRICS_ONLY: "The breaker only measures: it never stops a request.",
     }[state]
     if troubled:
         summary += " Voices not CLOSED: " + ", ".join(troubled) + "."
@@ -245,26 +263,24 @@ def transition_alert(events: Sequence[TransitionEvent]) -> Alert:
             f"now **{last.new.value}**"
         )
         detail = f"Last reason: {clip(last.reason, 300)}\nNext trial: {_next_trial(last.snapshot)}"
-        detail += f"\nTrips so far: {last.snapshot.get('trips', 0)}"
+        detail += f"\nTrips so far: {last.snapshot.trips}"
         fields.append((name, detail))
     now = worst([seen[-1].new for seen in by_breaker.values()])
     title = f"TTS breakers: {len(events)} transitions in {span:.0f} s, now {now.value}"
     return Alert.build(title, "\n".join(lines), STATE_COLOURS[now], fields, events[-1].at)
 
 
-def _last_failure(snapshot: Mapping[str, Any]) -> str:
-    text = discord_time(snapshot.get("last_failure"))
-    reason = snapshot.get("last_failure_reason")
-    if reason and snapshot.get("last_failure") is not None:
-        text += f" ({clip(str(reason), 200)})"
+def _last_failure(snapshot: BreakerSnapshot) -> str:
+    text = discord_time(snapshot.last_failure)
+    if snapshot.last_failure_reason and snapshot.last_failure is not None:
+        text += f" ({clip(snapshot.last_failure_reason, 200)})"
     return text
 
 
 def _single_transition(event: TransitionEvent) -> Alert:
     snapshot = event.snapshot
-    # Every transition restarts the failure counters, so the counts that tripped the
-    # breaker are in the reason; the trip counts show whether it keeps coming back.
-    trips = f"{snapshot.get('trips', 0)} ({snapshot.get('consecutive_trips', 0)} in a row)"
+    # The trip counts show whether it keeps coming back.
+    trips = f"{snapshot.trips} ({snapshot.consecutive_trips} in a row)"
     fields = [
         ("Reason", event.reason),
         ("Last failure", _last_failure(snapshot)),

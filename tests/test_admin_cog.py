@@ -174,7 +174,8 @@ async def test_status_open_is_red_with_counts_times_and_next_trial(ab: AdminBot)
     assert embed["title"] == "TTS status: 🔴 OPEN"
     assert "posted as text" in embed["description"]
     assert "**State:** 🔴 OPEN" in service
-    assert "**Failures:** 0 in a row · 0% of the last 0 calls (window 10)" in service
+    assert "**Tripped by:** 3 consecutive failures" in service
+    assert "**Failures:** 3 in a row · 75% of the last 4 calls (window 60 s)" in service
     assert f"**Last failure:** <t:{failed_at}:R> (NoAudioReceived: no audio)" in service
     assert f"**Last success:** <t:{failed_at - 30}:R>" in service
     assert f"**Opened:** <t:{failed_at}:R>" in service

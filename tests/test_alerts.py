@@ -22,6 +22,7 @@ from edge_voice.core.alerts import (
     transition_alert,
 )
 from edge_voice.core.breaker import (
+    BreakerSnapshot,
     CircuitBreaker,
     CircuitBreakerConfig,
     CircuitState,
@@ -229,7 +230,8 @@ def test_status_shows_times_as_discord_timestamps_and_troubled_voices() -> None:
     assert f"**Last success:** <t:{int(opened - 5)}:R>" in voice
     assert f"**Opened:** <t:{int(opened)}:R>" in voice
     assert f"**Next trial:** in 40 s (<t:{int(opened + 60)}:R>)" in voice
-    assert "**Failures:** 0 in a row · 0% of the last 0 calls (window 10)" in voice
+    assert "**Tripped by:** 3 consecutive failures" in voice
+    assert "**Failures:** 3 in a row · 75% of the last 4 calls (window 60 s)" in voice
     assert "**Trips so far:** 1" in voice
     assert "**Last failure:** never" in field(alert, "Voice v1")
 
@@ -303,7 +305,7 @@ class Posts(list[Alert]):
 
 def event(clock: FakeClock, new: CircuitState, old: CircuitState = CLOSED) -> TransitionEvent:
     at = datetime.fromtimestamp(clock.wall(), tz=UTC)
-    return TransitionEvent("edge", old, new, f"to {new}", at, {"state": new.value, "trips": 1})
+    return TransitionEvent("edge", old, new, f"to {new}", at, BreakerSnapshot("edge", new, trips=1))
 
 
 async def test_events_within_a_window_are_posted_once() -> None:

@@ -306,7 +306,8 @@ async def test_listeners_see_every_transition_and_never_break_calls(
     assert "2 consecutive failures" in seen[0].reason
     assert seen[3].reason == "operator says so"
     assert seen[0].at == datetime.fromtimestamp(clock.epoch + 1000, tz=UTC)
-    assert seen[0].snapshot["state"] == "OPEN"
+    assert seen[0].snapshot.state is CircuitState.OPEN
+    assert seen[0].snapshot.tripped_by is not None
     assert caplog.text.count("listener bug") >= 5
 
 
@@ -321,7 +322,11 @@ async def test_snapshot_contents() -> None:
     assert snap["state"] == "OPEN"
     assert snap["circuit_open"] is True
     assert snap["half_open"] is False
-    assert snap["consecutive_failures"] == 0
+    # While OPEN the figures that tripped it stay (the seed showed "OPEN, 0 failures").
+    assert snap["consecutive_failures"] == 2
+    assert snap["tripped_by"]["cause"] == "consecutive_failures"
+    assert snap["window_calls"] == 3
+    assert snap["failure_rate"] == pytest.approx(2 / 3)
     assert snap["retry_after"] == 40.0
     assert snap["cooldown"] == 60.0
     assert snap["trips"] == 1

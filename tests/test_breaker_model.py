@@ -1,12 +1,14 @@
 """Hypothesis drives the breaker at random and compares it with a small reference model.
 
-The model is written from the specification, separately from the state machine:
-lists instead of a ring, a set of live calls instead of generations.
+The model (tests/breaker_model_support.py) is written from the specification,
+separately from the state machine: lists instead of a ring and buckets, a dict
+of live calls instead of generations. Both window kinds, slow calls (judged by
+the clock and reported by the caller) and the operator modes are in it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import os
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -22,119 +24,25 @@ from hypothesis.stateful import (
 
 from edge_voice.core.breaker import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError, Permit
 from edge_voice.core.clock import FakeClock
+from tests.breaker_model_support import JITTER, Model
 
-JITTER = 0.5
-
-
-@dataclass
-class Model:
-    """The specification, spelled out as plainly as possible."""
-
-    cfg: CircuitBreakerConfig
-    state: str = "CLOSED"
-    streak: int = 0
-    window: list[bool] = field(default_factory=list)
-    cooldown: float = 0.0
-    repeated: int = 0
-    open_until: float = 0.0
-    trips: int = 0
-    trials_in_flight: int = 0
-    trial_successes: int = 0
-    live: set[int] = field(default_factory=set)
-    trial_calls: set[int] = field(default_factory=set)
-
-    def __post_init__(self) -> None:
-        self.cooldown = self.cfg.cooldown_period
-
-    def change(self, state: str) -> None:
-        self.state = state
-        self.live.clear()
-        self.trial_calls.clear()
-        self.streak = 0
-        self.window = []
-        self.trials_in_flight = 0
-        self.trial_successes = 0
-
-    def open(self, now: float) -> None:
-        if self.repeated:
-            grown = self.cooldown * self.cfg.cooldown_multiplier
-            grown *= 1 + self.cfg.cooldown_jitter * JITTER
-            self.cooldown = min(self.cfg.max_cooldown_period, max(self.cooldown, grown))
-        self.repeated += 1
-        self.trips += 1
-        self.open_until = now + self.cooldown
-        self.change("OPEN")
-
-    def close(self) -> None:
-        self.repeated = 0
-        self.cooldown = self.cfg.cooldown_period
-        self.change("CLOSED")
-
-    def admit(self, call: int, now: float) -> float | None:
-        """None when admitted, else the retry_after of the rejection."""
-        if self.state == "OPEN":
-            if now < self.open_until:
-                return min(self.cooldown, self.open_until - now)
-            self.change("HALF_OPEN")
-        if self.state == "HALF_OPEN":
-            if self.trials_in_flight >= self.cfg.half_open_max_calls:
-                return 0.0
-            self.trials_in_flight += 1
-            self.trial_calls.add(call)
-        self.live.add(call)
-        return None
-
-    def succeed(self, call: int) -> None:
-        if call not in self.live:
-            return
-        self.live.discard(call)
-        if call in self.trial_calls:
-            self.trials_in_flight -= 1
-            self.trial_successes += 1
-            if self.trial_successes >= self.cfg.success_threshold:
-                self.close()
-            return
-        self.streak = 0
-        self.window = [*self.window, False][-self.cfg.window_size :]
-
-    def fail(self, call: int, now: float) -> None:
-        if call not in self.live:
-            return
-        self.live.discard(call)
-        if call in self.trial_calls:
-            self.open(now)
-            return
-        self.streak += 1
-        self.window = [*self.window, True][-self.cfg.window_size :]
-        limit, rate = self.cfg.consecutive_failures, self.cfg.failure_threshold
-        streak_trips = limit is not None and self.streak >= limit
-        rate_trips = (
-            rate is not None
-            and len(self.window) >= self.cfg.minimum_calls
-            and sum(self.window) / len(self.window) >= rate
-        )
-        if streak_trips or rate_trips:
-            self.open(now)
-
-    def cancel(self, call: int) -> None:
-        if call in self.live:
-            self.live.discard(call)
-            if call in self.trial_calls:
-                self.trials_in_flight -= 1
-                self.trial_calls.discard(call)
-
-    def reset(self) -> None:
-        self.close()
+Call = tuple[int, Permit | None]
 
 
 @st.composite
 def configs(draw: st.DrawFn) -> CircuitBreakerConfig:
+    window_type = draw(st.sampled_from(["count", "time"]))
     window = draw(st.integers(1, 8))
     cooldown = draw(st.sampled_from([1.0, 10.0, 60.0]))
     return CircuitBreakerConfig(
-        consecutive_failures=draw(st.one_of(st.none(), st.integers(1, 6))),
-        failure_threshold=draw(st.one_of(st.none(), st.sampled_from([0.25, 0.5, 1.0]))),
+        window_type=window_type,
+        consecutive_failures=draw(st.sampled_from([0, 1, 2, 3, 6])),
+        failure_threshold=draw(st.sampled_from([0, 0.25, 0.5, 1.0])),
+        slow_call_rate_threshold=draw(st.sampled_from([0, 0.5, 1.0])),
+        slow_call_duration=draw(st.sampled_from([0.0, 1.0, 9.0])),
         window_size=window,
+        window_duration=draw(st.sampled_from([1.0, 10.0, 60.0])),
+        window_buckets=draw(st.sampled_from([1, 3, 10])),
         minimum_calls=draw(st.integers(1, window)),
         cooldown_period=cooldown,
         max_cooldown_period=cooldown * draw(st.sampled_from([1, 3, 10])),
@@ -143,6 +51,9 @@ def configs(draw: st.DrawFn) -> CircuitBreakerConfig:
         success_threshold=draw(st.integers(1, 4)),
         half_open_max_calls=draw(st.integers(1, 3)),
     )
+
+
+SLOW = st.sampled_from([None, None, True, False])
 
 
 class BreakerVersusModel(RuleBasedStateMachine):
@@ -161,7 +72,25 @@ class BreakerVersusModel(RuleBasedStateMachine):
         self.model = Model(cfg)
 
     @rule(target=calls)
-    def admit(self) -> tuple[int, Permit | None]:
+    def admit(self) -> Call:
+        return self._admit()
+
+    @rule(
+        wait=st.sampled_from([0.0, 0.0, 1.0, 10.0, 60.0, 600.0]),
+        outcomes=st.lists(st.sampled_from(["s", "f", "S", "F"]), min_size=1, max_size=6),
+    )
+    def burst(self, wait: float, outcomes: list[str]) -> None:
+        """A wait, then calls admitted and settled at once: trips and recoveries are common."""
+        self.clock.advance(wait)
+        for outcome in outcomes:
+            call = self._admit()
+            slow = outcome in "SF"
+            if outcome in "sS":
+                self.succeed(call, slow)
+            else:
+                self.fail(call, slow)
+
+    def _admit(self) -> Call:
         call = self.next_call
         self.next_call += 1
         expected = self.model.admit(call, self.clock())
@@ -172,57 +101,79 @@ class BreakerVersusModel(RuleBasedStateMachine):
             return call, None
         return call, self.breaker.acquire()
 
-    @rule(call=consumes(calls))
-    def succeed(self, call: tuple[int, Permit | None]) -> None:
+    @rule(call=consumes(calls), slow=SLOW)
+    def succeed(self, call: Call, slow: bool | None) -> None:
         if call[1] is not None:
-            self.model.succeed(call[0])
-            self.breaker.record_success(call[1])
+            self.model.succeed(call[0], self.clock(), slow)
+            self.breaker.record_success(call[1], slow=slow)
+
+    @rule(call=consumes(calls), slow=SLOW)
+    def fail(self, call: Call, slow: bool | None) -> None:
+        if call[1] is not None:
+            self.model.fail(call[0], self.clock(), slow)
+            self.breaker.record_failure(call[1], "boom", slow=slow)
 
     @rule(call=consumes(calls))
-    def fail(self, call: tuple[int, Permit | None]) -> None:
-        if call[1] is not None:
-            self.model.fail(call[0], self.clock())
-            self.breaker.record_failure(call[1], "boom")
-
-    @rule(call=consumes(calls))
-    def cancel(self, call: tuple[int, Permit | None]) -> None:
+    def cancel(self, call: Call) -> None:
         if call[1] is not None:
             self.model.cancel(call[0])
             self.breaker.release(call[1])
 
-    @rule(seconds=st.sampled_from([0.5, 1.0, 9.0, 10.0, 59.0, 60.0, 200.0, 1000.0]))
+    @rule(seconds=st.sampled_from([0.3, 0.5, 1.0, 3.0, 9.0, 10.0, 59.0, 60.0, 200.0, 1000.0]))
     def advance(self, seconds: float) -> None:
         self.clock.advance(seconds)
 
-    @rule()
-    def reset(self) -> None:
-        self.model.reset()
+    @rule(really=st.integers(0, 3))
+    def reset(self, really: int) -> None:
+        if really:
+            return
+        self.model.reset(self.clock())
         self.breaker.reset()
+
+    # Mostly nothing, so that modes do not keep cutting the runs of trips short.
+    @rule(mode=st.sampled_from(["FORCED_OPEN", "DISABLED", "METRICS_ONLY", *[""] * 5]))
+    def set_mode(self, mode: str) -> None:
+        if not mode:
+            return
+        self.model.mode(mode, self.clock())
+        {
+            "FORCED_OPEN": self.breaker.isolate,
+            "DISABLED": self.breaker.disable,
+            "METRICS_ONLY": self.breaker.metrics_only,
+        }[mode]("operator")
 
     @invariant()
     def agrees_with_model(self) -> None:
         if not hasattr(self, "breaker"):
             return
-        snap = self.breaker.snapshot()
+        now = self.clock()
+        snap = self.breaker.typed_snapshot()
         model = self.model
-        assert snap["state"] == model.state
-        assert snap["trips"] == model.trips
-        assert snap["cooldown"] == pytest.approx(model.cooldown)
-        assert snap["half_open_in_flight"] == model.trials_in_flight
-        assert snap["half_open_successes"] == model.trial_successes
-        if model.state == "CLOSED":
-            assert snap["consecutive_failures"] == model.streak
-            assert snap["window_calls"] == len(model.window)
-            assert snap["window_failures"] == sum(model.window)
-        if model.state == "OPEN":
-            assert snap["retry_after"] == pytest.approx(
-                min(model.cooldown, max(0.0, model.open_until - self.clock()))
-            )
+        view = model.window.look(now)
+        assert snap.state.value == model.state
+        assert snap.trips == model.trips
+        assert snap.version == model.version
+        assert snap.rejected_calls == model.rejected
+        assert snap.cooldown == pytest.approx(model.shown_cooldown(now))
+        assert snap.cooldown_level == model.decayed(now)
+        assert snap.retry_after == pytest.approx(model.retry_after(now))
+        assert snap.half_open_in_flight == model.trials_in_flight
+        assert snap.half_open_successes == model.trial_successes
+        assert snap.tripped_by == model.tripped
+        if model.tripped is None:
+            assert snap.consecutive_failures == model.streak
+            assert snap.window_calls == len(view)
+            assert snap.window_failures == sum(e[1] for e in view)
+            assert snap.window_slow_calls == sum(e[2] for e in view)
+        else:
+            assert snap.consecutive_failures == model.tripped.consecutive_failures
+            assert snap.window_calls == model.tripped.window_calls
 
 
 TestBreakerAgainstModel = BreakerVersusModel.TestCase
 TestBreakerAgainstModel.settings = settings(
-    max_examples=300,
+    # `make mutation` runs it for every surviving mutant: fewer examples there.
+    max_examples=int(os.environ.get("BREAKER_MODEL_EXAMPLES", "300")),
     stateful_step_count=60,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],

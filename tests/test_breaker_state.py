@@ -17,13 +17,14 @@ CLOSED, OPEN, HALF_OPEN = CircuitState.CLOSED, CircuitState.OPEN, CircuitState.H
 
 FIRST_DESIGN = CircuitBreakerConfig(
     consecutive_failures=5,
-    failure_threshold=None,
+    failure_threshold=0,
     cooldown_period=300,
     max_cooldown_period=300,
     success_threshold=1,
 )
 SECOND_DESIGN = CircuitBreakerConfig(
-    consecutive_failures=None,
+    consecutive_failures=0,
+    window_type="count",
     failure_threshold=0.5,
     window_size=10,
     minimum_calls=10,
@@ -117,8 +118,9 @@ def test_success_threshold_closes_and_resets_cooldown() -> None:
     assert m.state is CLOSED
     assert m.last_transition is not None
     assert "3 trial calls succeeded" in m.last_transition.reason
-    assert m.cooldown == 60.0
     assert m.consecutive_trips == 0
+    assert m.next_cooldown(60.0) == 120.0  # the trip is remembered...
+    assert m.next_cooldown(120.0) == 60.0  # ...for one cooldown_period of calm
 
 
 def test_trial_failure_reopens_with_longer_cooldown() -> None:
@@ -156,7 +158,7 @@ def test_cooldowns_grow_exactly_first_then_never_shrink(jitter: float) -> None:
     assert m.trips == 7
 
 
-def test_closing_resets_growth() -> None:
+def test_closing_steps_the_cooldown_down_one_level_per_calm_cooldown_period() -> None:
     cfg = CircuitBreakerConfig(consecutive_failures=1, success_threshold=1, cooldown_jitter=0)
     m = machine(cfg)
     run(m, "f", 0.0)
@@ -164,7 +166,30 @@ def test_closing_resets_growth() -> None:
     assert m.cooldown == 120.0
     m.on_success(m.acquire(180.0), 180.0)
     assert m.state is CLOSED
-    run(m, "f", 200.0)
+    assert m.level(180.0) == 2
+    assert m.level(239.9) == 2
+    assert m.level(240.0) == 1
+    run(m, "f", 250.0)  # flapping: opens at the remembered level
+    assert m.cooldown == 120.0
+    m.on_success(m.acquire(370.0), 370.0)
+    run(m, "f", 370.0 + 2 * 60.0)  # two calm periods: back to the base cooldown
+    assert m.cooldown == 60.0
+
+
+def test_a_flapping_service_is_probed_less_and_less_often() -> None:
+    cfg = CircuitBreakerConfig(consecutive_failures=1, success_threshold=1, cooldown_jitter=0)
+    m = machine(cfg)
+    now, cooldowns = 0.0, []
+    for _ in range(5):
+        run(m, "f", now)
+        cooldowns.append(m.cooldown)
+        now = m.open_until
+        m.on_success(m.acquire(now), now)
+        now += 10.0  # it fails again soon after each recovery
+    assert cooldowns == [60.0, 120.0, 240.0, 300.0, 300.0]
+    m.reset(now)
+    assert m.level(now) == 0
+    run(m, "f", now)
     assert m.cooldown == 60.0
 
 
@@ -248,6 +273,7 @@ def test_restore_open_resumes_remaining_cooldown() -> None:
     assert m.state is OPEN
     assert m.retry_after(500.0) == 42.0
     assert m.trips == 3
+    assert m.transitions[-1].reason == "restored after restart, 42s left"
     m.on_failure(m.acquire(542.0), 542.0, "x")
     assert m.cooldown >= 240.0
 
@@ -255,11 +281,12 @@ def test_restore_open_resumes_remaining_cooldown() -> None:
 @pytest.mark.parametrize(
     ("field", "value"),
     [
-        ("failure_threshold", 0.0),
+        ("failure_threshold", -0.1),
         ("failure_threshold", 1.5),
         ("window_size", 0),
-        ("minimum_calls", 11),
-        ("consecutive_failures", 0),
+        ("window_size", 10_001),
+        ("consecutive_failures", -1),
+        ("consecutive_failures", 10_001),
         ("cooldown_period", 0),
         ("max_cooldown_period", 10),
         ("success_threshold", 0),

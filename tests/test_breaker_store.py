@@ -6,12 +6,17 @@ See :mod:`tests.breaker_store_support` for what a "restart" is here.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
 
 import pytest
 
-from edge_voice.core.breaker import CircuitBreakerConfig, CircuitOpenError, CircuitState
+from edge_voice.core.breaker import (
+    CircuitBreaker,
+    CircuitBreakerConfig,
+    CircuitOpenError,
+    CircuitState,
+)
 from edge_voice.core.breaker.store import STATE_FILE_NAME, BreakerStateStore, RestoreOutcome
 from edge_voice.core.clock import FakeClock
 from edge_voice.core.tts.provider import EDGE_MP3, SynthesisRequest
@@ -119,6 +124,7 @@ async def test_clock_gone_backwards_starts_closed_with_a_warning(
         ("OPEN", 10.0, float("inf"), 1),
         ("OPEN", 10.0, 60.0, "many"),
         ("OPEN", 10.0, 60.0, -3),
+        ("HALF_OPEN", 10.0, 60.0, 1),
     ],
 )
 async def test_nonsense_row_starts_closed_with_a_warning(
@@ -135,7 +141,8 @@ async def test_nonsense_row_starts_closed_with_a_warning(
     now = clock.wall()
     with sqlite3.connect(path) as db:
         db.execute(
-            "INSERT INTO breaker_state VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO breaker_state (name, state, open_until_wall, cooldown, trips, "
+            "consecutive_trips, saved_at_wall) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
                 "edge",
                 state,
@@ -258,4 +265,125 @@ async def test_service_breakers_are_restored_and_saved(path: Path) -> None:
     with pytest.raises(CircuitOpenError):
         await service.synthesize("Hallo")
     assert provider.calls == 0
+    store.close()
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        ("cooldown_level", -1),
+        ("calm_since_wall", "yesterday"),
+        ("version", 1.5),
+        ("tripped_by", "{not json"),
+        ("tripped_by", '{"cause": "gremlins"}'),
+        ("tripped_by", '{"cause": "forced"}'),
+    ],
+)
+async def test_nonsense_in_the_new_columns_starts_closed_with_a_warning(
+    path: Path, caplog: pytest.LogCaptureFixture, column: str, value: object
+) -> None:
+    clock = FakeClock()
+    breaker, store, _ = start(path, clock)
+    breaker.isolate("maintenance")
+    store.close()
+    with sqlite3.connect(path) as db:
+        db.execute(f"UPDATE breaker_state SET {column} = ?", (value,))
+    db.close()
+
+    breaker, store, outcome = start(path, rebooted(clock, after=1))
+    assert outcome is RestoreOutcome.DISCARDED
+    assert breaker.state is CircuitState.CLOSED
+    assert store_warnings(caplog)
+    store.close()
+
+
+@pytest.mark.parametrize(
+    ("set_mode", "state"),
+    [
+        (lambda b: b.isolate("isolated by @root"), CircuitState.FORCED_OPEN),
+        (lambda b: b.disable("disabled by @root"), CircuitState.DISABLED),
+        (lambda b: b.metrics_only("shadow mode by @root"), CircuitState.METRICS_ONLY),
+    ],
+    ids=["isolated", "disabled", "metrics only"],
+)
+async def test_operator_modes_survive_a_restart(
+    path: Path, set_mode: Callable[[CircuitBreaker], None], state: CircuitState
+) -> None:
+    clock = FakeClock()
+    breaker, store, _ = start(path, clock)
+    set_mode(breaker)
+    store.close()
+
+    breaker, store, outcome = start(path, rebooted(clock, after=3600))
+    seen: list[str] = []
+    assert outcome is RestoreOutcome.MODE
+    assert breaker.state is state
+    reason = breaker.typed_snapshot().last_transition_reason
+    assert reason is not None
+    assert reason.startswith("restored after restart: ")
+    assert "by @root" in reason
+    breaker.add_listener(lambda event: seen.append(event.reason))
+    breaker.reset("reset by @root")
+    store.close()
+
+    breaker, store, outcome = start(path, rebooted(clock, after=3601))
+    assert outcome is RestoreOutcome.CLOSED
+    assert breaker.state is CircuitState.CLOSED
+    assert seen == ["reset by @root"]
+    store.close()
+
+
+async def test_the_cooldown_level_of_a_flapping_service_survives_a_restart(path: Path) -> None:
+    clock = FakeClock()
+    breaker, store, _ = start(path, clock)
+    down = Downstream()
+    for _ in range(2):
+        await trip(breaker, down)
+        clock.advance(breaker.retry_after)
+        await breaker.call(down.ok)
+    assert breaker.typed_snapshot().cooldown_level == 2
+    store.close()
+
+    soon = rebooted(clock, after=30)
+    breaker, store, outcome = start(path, soon)
+    assert outcome is RestoreOutcome.CLOSED
+    assert breaker.typed_snapshot().cooldown_level == 2
+    await trip(breaker, down)
+    assert breaker.retry_after == pytest.approx(240)
+    store.close()
+
+    calm = rebooted(soon, after=10_000)
+    breaker, store, _ = start(path, calm)
+    breaker.reset()
+    store.close()
+    breaker, store, _ = start(path, rebooted(calm, after=1))
+    assert breaker.typed_snapshot().cooldown_level == 0
+    store.close()
+
+
+async def test_a_closed_breaker_steps_down_while_the_bot_is_down(path: Path) -> None:
+    clock = FakeClock()
+    breaker, store, _ = start(path, clock)
+    down = Downstream()
+    await trip(breaker, down)
+    clock.advance(60)
+    await breaker.call(down.ok)
+    store.close()
+
+    breaker, store, _ = start(path, rebooted(clock, after=60))
+    assert breaker.typed_snapshot().cooldown_level == 0
+    store.close()
+
+
+async def test_the_figures_that_tripped_it_survive_a_restart(path: Path) -> None:
+    clock = FakeClock()
+    breaker, store, _ = start(path, clock)
+    await trip(breaker, Downstream())
+    store.close()
+
+    breaker, store, _ = start(path, rebooted(clock, after=5))
+    snap = breaker.typed_snapshot()
+    assert snap.tripped_by is not None
+    assert snap.tripped_by.describe() == "2 consecutive failures"
+    assert snap.consecutive_failures == 2
     store.close()

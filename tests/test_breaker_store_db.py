@@ -5,6 +5,7 @@ See :mod:`tests.breaker_store_support` for what a "restart" is here.
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 from pathlib import Path
@@ -51,33 +52,104 @@ async def test_corrupt_file_starts_closed_and_is_replaced(
     store.close()
 
 
-@pytest.mark.parametrize(
-    "setup",
-    [
-        ["CREATE TABLE breaker_state (name TEXT, colour TEXT)"],
-        ["PRAGMA user_version = 7"],
-    ],
-    ids=["other columns", "newer version"],
-)
-async def test_wrong_schema_is_replaced(
-    path: Path, caplog: pytest.LogCaptureFixture, setup: list[str]
+async def test_an_unrecognised_table_is_kept_aside_and_replaced(
+    path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     path.parent.mkdir(parents=True)
     db = sqlite3.connect(path)
-    for statement in setup:
-        db.execute(statement)
+    db.execute("CREATE TABLE breaker_state (name TEXT, colour TEXT)")
+    db.execute("INSERT INTO breaker_state VALUES ('edge', 'blue')")
+    db.execute("CREATE TABLE breaker_state_unrecognised_1 (x)")
     db.commit()
     db.close()
     clock = FakeClock()
 
     breaker, store, outcome = start(path, clock)
     assert outcome is RestoreOutcome.NOTHING_STORED
-    assert any("schema" in message for message in store_warnings(caplog))
+    assert any("kept as breaker_state_unrecognised_2" in m for m in store_warnings(caplog))
     await trip(breaker, Downstream())
     store.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT * FROM breaker_state_unrecognised_2").fetchall() == [
+            ("edge", "blue")
+        ]
+    db.close()
     _, store, outcome = start(path, rebooted(clock, after=1))
     assert outcome is RestoreOutcome.OPEN
     store.close()
+
+
+async def test_a_newer_schema_is_refused_and_never_written(
+    path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path.parent.mkdir(parents=True)
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE breaker_state (name TEXT, from_the_future BLOB)")
+    db.execute("PRAGMA user_version = 7")
+    db.commit()
+    db.close()
+    before = path.read_bytes()
+    clock = FakeClock()
+
+    breaker, store, outcome = start(path, clock)
+    assert outcome is RestoreOutcome.UNAVAILABLE
+    assert breaker.state is CircuitState.CLOSED
+    assert any("newer than this release" in m for m in store_warnings(caplog))
+    await trip(breaker, Downstream())
+    store.save(breaker)
+    assert store.load("edge") is None
+    store.close()
+    assert path.read_bytes() == before
+
+
+V1_CREATE = """
+CREATE TABLE breaker_state (
+    name TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    open_until_wall REAL,
+    cooldown REAL NOT NULL,
+    trips INTEGER NOT NULL,
+    consecutive_trips INTEGER NOT NULL,
+    saved_at_wall REAL NOT NULL
+)"""
+
+
+async def test_a_version_1_file_is_upgraded_in_place(
+    path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = FakeClock()
+    now = clock.wall()
+    path.parent.mkdir(parents=True)
+    db = sqlite3.connect(path)
+    db.execute(V1_CREATE)
+    db.execute(
+        "INSERT INTO breaker_state VALUES (?, ?, ?, ?, ?, ?, ?)",
+        ("edge", "OPEN", now + 100, 120.0, 4, 2, now - 20),
+    )
+    db.execute(
+        "INSERT INTO breaker_state VALUES (?, ?, ?, ?, ?, ?, ?)",
+        ("edge:voice", "CLOSED", None, 60.0, 9, 0, now - 20),
+    )
+    db.execute("PRAGMA user_version = 1")
+    db.commit()
+    db.close()
+
+    with caplog.at_level(logging.INFO, logger="edge_voice.core.breaker.store"):
+        breaker, store, outcome = start(path, clock)
+    assert f"breaker state: {path} upgraded to schema version 2" in caplog.messages
+    assert store_warnings(caplog) == []
+    assert outcome is RestoreOutcome.OPEN
+    assert breaker.retry_after == pytest.approx(100)
+    assert breaker.typed_snapshot().trips == 4
+    assert breaker.typed_snapshot().cooldown_level == 2
+    voice = new_breaker(clock, "edge:voice")
+    assert store.attach([voice]) == {"edge:voice": RestoreOutcome.CLOSED}
+    assert voice.typed_snapshot().trips == 9
+    store.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (2,)
+        assert db.execute("SELECT count(*) FROM breaker_state").fetchone() == (2,)
+    db.close()
 
 
 async def test_locked_file_is_left_alone_and_used_once_free(
@@ -135,7 +207,7 @@ async def test_store_survives_many_transitions(path: Path) -> None:
     cycles = 300
     for _ in range(cycles):
         await trip(breaker, down)
-        clock.advance(60)
+        clock.advance(breaker.retry_after)  # grows: the breaker remembers the flapping
         await breaker.call(down.ok)
     store.close()
 

@@ -50,7 +50,7 @@ def test_values_are_read() -> None:
         }
     )
     assert cfg.breaker == CircuitBreakerConfig(
-        consecutive_failures=None, cooldown_period=5.0, max_cooldown_period=50.0
+        consecutive_failures=0, cooldown_period=5.0, max_cooldown_period=50.0
     )
     assert cfg.speech.voice_chain == ("en-US-AriaNeural",)
     assert cfg.discord.sync_guild_ids == (1, 2)
@@ -62,7 +62,11 @@ def test_values_are_read() -> None:
     [
         ({"breaker": {"window_size": "ten"}}, "breaker.window_size", "an integer"),
         ({"breaker": {"failure_threshold": 1.5}}, "breaker.failure_threshold", "in (0, 1]"),
-        ({"breaker": {"minimum_calls": 20}}, "breaker.minimum_calls", "between 1 and window_size"),
+        (
+            {"breaker": {"window_type": "count", "minimum_calls": 20}},
+            "breaker.minimum_calls",
+            "between 1 and window_size",
+        ),
         (
             {"breaker": {"cooldown_period": 600}},
             "breaker.max_cooldown_period",

@@ -41,7 +41,7 @@ from tests.fakes.discord_harness import (
 
 SKIP_PREFIX = "--"
 BREAKER = CircuitBreakerConfig(
-    failure_threshold=None,
+    failure_threshold=0,
     consecutive_failures=2,
     cooldown_period=30.0,
     cooldown_jitter=0.0,

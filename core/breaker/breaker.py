@@ -12,11 +12,13 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable
-from contextvars import ContextVar
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
 from edge_voice.core.breaker.events import Listener, ListenerSet, TransitionEvent
+from edge_voice.core.breaker.record import DurableState
+from edge_voice.core.breaker.snapshot import BreakerSnapshot
 from edge_voice.core.breaker.state import (
     BreakerStateMachine,
     CircuitBreakerConfig,
@@ -24,18 +26,14 @@ from edge_voice.core.breaker.state import (
     CircuitState,
     Permit,
 )
-from edge_voice.core.clock import Clock, WallClock, at_datetime, monotonic, to_datetime, wall_time
+from edge_voice.core.clock import Clock, WallClock, at_datetime, monotonic, wall_time
 
 _CLOSED = CircuitState.CLOSED
 P = ParamSpec("P")
 T = TypeVar("T")
 
 FailurePredicate = Callable[[BaseException], bool]
-
-# Permits taken by ``async with breaker:``, innermost last, per task.
-_held_permits: ContextVar[tuple[tuple[CircuitBreaker, Permit], ...]] = ContextVar(
-    "held_breaker_permits", default=()
-)
+ResultPredicate = Callable[[Any], bool]
 
 
 def counts_as_failure(exc: BaseException) -> bool:
@@ -56,6 +54,7 @@ class CircuitBreaker:
     circuit rejects calls both raise :class:`CircuitOpenError` before anything
     reaches the downstream. ``asyncio.CancelledError`` is neither a success
     nor a failure; a cancelled trial call gives its HALF_OPEN permit back.
+    ``is_failure_result`` makes ``call()`` count a returned value as a failure.
     """
 
     def __init__(
@@ -66,6 +65,7 @@ class CircuitBreaker:
         *,
         wall_clock: WallClock = wall_time,
         is_failure: FailurePredicate = counts_as_failure,
+        is_failure_result: ResultPredicate | None = None,
         jitter: Callable[[], float] = random.random,
     ) -> None:
         self.name = name
@@ -73,8 +73,23 @@ class CircuitBreaker:
         self._clock = clock
         self._wall = wall_clock
         self._is_failure = is_failure
+        self._failing_result = is_failure_result
         self._machine = BreakerStateMachine(name, self.config, jitter)
+        self._timed = self.config.timed
+        self._slow_after = self.config.slow_call_duration
         self._listeners = ListenerSet()
+        # ``async with`` bookkeeping. Entries made while CLOSED in one generation
+        # all hold the same permit, so they are only counted (``_shared``); any
+        # other entry, or any entry while such others are outstanding, is filed
+        # under its task (``_tagged``). Within a task entries exit in reverse
+        # order, so a task's newest tagged entry is the one leaving.
+        self._shared = 0
+        self._shared_permit = Permit(-1, trial=False)
+        self._tagged: dict[object, list[Permit]] = {}
+        self._tagged_count = 0
+        # Done futures, made on the first entry (they need the running loop).
+        self._entered: asyncio.Future[CircuitBreaker] | None = None
+        self._exited: asyncio.Future[None] | None = None
 
     # -- guarded calls ---------------------------------------------------
 
@@ -92,48 +107,114 @@ class CircuitBreaker:
             if machine.transitions:
                 self._publish()
             permit = admitted
+        # The clock before each call costs only those who asked for slow-call tracking.
+        timed = self._timed
+        started = self._clock() if timed else 0.0
         try:
             result = await fn(*args, **kwargs)
         except BaseException as exc:
-            self._settle_error(permit, exc)
+            # Judged here: a CLOSED permit carries no start time.
+            self._settle_error(permit, exc, timed and self._clock() - started >= self._slow_after)
             raise
-        if machine.on_success(permit, self._clock()):
+        now = self._clock()
+        slow = timed and now - started >= self._slow_after
+        if self._failing_result is not None and self._failing_result(result):
+            self._settle_result(permit, result, now, slow)
+        elif machine.on_success(permit, now, slow):
             self._publish()
         return result
 
-    async def __aenter__(self) -> CircuitBreaker:
-        permit = self._machine.acquire(self._clock())
+    def _settle_result(self, permit: Permit, result: object, now: float, slow: bool) -> None:
+        self._machine.on_failure(permit, now, f"result counted as a failure: {result!r:.80}", slow)
         if self._machine.transitions:
             self._publish()
-        _held_permits.set((*_held_permits.get(), (self, permit)))
-        return self
 
-    async def __aexit__(
+    # Plain methods returning done awaitables: a coroutine per enter and exit would
+    # cost more than the breaker's own work (bench/breaker_overhead.py, async with).
+    def __aenter__(self) -> Awaitable[CircuitBreaker]:
+        machine = self._machine
+        if (
+            machine.state is _CLOSED
+            and machine.closed_permit is self._shared_permit
+            and not self._tagged_count
+        ):
+            self._shared += 1
+            return self._entered  # type: ignore[return-value]  # set with _shared_permit
+        return self._enter()
+
+    def _enter(self) -> Awaitable[CircuitBreaker]:
+        machine = self._machine
+        entered = self._entered
+        if entered is None:
+            loop = asyncio.get_running_loop()
+            entered = loop.create_future()
+            entered.set_result(self)
+            exited: asyncio.Future[None] = loop.create_future()
+            exited.set_result(None)
+            self._entered, self._exited = entered, exited
+        if (
+            machine.state is _CLOSED
+            and not self._timed
+            and not self._tagged_count
+            and not self._shared
+        ):
+            self._shared_permit = machine.closed_permit
+            self._shared = 1
+            return entered
+        now = self._clock()
+        admitted = machine.try_acquire(now)
+        if admitted is None:
+            raise CircuitOpenError(self.name, machine.state, machine.rejected_retry_after)
+        if machine.transitions:
+            self._publish()
+        self._tagged.setdefault(asyncio.current_task(), []).append(admitted)
+        self._tagged_count += 1
+        return entered
+
+    def __aexit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> None:
-        held = _held_permits.get()
-        for index in range(len(held) - 1, -1, -1):
-            if held[index][0] is self:
-                permit = held[index][1]
-                _held_permits.set(held[:index] + held[index + 1 :])
-                break
+    ) -> Awaitable[None]:
+        if self._tagged_count or not self._shared:
+            return self._exit(exc)
+        self._shared -= 1
+        if exc is None:
+            if self._machine.on_success(self._shared_permit, self._clock()):
+                self._publish()
+        else:
+            self._settle_error(self._shared_permit, exc, None)
+        return self._exited  # type: ignore[return-value]  # set by the first entry
+
+    def _exit(self, exc: BaseException | None) -> Awaitable[None]:
+        task = asyncio.current_task()
+        stack = self._tagged.get(task)
+        if stack:
+            permit = stack.pop()
+            if not stack:
+                del self._tagged[task]
+            self._tagged_count -= 1
+        elif self._shared:
+            self._shared -= 1
+            permit = self._shared_permit
         else:
             raise RuntimeError(f"breaker {self.name!r} exited without a matching enter")
+        # A timed breaker's permit carries its start: the machine judges slowness.
         if exc is None:
             if self._machine.on_success(permit, self._clock()):
                 self._publish()
         else:
-            self._settle_error(permit, exc)
+            self._settle_error(permit, exc, None)
+        assert self._exited is not None  # set by the first entry
+        return self._exited
 
-    def _settle_error(self, permit: Permit, exc: BaseException) -> None:
+    def _settle_error(self, permit: Permit, exc: BaseException, slow: bool | None) -> None:
         machine = self._machine
         if isinstance(exc, asyncio.CancelledError) or not self._is_failure(exc):
             machine.release(permit)
         else:
-            machine.on_failure(permit, self._clock(), describe_failure(exc))
+            machine.on_failure(permit, self._clock(), describe_failure(exc), slow)
         if machine.transitions:
             self._publish()
 
@@ -147,14 +228,17 @@ class CircuitBreaker:
             self._publish()
         return permit
 
-    def record_success(self, permit: Permit) -> None:
-        """Report that the call admitted with ``permit`` succeeded."""
-        if self._machine.on_success(permit, self._clock()):
+    def record_success(self, permit: Permit, *, slow: bool | None = None) -> None:
+        """Report that the call admitted with ``permit`` succeeded.
+
+        ``slow``: the caller's own verdict; None lets a timed breaker judge by its clock.
+        """
+        if self._machine.on_success(permit, self._clock(), slow):
             self._publish()
 
-    def record_failure(self, permit: Permit, reason: str) -> None:
+    def record_failure(self, permit: Permit, reason: str, *, slow: bool | None = None) -> None:
         """Report that the call admitted with ``permit`` failed in a way that counts."""
-        self._machine.on_failure(permit, self._clock(), reason)
+        self._machine.on_failure(permit, self._clock(), reason, slow)
         if self._machine.transitions:
             self._publish()
 
@@ -162,16 +246,32 @@ class CircuitBreaker:
         """Give ``permit`` back without an outcome (cancelled, or not the downstream's fault)."""
         self._machine.release(permit)
 
-    # -- operator controls and observation ------------------------------
+    # -- operator controls ------------------------------------------------
 
     def reset(self, reason: str = "manual reset") -> None:
-        """Close the circuit and clear every counter and the grown cooldown."""
+        """CLOSED from any state and mode; clears every counter and the grown cooldown."""
         self._machine.reset(self._clock(), reason)
         self._publish()
 
     def force_open(self, reason: str, duration: float | None = None) -> None:
         """Open the circuit now, for ``duration`` seconds or the current cooldown."""
         self._machine.force_open(self._clock(), reason, duration)
+        self._publish()
+
+    def isolate(self, reason: str) -> None:
+        """FORCED_OPEN: reject every call until :meth:`reset`; no trial calls, no canaries.
+        ``reason`` (say, who did it) is the transition's reason as given."""
+        self._machine.isolate(self._clock(), reason)
+        self._publish()
+
+    def disable(self, reason: str = "disabled") -> None:
+        """DISABLED: admit every call and record nothing, until :meth:`reset`."""
+        self._machine.disable(self._clock(), reason)
+        self._publish()
+
+    def metrics_only(self, reason: str = "metrics only") -> None:
+        """METRICS_ONLY: admit every call and record it, never trip, until :meth:`reset`."""
+        self._machine.metrics_only(self._clock(), reason)
         self._publish()
 
     def restore_trips(self, trips: int) -> None:
@@ -183,6 +283,20 @@ class CircuitBreaker:
         self._machine.restore_open(self._clock(), remaining, cooldown, trips)
         self._publish()
 
+    def export_state(self) -> DurableState:
+        """The durable part of the state, times on the wall clock."""
+        return self._machine.export_state().shifted(self._wall() - self._clock())
+
+    def adopt_state(self, record: DurableState, reason: str | None = None) -> bool:
+        """Take over ``record`` (wall-clock times, as :meth:`export_state` gives);
+        False, and nothing changes, if it is older than this breaker's state."""
+        now = self._clock()
+        adopted = self._machine.adopt_state(record.shifted(now - self._wall()), now, reason)
+        self._publish()
+        return adopted
+
+    # -- observation ---------------------------------------------------------
+
     @property
     def state(self) -> CircuitState:
         """The current state. An OPEN circuit whose cooldown is over still reads
@@ -191,7 +305,7 @@ class CircuitBreaker:
 
     @property
     def retry_after(self) -> float:
-        """Seconds until a trial call may be admitted (0 unless OPEN)."""
+        """Seconds until a trial call may be admitted (0 unless OPEN or FORCED_OPEN)."""
         return self._machine.retry_after(self._clock())
 
     def would_admit(self) -> bool:
@@ -210,39 +324,54 @@ class CircuitBreaker:
         """Wait until async listeners already started have finished."""
         await self._listeners.drain()
 
-    def snapshot(self) -> dict[str, Any]:
-        """Everything an operator wants to see, as plain data.
-
-        Times are aware UTC datetimes (or None); durations are seconds.
-        """
+    def typed_snapshot(self) -> BreakerSnapshot:
+        """Everything an operator wants to see, typed. While the circuit rejects
+        or tests (OPEN, HALF_OPEN, FORCED_OPEN), the failure figures are the ones
+        that tripped it."""
         m = self._machine
         now = self._clock()
+        m.advance(now)
+        offset = self._wall() - now
 
-        def when(at: float | None) -> Any:
-            return to_datetime(at, self._clock, self._wall)
+        def when(at: float | None) -> datetime | None:
+            return None if at is None else datetime.fromtimestamp(at + offset, tz=UTC)
 
-        return {
-            "name": self.name,
-            "state": m.state.value,
-            "circuit_open": m.state is CircuitState.OPEN,
-            "half_open": m.state is CircuitState.HALF_OPEN,
-            "consecutive_failures": m.consecutive_failures,
-            "failure_rate": m.failure_rate,
-            "window_calls": m.window_calls,
-            "window_failures": m.window_failures,
-            "window_size": self.config.window_size,
-            "last_failure": when(m.last_failure_at),
-            "last_failure_reason": m.last_failure_reason,
-            "last_success": when(m.last_success_at),
-            "opened_at": when(m.opened_at),
-            "retry_after": m.retry_after(now),
-            "cooldown": m.cooldown,
-            "trips": m.trips,
-            "consecutive_trips": m.consecutive_trips,
-            "half_open_in_flight": m.half_open_in_flight,
-            "half_open_successes": m.half_open_successes,
-            "last_transition_reason": m.last_transition.reason if m.last_transition else None,
-        }
+        kept = m.tripped_by
+        cfg = self.config
+        return BreakerSnapshot(
+            name=self.name,
+            state=m.state,
+            consecutive_failures=m.consecutive_failures if kept is None
+            else kept.consecutive_failures,
+            failure_rate=m.failure_rate if kept is None else kept.failure_rate,
+            slow_call_rate=m.slow_call_rate if kept is None else kept.slow_call_rate,
+            window_calls=m.window_calls if kept is None else kept.window_calls,
+            window_failures=m.window_failures if kept is None else kept.window_failures,
+            window_slow_calls=m.window_slow_calls if kept is None else kept.window_slow_calls,
+            window_type=cfg.window_type,
+            window_size=cfg.window_size,
+            window_duration=cfg.window_duration,
+            tripped_by=kept,
+            last_failure=when(m.last_failure_at),
+            last_failure_reason=m.last_failure_reason,
+            last_success=when(m.last_success_at),
+            opened_at=when(m.opened_at),
+            retry_after=m.retry_after(now),
+            cooldown=m.cooldown if m.state.recovering else m.next_cooldown(now),
+            cooldown_level=m.level(now),
+            trips=m.trips,
+            consecutive_trips=m.consecutive_trips,
+            half_open_in_flight=m.half_open_in_flight,
+            half_open_successes=m.half_open_successes,
+            rejected_calls=m.rejected_calls,
+            last_transition_reason=m.last_transition.reason if m.last_transition else None,
+            version=m.version,
+            durable=m.export_state().shifted(offset),
+        )  # fmt: skip
+
+    def snapshot(self) -> dict[str, Any]:
+        """:meth:`typed_snapshot` as plain data, with every key the seed API had."""
+        return self.typed_snapshot().as_dict()
 
     def _publish(self) -> None:
         transitions = self._machine.transitions
@@ -252,7 +381,7 @@ class CircuitBreaker:
         transitions.clear()
         if not self._listeners:
             return
-        snapshot = self.snapshot()
+        snapshot = self.typed_snapshot()
         for t in pending:
             at = at_datetime(t.at, self._clock, self._wall)
             self._listeners.emit(TransitionEvent(self.name, t.old, t.new, t.reason, at, snapshot))

@@ -14,9 +14,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from edge_voice.core.breaker.state import CircuitState
+from edge_voice.core.breaker.snapshot import BreakerSnapshot
+from edge_voice.core.breaker.states import CircuitState
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +29,10 @@ class TransitionEvent:
     old: CircuitState
     new: CircuitState
     reason: str
+    """Why it changed; for an operator's action, the reason string the caller passed."""
     at: datetime
-    snapshot: dict[str, Any]
-    """The breaker's ``snapshot()`` right after the change."""
+    snapshot: BreakerSnapshot
+    """The breaker's ``typed_snapshot()`` right after the change."""
 
 
 Listener = Callable[[TransitionEvent], Awaitable[None] | None]

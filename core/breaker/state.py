@@ -11,153 +11,52 @@ generation, so the outcome of a call admitted before a transition (for example
 a slow call admitted while CLOSED that fails after the circuit already opened,
 or any call in flight during ``reset()``) updates the timestamps but never
 moves the state.
+
+The windows live in :mod:`core.breaker.window`, the cooldown levels in
+:mod:`core.breaker.cooldown`, the durable record in :mod:`core.breaker.record`.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from dataclasses import dataclass, fields
-from enum import StrEnum
-from typing import TYPE_CHECKING, Any, cast
+from dataclasses import dataclass
 
+from edge_voice.core.breaker.config import CircuitBreakerConfig, config_problems
+from edge_voice.core.breaker.cooldown import CooldownSchedule
+from edge_voice.core.breaker.record import DurableState, TripCause, TripFigures
+from edge_voice.core.breaker.states import CircuitOpenError, CircuitState
+from edge_voice.core.breaker.window import make_window
 
-class CircuitState(StrEnum):
-    """The three states of a circuit breaker."""
-
-    CLOSED = "CLOSED"
-    OPEN = "OPEN"
-    HALF_OPEN = "HALF_OPEN"
-
-
-class CircuitOpenError(Exception):
-    """Raised instead of calling the downstream while the circuit rejects calls.
-
-    ``retry_after`` is the number of seconds until a trial call may be admitted
-    (0 while HALF_OPEN with every trial permit taken).
-    """
-
-    # No Python-level __init__: BaseException keeps the arguments in C, which makes
-    # a rejection (the hot path during an outage) about as cheap as a bare raise.
-    if TYPE_CHECKING:
-
-        def __init__(self, name: str, state: CircuitState, retry_after: float) -> None: ...
-
-    @property
-    def name(self) -> str:
-        """The rejecting circuit's name."""
-        return cast(str, self.args[0])
-
-    @property
-    def state(self) -> CircuitState:
-        """The circuit's state when it rejected the call."""
-        return cast(CircuitState, self.args[1])
-
-    @property
-    def retry_after(self) -> float:
-        """Seconds until a trial call may be admitted."""
-        return cast(float, self.args[2])
-
-    def __str__(self) -> str:
-        return f"circuit {self.name!r} is {self.state.value}; retry after {self.retry_after:.1f}s"
-
+__all__ = [
+    "BreakerStateMachine",
+    "CircuitBreakerConfig",
+    "CircuitOpenError",
+    "CircuitState",
+    "Permit",
+    "Transition",
+    "config_problems",
+]
 
 # Plain module names for the members: looking a member up on the Enum class goes
 # through its metaclass, which costs more than the rest of a rejection.
 _CLOSED = CircuitState.CLOSED
 _OPEN = CircuitState.OPEN
 _HALF_OPEN = CircuitState.HALF_OPEN
-
-
-@dataclass(frozen=True, slots=True)
-class CircuitBreakerConfig:
-    """How a breaker trips and recovers.
-
-    The two trip policies are independent; set ``consecutive_failures`` or
-    ``failure_threshold`` to ``None`` to switch one off.
-    """
-
-    failure_threshold: float | None = 0.5
-    """Open when the failure rate over the window reaches this share (0 < x <= 1)."""
-    window_size: int = 10
-    """How many of the most recent calls the failure rate is computed over."""
-    minimum_calls: int = 10
-    """The rate policy waits until the window holds at least this many calls."""
-    consecutive_failures: int | None = 5
-    """Open after this many failures in a row."""
-    cooldown_period: float = 60.0
-    """Seconds the first trip stays OPEN."""
-    max_cooldown_period: float = 300.0
-    """Cap for the cooldown of repeated trips."""
-    cooldown_multiplier: float = 2.0
-    """Each repeated trip's cooldown is the previous one times this, plus jitter."""
-    cooldown_jitter: float = 0.1
-    """Up to this share of the grown cooldown is added at random (never subtracted)."""
-    success_threshold: int = 3
-    """Consecutive successful trial calls in HALF_OPEN that close the circuit."""
-    half_open_max_calls: int = 1
-    """Trial calls admitted at once in HALF_OPEN."""
-
-    def __post_init__(self) -> None:
-        problems = config_problems({f.name: getattr(self, f.name) for f in fields(self)})
-        if problems:
-            raise ValueError(
-                "invalid CircuitBreakerConfig: "
-                + "; ".join(
-                    f"{key} must be {expected}, got {got!r}" for key, expected, got in problems
-                )
-            )
-
-
-def config_problems(values: dict[str, Any]) -> list[tuple[str, str, Any]]:
-    """Check a complete set of :class:`CircuitBreakerConfig` field values.
-
-    Returns ``(field, expected, got)`` for each problem, so a config loader can
-    name the key without parsing messages.
-    """
-    v = values
-    checks: list[tuple[str, bool, str]] = [
-        (
-            "failure_threshold",
-            v["failure_threshold"] is None or 0.0 < v["failure_threshold"] <= 1.0,
-            "in (0, 1]",
-        ),
-        ("window_size", v["window_size"] >= 1, ">= 1"),
-        (
-            "minimum_calls",
-            1 <= v["minimum_calls"] <= v["window_size"],
-            f"between 1 and window_size ({v['window_size']})",
-        ),
-        (
-            "consecutive_failures",
-            v["consecutive_failures"] is None or v["consecutive_failures"] >= 1,
-            ">= 1",
-        ),
-        (
-            "cooldown_period",
-            math.isfinite(v["cooldown_period"]) and v["cooldown_period"] > 0,
-            "> 0",
-        ),
-        (
-            "max_cooldown_period",
-            math.isfinite(v["max_cooldown_period"])
-            and v["max_cooldown_period"] >= v["cooldown_period"],
-            f">= cooldown_period ({v['cooldown_period']})",
-        ),
-        ("cooldown_multiplier", v["cooldown_multiplier"] >= 1.0, ">= 1"),
-        ("cooldown_jitter", 0.0 <= v["cooldown_jitter"] <= 1.0, "in [0, 1]"),
-        ("success_threshold", v["success_threshold"] >= 1, ">= 1"),
-        ("half_open_max_calls", v["half_open_max_calls"] >= 1, ">= 1"),
-    ]
-    return [(key, expected, v[key]) for key, ok, expected in checks if not ok]
+_FORCED_OPEN = CircuitState.FORCED_OPEN
+_DISABLED = CircuitState.DISABLED
+_METRICS_ONLY = CircuitState.METRICS_ONLY
 
 
 @dataclass(frozen=True, slots=True)
 class Permit:
-    """Proof that a call was admitted; hand it back with the call's outcome."""
+    """Proof that a call was admitted; hand it back with the call's outcome.
+
+    ``started`` is when it was admitted, set only when the breaker times calls.
+    """
 
     generation: int
     trial: bool
+    started: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,8 +75,9 @@ class BreakerStateMachine:
     Not thread-safe and not meant to be: the asyncio wrapper calls it from one
     event loop, and every method runs to completion without awaiting.
     Transitions accumulate in :attr:`transitions` until the owner drains them.
-    While CLOSED, :meth:`acquire` always returns :attr:`closed_permit`, so a
-    caller on a hot path may take that attribute directly without a clock read.
+    While CLOSED, :meth:`acquire` of an untimed breaker always returns
+    :attr:`closed_permit`, so a caller on a hot path may take that attribute
+    directly without a clock read.
     """
 
     def __init__(
@@ -188,52 +88,91 @@ class BreakerStateMachine:
     ) -> None:
         self.name = name
         self.config = config
-        self._jitter = jitter
-        self._window_size = config.window_size
+        self.cooldowns = CooldownSchedule(config, jitter)
+        self._window = make_window(config)
+        self.timed = config.timed
         self.transitions: list[Transition] = []
-        self.state = CircuitState.CLOSED
+        self.state = _CLOSED
+        self.version = 0
+        self.reason = ""
         self.trips = 0
         self.consecutive_trips = 0
         self.cooldown = config.cooldown_period
+        self.cooldown_level = 0
+        self.calm_since: float | None = None
         self.opened_at: float | None = None
         self.open_until = 0.0
+        self.tripped_by: TripFigures | None = None
         self.last_failure_at: float | None = None
         self.last_failure_reason: str | None = None
         self.last_success_at: float | None = None
         self.last_transition: Transition | None = None
         self.rejected_retry_after = 0.0
+        self.rejected_calls = 0
         self._generation = 0
-        self.closed_permit = Permit(0, trial=False)
+        self._new_generation()
         self._clear_counters()
 
     def _clear_counters(self) -> None:
         self.consecutive_failures = 0
-        # A ring of outcomes (True = failure) with a running failure count. While
-        # the window is full of successes its contents are all alike, so a further
-        # success need not touch it: the common path stays cheap.
-        self._window: list[bool] = [False] * self.config.window_size
-        self._window_next = 0
-        self.window_calls = 0
-        self.window_failures = 0
+        self._window.clear()
         self.half_open_in_flight = 0
         self.half_open_successes = 0
+
+    # -- the window, as read by snapshots ----------------------------------
+
+    @property
+    def window_calls(self) -> int:
+        """Calls in the current window."""
+        return self._window.calls
+
+    @property
+    def window_failures(self) -> int:
+        """Failed calls in the current window."""
+        return self._window.failures
+
+    @property
+    def window_slow_calls(self) -> int:
+        """Slow calls (failed or not) in the current window."""
+        return self._window.slow
 
     @property
     def failure_rate(self) -> float:
         """Failures over calls in the current window (0.0 when it is empty)."""
-        return self.window_failures / self.window_calls if self.window_calls else 0.0
+        w = self._window
+        return w.failures / w.calls if w.calls else 0.0
+
+    @property
+    def slow_call_rate(self) -> float:
+        """Slow calls over calls in the current window (0.0 when it is empty)."""
+        w = self._window
+        return w.slow / w.calls if w.calls else 0.0
+
+    def advance(self, now: float) -> None:
+        """Let the window drop what is older than it at ``now`` (changes no state)."""
+        self._window.advance(now)
 
     def retry_after(self, now: float) -> float:
-        """Seconds until a trial call may be admitted (0 unless OPEN).
+        """Seconds until a trial call may be admitted (0 unless OPEN or FORCED_OPEN).
 
         Never more than the cooldown, even if the clock went backwards.
         """
+        if self.state is _FORCED_OPEN:
+            return self.config.cooldown_period
         if self.state is not _OPEN:
             return 0.0
         left = self.open_until - now
         if left <= 0.0:
             return 0.0
         return left if left < self.cooldown else self.cooldown
+
+    def next_cooldown(self, now: float) -> float:
+        """The cooldown a trip from CLOSED would start with now (without jitter)."""
+        return self.cooldowns.plain(self.level(now))
+
+    def level(self, now: float) -> int:
+        """The cooldown level the next trip opens at, after healthy time stepped it down."""
+        return self.cooldowns.decayed(self.cooldown_level, self.calm_since, now)
 
     # -- admission -------------------------------------------------------
 
@@ -251,74 +190,109 @@ class BreakerStateMachine:
         ``retry_after``, so the caller needs no second call to build its error.
         """
         state = self.state
-        if state is _CLOSED:
-            return self.closed_permit
+        if state is _CLOSED or state is _METRICS_ONLY:
+            return Permit(self._generation, False, now) if self.timed else self.closed_permit
         if state is _OPEN:
             left = self.open_until - now
             if left > 0.0:
+                self.rejected_calls += 1
                 self.rejected_retry_after = left if left < self.cooldown else self.cooldown
                 return None
             self._move(_HALF_OPEN, f"cooldown of {self.cooldown:.0f}s elapsed", now)
+        elif state is _DISABLED:
+            return self._unrecorded_permit
+        elif state is _FORCED_OPEN:
+            self.rejected_calls += 1
+            self.rejected_retry_after = self.config.cooldown_period
+            return None
         if self.half_open_in_flight >= self.config.half_open_max_calls:
+            self.rejected_calls += 1
             self.rejected_retry_after = 0.0
             return None
         self.half_open_in_flight += 1
-        return Permit(self._generation, trial=True)
+        return Permit(self._generation, True, now if self.timed else None)
 
     def would_admit(self, now: float) -> bool:
         """Whether :meth:`acquire` would admit a call now, without changing anything."""
-        if self.state is CircuitState.CLOSED:
-            return True
-        if self.state is CircuitState.OPEN:
+        state = self.state
+        if state is _OPEN:
             return now >= self.open_until
-        return self.half_open_in_flight < self.config.half_open_max_calls
+        if state is _HALF_OPEN:
+            return self.half_open_in_flight < self.config.half_open_max_calls
+        return state is not _FORCED_OPEN
 
     # -- outcomes --------------------------------------------------------
 
-    def on_success(self, permit: Permit, now: float) -> bool:
-        """Record that an admitted call succeeded; True if that changed the state."""
-        self.last_success_at = now
-        if permit is self.closed_permit:
-            self.consecutive_failures = 0
-            if self.window_failures or self.window_calls < self._window_size:
-                self._record_in_window(failed=False)
-            return False
-        if permit.generation != self._generation or not permit.trial:
-            return False
-        self.half_open_in_flight -= 1
-        self.half_open_successes += 1
-        if self.half_open_successes >= self.config.success_threshold:
-            self._close(f"{self.half_open_successes} trial calls succeeded", now)
-            return True
-        return False
+    def on_success(self, permit: Permit, now: float, slow: bool | None = None) -> bool:
+        """Record that an admitted call succeeded; True if that changed the state.
 
-    def on_failure(self, permit: Permit, now: float, reason: str) -> None:
+        ``slow`` None: slow if the permit was admitted at least
+        ``slow_call_duration`` ago (timed breakers only).
+        """
+        if permit is self.closed_permit and not slow:
+            self.last_success_at = now
+            self.consecutive_failures = 0
+            window = self._window
+            if now < window.edge:  # see core/breaker/window.py: no call on the hot path
+                window.pending += 1
+                return False
+            if window.add_success(now) and self.state is _CLOSED:
+                return self._check_rates(now, "")
+            return False
+        return self._settle_success(permit, now, slow)
+
+    def _settle_success(self, permit: Permit, now: float, slow: bool | None) -> bool:
+        state = self.state
+        if state is _DISABLED:
+            return False
+        self.last_success_at = now
+        if permit.generation != self._generation:
+            return False
+        if slow is None:
+            slow = self._is_slow(permit, now)
+        if permit.trial:
+            self.half_open_in_flight -= 1
+            if slow and self.config.slow_call_rate_threshold:
+                self._reopen("trial call was slow", now)
+                return True
+            self.half_open_successes += 1
+            if self.half_open_successes >= self.config.success_threshold:
+                self._close(f"{self.half_open_successes} trial calls succeeded", now)
+                return True
+            return False
+        self.consecutive_failures = 0
+        if slow:
+            self._window.add(now, False, True)
+            return state is _CLOSED and self._check_rates(now, ", last call slow")
+        return self._window.add_success(now) and state is _CLOSED and self._check_rates(now, "")
+
+    def on_failure(self, permit: Permit, now: float, reason: str, slow: bool | None = None) -> None:
         """Record that an admitted call failed in a way that counts."""
+        if self.state is _DISABLED:
+            return
         self.last_failure_at = now
         self.last_failure_reason = reason
         if permit.generation != self._generation:
             return
         if permit.trial:
             self.half_open_in_flight -= 1
-            self._open(f"trial call failed: {reason}", now)
+            self._reopen(f"trial call failed: {reason}", now)
             return
+        if slow is None:
+            slow = self._is_slow(permit, now)
         self.consecutive_failures += 1
-        self._record_in_window(failed=True)
-        limit = self.config.consecutive_failures
-        if limit is not None and self.consecutive_failures >= limit:
-            self._open(f"{self.consecutive_failures} consecutive failures, last: {reason}", now)
+        self._window.add(now, True, slow)
+        if self.state is not _CLOSED:
             return
-        threshold = self.config.failure_threshold
-        if (
-            threshold is not None
-            and self.window_calls >= self.config.minimum_calls
-            and self.failure_rate >= threshold
-        ):
-            self._open(
-                f"failure rate {self.failure_rate:.0%} over the last {self.window_calls} calls, "
-                f"last: {reason}",
+        limit = self.config.consecutive_failures
+        if limit and self.consecutive_failures >= limit:
+            self._trip(
+                TripCause.CONSECUTIVE_FAILURES,
+                f"{self.consecutive_failures} consecutive failures, last: {reason}",
                 now,
             )
+            return
+        self._check_rates(now, f", last: {reason}")
 
     def release(self, permit: Permit) -> None:
         """Hand back a permit whose call neither succeeded nor failed.
@@ -329,31 +303,78 @@ class BreakerStateMachine:
         if permit.trial and permit.generation == self._generation:
             self.half_open_in_flight -= 1
 
+    def _is_slow(self, permit: Permit, now: float) -> bool:
+        started = permit.started
+        return (
+            self.timed and started is not None and now - started >= self.config.slow_call_duration
+        )
+
+    def _check_rates(self, now: float, last: str) -> bool:
+        w = self._window
+        calls = w.calls
+        if calls < self.config.minimum_calls:
+            return False
+        threshold = self.config.failure_threshold
+        if threshold and w.failures / calls >= threshold:
+            cause, what = TripCause.FAILURE_RATE, f"failure rate {w.failures / calls:.0%}"
+        else:
+            threshold = self.config.slow_call_rate_threshold
+            if not (threshold and w.slow / calls >= threshold):
+                return False
+            cause, what = TripCause.SLOW_CALL_RATE, f"slow-call rate {w.slow / calls:.0%}"
+        self._trip(cause, f"{what} over the last {calls} calls{w.label}{last}", now)
+        return True
+
     # -- operator controls ----------------------------------------------
 
     def reset(self, now: float, reason: str = "manual reset") -> None:
-        """Close the circuit and forget every counter and the grown cooldown.
-
-        Resetting a circuit that is already CLOSED clears its counters without
-        recording a transition: nothing changed state.
-        """
-        if self.state is CircuitState.CLOSED:
-            self.consecutive_trips = 0
-            self.cooldown = self.config.cooldown_period
-            self._clear_counters()
-            self._new_generation()
+        """Close the circuit, from any state, and forget every counter and the grown
+        cooldown. A CLOSED circuit records a transition only if it forgot a level."""
+        forgot = self.level(now) > 0
+        self.cooldown_level = 0
+        self.cooldown = self.config.cooldown_period
+        if self.state is not _CLOSED:
+            self._close(reason, now)
             return
-        self._close(reason, now)
+        self.calm_since = now
+        self._clear_counters()
+        if forgot:
+            self._move(_CLOSED, reason, now)
+        else:
+            self._new_generation()
 
     def force_open(self, now: float, reason: str, duration: float | None = None) -> None:
         """Open the circuit now for ``duration`` seconds (default: the current cooldown)."""
         if duration is not None:
             self.cooldown = duration
+        self.tripped_by = self.tripped_by or self._figures(TripCause.FORCED)
         self.trips += 1
         self.opened_at = now
         self.open_until = now + self.cooldown
-        self._clear_counters()
-        self._move(CircuitState.OPEN, reason, now)
+        self._leave(_OPEN, reason, now)
+
+    def isolate(self, now: float, reason: str) -> None:
+        """FORCED_OPEN: reject every call until :meth:`reset` (no cooldown, no trials)."""
+        if self.state is not _FORCED_OPEN:
+            self.tripped_by = self.tripped_by or self._figures(TripCause.ISOLATED)
+            self.opened_at = now
+            self.open_until = 0.0
+            self._leave(_FORCED_OPEN, reason, now)
+
+    def disable(self, now: float, reason: str) -> None:
+        """DISABLED: admit every call and record nothing, until :meth:`reset`."""
+        self._quiet_mode(_DISABLED, reason, now)
+
+    def metrics_only(self, now: float, reason: str) -> None:
+        """METRICS_ONLY: admit every call, record it, never trip, until :meth:`reset`."""
+        self._quiet_mode(_METRICS_ONLY, reason, now)
+
+    def _quiet_mode(self, mode: CircuitState, reason: str, now: float) -> None:
+        if self.state is not mode:
+            self.tripped_by = None
+            self.opened_at = None
+            self.open_until = 0.0
+            self._leave(mode, reason, now)
 
     def restore_trips(self, trips: int) -> None:
         """Carry the trip count of an earlier run over (the circuit stays as it is)."""
@@ -361,59 +382,127 @@ class BreakerStateMachine:
 
     def restore_open(self, now: float, remaining: float, cooldown: float, trips: int) -> None:
         """Resume an outage that started before a restart: OPEN for ``remaining`` seconds."""
-        self.trips = trips
-        self.consecutive_trips = max(1, self.consecutive_trips)
-        self.cooldown = cooldown
-        self.opened_at = now - max(0.0, cooldown - remaining)
-        self.open_until = now + remaining
-        self._clear_counters()
-        self._move(CircuitState.OPEN, f"restored after restart, {remaining:.0f}s left", now)
+        self.adopt_state(
+            DurableState(
+                version=self.version + 1,
+                state=_OPEN,
+                reason=f"restored after restart, {remaining:.0f}s left",
+                opened_at=now - max(0.0, cooldown - remaining),
+                open_until=now + remaining,
+                cooldown=cooldown,
+                cooldown_level=max(self.cooldown_level, self.cooldowns.level_of(cooldown) + 1),
+                calm_since=None,
+                trips=trips,
+                consecutive_trips=max(1, self.consecutive_trips),
+                tripped_by=None,
+            ),
+            now,
+        )
+
+    # -- the durable record ----------------------------------------------
+
+    def export_state(self) -> DurableState:
+        """The durable part of the state, times on this machine's clock."""
+        return DurableState(
+            version=self.version,
+            state=self.state,
+            reason=self.reason,
+            opened_at=self.opened_at,
+            open_until=self.open_until if self.state.recovering else None,
+            cooldown=self.cooldown,
+            cooldown_level=self.cooldown_level,
+            calm_since=self.calm_since,
+            trips=self.trips,
+            consecutive_trips=self.consecutive_trips,
+            tripped_by=self.tripped_by,
+        )
+
+    def adopt_state(self, record: DurableState, now: float, reason: str | None = None) -> bool:
+        """Take ``record`` (times on this machine's clock) over; False if it is older
+        than what this machine has. A change of state is a transition (with
+        ``reason``, default the record's own) and starts a fresh window."""
+        if record.version < self.version:
+            return False
+        self.trips = record.trips
+        self.consecutive_trips = record.consecutive_trips
+        self.cooldown = record.cooldown
+        self.cooldown_level = min(self.cooldowns.top, max(0, record.cooldown_level))
+        self.opened_at = record.opened_at
+        self.open_until = record.open_until or 0.0
+        self.calm_since = None
+        if record.state is _CLOSED:
+            self.calm_since = now if record.calm_since is None else record.calm_since
+        self.tripped_by = record.tripped_by
+        if record.state is not self.state:
+            self._clear_counters()
+            self._move(record.state, reason or record.reason, now)
+        self.reason = reason or record.reason
+        self.version = record.version
+        return True
 
     # -- internals -------------------------------------------------------
 
-    def _record_in_window(self, *, failed: bool) -> None:
-        size = self.config.window_size
-        index = self._window_next
-        if self.window_calls == size:
-            self.window_failures -= self._window[index]
-        else:
-            self.window_calls += 1
-        self._window[index] = failed
-        self.window_failures += failed
-        self._window_next = index + 1 if index + 1 < size else 0
+    def _figures(self, cause: TripCause) -> TripFigures:
+        w = self._window
+        calls = w.calls
+        return TripFigures(
+            cause=cause,
+            consecutive_failures=self.consecutive_failures,
+            failure_rate=w.failures / calls if calls else 0.0,
+            slow_call_rate=w.slow / calls if calls else 0.0,
+            window_calls=calls,
+            window_failures=w.failures,
+            window_slow_calls=w.slow,
+        )
 
-    def _open(self, reason: str, now: float) -> None:
-        if self.consecutive_trips > 0:
-            self.cooldown = self._grown_cooldown()
+    def _trip(self, cause: TripCause, reason: str, now: float) -> None:
+        self.tripped_by = self._figures(cause)
+        level = self.level(now)
+        self.cooldown = self.cooldowns.draw(level)
+        self._open(level, reason, now)
+
+    def _reopen(self, reason: str, now: float) -> None:
+        self.tripped_by = self.tripped_by or TripFigures(TripCause.TRIAL_FAILED)
+        level = self.cooldown_level
+        self.cooldown = self.cooldowns.draw(level, self.cooldown)
+        self._open(level, reason, now)
+
+    def _open(self, level: int, reason: str, now: float) -> None:
+        self.calm_since = None
+        self.cooldown_level = min(self.cooldowns.top, level + 1)
         self.consecutive_trips += 1
         self.trips += 1
         self.opened_at = now
         self.open_until = now + self.cooldown
-        self._clear_counters()
-        self._move(CircuitState.OPEN, reason, now)
+        self._leave(_OPEN, reason, now)
 
-    def _grown_cooldown(self) -> float:
-        cfg = self.config
-        grown = self.cooldown * cfg.cooldown_multiplier
-        grown += grown * cfg.cooldown_jitter * self._jitter()
-        return min(cfg.max_cooldown_period, max(self.cooldown, grown))
+    def _leave(self, new: CircuitState, reason: str, now: float) -> None:
+        # Healthy time stops counting once the circuit leaves CLOSED: fold it in.
+        self.cooldown_level = self.level(now)
+        self.calm_since = None
+        self._clear_counters()
+        self._move(new, reason, now)
 
     def _close(self, reason: str, now: float) -> None:
         self.consecutive_trips = 0
-        self.cooldown = self.config.cooldown_period
+        self.calm_since = now
         self.opened_at = None
         self.open_until = 0.0
+        self.tripped_by = None
         self._clear_counters()
-        self._move(CircuitState.CLOSED, reason, now)
+        self._move(_CLOSED, reason, now)
 
     def _new_generation(self) -> None:
         self._generation += 1
         self.closed_permit = Permit(self._generation, trial=False)
+        self._unrecorded_permit = Permit(self._generation, trial=False)
 
     def _move(self, new: CircuitState, reason: str, now: float) -> None:
         old = self.state
         self.state = new
         self._new_generation()
+        self.version += 1
+        self.reason = reason
         transition = Transition(old, new, reason, now)
         self.last_transition = transition
         self.transitions.append(transition)

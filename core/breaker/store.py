@@ -2,8 +2,11 @@
 
 A bot restarted during an outage should stay OPEN until the cooldown it was
 serving ends, instead of sending the first messages after every restart to a
-service that is known to be down. :class:`BreakerStateStore` writes one row per
-breaker on every transition and puts each breaker back where it was on start.
+service that is known to be down; an operator's mode (isolated, disabled,
+metrics only) must survive it too, and so must the cooldown level a flapping
+service has earned. :class:`BreakerStateStore` writes each breaker's
+:class:`~core.breaker.record.DurableState` as one row on every transition and
+puts each breaker back where it was on start.
 
 Times are stored on the wall clock (monotonic readings mean nothing after a
 restart). A wall clock that went backwards, a row that makes no sense, or a
@@ -21,12 +24,13 @@ keep the writes in order.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import os
 import threading
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
@@ -34,7 +38,8 @@ from typing import Any, Protocol
 
 from edge_voice.core.breaker.breaker import CircuitBreaker
 from edge_voice.core.breaker.events import Listener, TransitionEvent
-from edge_voice.core.breaker.state import CircuitState
+from edge_voice.core.breaker.record import DurableState, TripFigures
+from edge_voice.core.breaker.states import CircuitState
 from edge_voice.core.breaker.store_db import StateDatabase
 from edge_voice.core.clock import WallClock, wall_time
 
@@ -54,7 +59,9 @@ class RestoreOutcome(StrEnum):
     TRIAL = "trial"
     """The outage's cooldown ended while the bot was down: the next call is a trial."""
     CLOSED = "closed"
-    """The stored state was CLOSED; only the trip count was carried over."""
+    """The stored state was CLOSED; its trips and cooldown level were carried over."""
+    MODE = "mode"
+    """An operator's mode (FORCED_OPEN, DISABLED, METRICS_ONLY) was resumed."""
     DISCARDED = "discarded"
     """The row was unusable (clock turned back, nonsense values): left CLOSED, warned."""
     NOTHING_STORED = "nothing stored"
@@ -65,10 +72,17 @@ class RestoreOutcome(StrEnum):
     """The breaker had already left CLOSED in this process; its live state wins."""
 
 
+_STORED_STATES = {
+    s.value
+    for s in CircuitState
+    if s is not CircuitState.HALF_OPEN  # stored as OPEN with no time left
+}
+
+
 @dataclass(frozen=True, slots=True)
 class StoredBreaker:
-    """One breaker's persisted row. ``state`` is CLOSED or OPEN (HALF_OPEN is
-    stored as OPEN with no time left)."""
+    """One breaker's persisted row. ``state`` is never HALF_OPEN (stored as OPEN
+    with no time left)."""
 
     name: str
     state: CircuitState
@@ -77,6 +91,11 @@ class StoredBreaker:
     trips: int
     consecutive_trips: int
     saved_at_wall: float
+    cooldown_level: int = 0
+    calm_since_wall: float | None = None
+    version: int = 0
+    reason: str = ""
+    tripped_by: TripFigures | None = None
 
 
 class BreakerGroup(Protocol):
@@ -107,7 +126,7 @@ class BreakerStateStore:
         self._db = StateDatabase(self.path)
         self._closed = False
         # Trips from earlier runs that a CLOSED breaker cannot be told about
-        # (restore_open is its only way in): added to what it counts itself.
+        # (it adopts no row): added to what it counts itself.
         self._trip_offsets: dict[str, int] = {}
         self._attached: list[CircuitBreaker] = []
         self._groups: list[BreakerGroup] = []
@@ -143,41 +162,48 @@ class BreakerStateStore:
         return outcomes
 
     def _on_transition(self, event: TransitionEvent) -> None:
-        if not self._closed:
-            self._save_snapshot(event.snapshot)
+        # After close() the file is closed too: a save is a no-op, nothing to check here.
+        if event.snapshot.durable is not None:
+            self._save(event.breaker, event.snapshot.durable)
 
     # -- saving ------------------------------------------------------------
 
     def save(self, breaker: CircuitBreaker) -> None:
         """Write ``breaker``'s current state now. Logs instead of raising."""
-        self._save_snapshot(breaker.snapshot())
+        self._save(breaker.name, breaker.export_state())
 
-    def _save_snapshot(self, snapshot: Mapping[str, Any]) -> None:
+    def _save(self, name: str, record: DurableState) -> None:
         # A listener must never break a call, and a lost row only costs the
         # restart-time protection: log everything, raise nothing.
         try:
-            name = str(snapshot["name"])
             with self._lock:
-                self._db.upsert(self._row_from_snapshot(name, snapshot, self._wall()))
+                self._db.upsert(self._row(name, record, self._wall()))
         except Exception:
-            log.exception("breaker state: could not save %r", snapshot.get("name"))
+            log.exception("breaker state: could not save %r", name)
 
-    def _row_from_snapshot(
-        self, name: str, snapshot: Mapping[str, Any], now_wall: float
-    ) -> tuple[object, ...]:
-        closed = snapshot["state"] == CircuitState.CLOSED.value
-        # HALF_OPEN has retry_after 0: stored as an OPEN outage that has just
-        # ended, so a restart goes straight to a trial call.
-        open_until = None if closed else now_wall + float(snapshot["retry_after"])
-        trips = self._trip_offset(name) + int(snapshot["trips"])
+    def _row(self, name: str, record: DurableState, now_wall: float) -> tuple[object, ...]:
+        state = record.state
+        open_until = None
+        if state.recovering:
+            # HALF_OPEN is stored as an OPEN outage that has ended
+            # (its open_until has passed), so a restart goes straight to a trial call.
+            state = CircuitState.OPEN
+            ends = now_wall if record.open_until is None else record.open_until
+            open_until = min(ends, now_wall + record.cooldown)
+        tripped = None if record.tripped_by is None else json.dumps(record.tripped_by.as_dict())
         return (
             name,
-            CircuitState.CLOSED.value if closed else CircuitState.OPEN.value,
+            state.value,
             open_until,
-            float(snapshot["cooldown"]),
-            trips,
-            int(snapshot["consecutive_trips"]),
+            record.cooldown,
+            self._trip_offset(name) + record.trips,
+            record.consecutive_trips,
             now_wall,
+            record.cooldown_level,
+            record.calm_since,
+            record.version,
+            record.reason,
+            tripped,
         )
 
     def _trip_offset(self, name: str) -> int:
@@ -188,7 +214,7 @@ class BreakerStateStore:
             rows = self._select(name)
             offset = 0
             if rows:
-                with contextlib.suppress(ValueError, TypeError):
+                with contextlib.suppress(ValueError, KeyError):
                     offset = _parse_row(rows[0]).trips
             self._trip_offsets[name] = offset
         return offset
@@ -214,7 +240,10 @@ class BreakerStateStore:
         and nobody has seen it recover. One trial call is what the cooldown's
         end would have cost anyway, a failing trial reopens with the grown
         cooldown instead of waiting for a fresh run of failures, and a
-        successful run of trials closes it as usual.
+        successful run of trials closes it as usual. An operator's mode
+        (FORCED_OPEN, DISABLED, METRICS_ONLY) resumes as it was left, with its
+        reason; a CLOSED row brings its trips and cooldown level, the level still
+        stepping down from when the circuit closed.
 
         A row saved after "now" (the wall clock went backwards) or with
         nonsense values is discarded: the breaker stays CLOSED, a warning is
@@ -239,20 +268,41 @@ class BreakerStateStore:
             return RestoreOutcome.NOTHING_STORED
         try:
             row = _parse_row(rows[0])
-        except (ValueError, TypeError) as bad:
-            return self._discard(breaker, 0, f"stored row is unusable ({bad})")
+        except (ValueError, KeyError) as bad:
+            return self._discard(breaker, f"stored row is unusable ({bad})")
         now_wall = self._wall()
         if row.saved_at_wall > now_wall + CLOCK_SKEW_TOLERANCE:
             return self._discard(
                 breaker,
-                row.trips,
                 f"it was saved {row.saved_at_wall - now_wall:.0f}s in the future "
                 "(the wall clock went backwards)",
             )
-        if row.state is CircuitState.CLOSED or row.open_until_wall is None:
-            self._trip_offsets[name] = 0
-            breaker.restore_trips(row.trips)
+        record = DurableState(
+            version=row.version,
+            state=row.state,
+            reason=row.reason,
+            opened_at=None,
+            open_until=None,
+            cooldown=row.cooldown,
+            cooldown_level=row.cooldown_level,
+            calm_since=None,
+            trips=row.trips,
+            consecutive_trips=row.consecutive_trips,
+            tripped_by=row.tripped_by,
+        )
+        self._trip_offsets[name] = 0
+        if row.state is CircuitState.CLOSED:
+            # A calm stretch that began before the restart still steps the level down.
+            since = row.saved_at_wall if row.calm_since_wall is None else row.calm_since_wall
+            breaker.adopt_state(replace(record, calm_since=min(since, now_wall)))
             return RestoreOutcome.CLOSED
+        if row.state is not CircuitState.OPEN:
+            breaker.adopt_state(
+                replace(record, opened_at=row.saved_at_wall),
+                f"restored after restart: {row.reason or row.state.value}",
+            )
+            log.info("breaker state: %r restored %s", name, row.state.value)
+            return RestoreOutcome.MODE
         cooldown = row.cooldown
         if cooldown > breaker.config.max_cooldown_period:
             log.info(
@@ -262,9 +312,19 @@ class BreakerStateStore:
                 breaker.config.max_cooldown_period,
             )
             cooldown = breaker.config.max_cooldown_period
+        assert row.open_until_wall is not None  # _parse_row checks OPEN rows have one
         remaining = min(cooldown, max(0.0, row.open_until_wall - now_wall))
-        self._trip_offsets[name] = 0
-        breaker.restore_open(remaining, cooldown, row.trips)
+        breaker.adopt_state(
+            replace(
+                record,
+                opened_at=now_wall - max(0.0, cooldown - remaining),
+                open_until=now_wall + remaining,
+                cooldown=cooldown,
+                cooldown_level=max(1, row.cooldown_level),
+                consecutive_trips=max(1, row.consecutive_trips),
+            ),
+            f"restored after restart, {remaining:.0f}s left",
+        )
         log.info(
             "breaker state: %r restored OPEN, %.0fs of %.0fs cooldown left",
             name,
@@ -273,15 +333,15 @@ class BreakerStateStore:
         )
         return RestoreOutcome.OPEN if remaining > 0 else RestoreOutcome.TRIAL
 
-    def _discard(self, breaker: CircuitBreaker, trips: int, why: str) -> RestoreOutcome:
+    def _discard(self, breaker: CircuitBreaker, why: str) -> RestoreOutcome:
         log.warning(
             "breaker state: ignoring the stored state of %r in %s: %s; it starts CLOSED",
             breaker.name,
             self.path,
             why,
         )
-        self._trip_offsets[breaker.name] = trips
-        # Overwrite the bad row so the next start does not warn again.
+        # Overwrite the bad row so the next start does not warn again (the trips of a
+        # row that could be read still count: see _trip_offset).
         self.save(breaker)
         return RestoreOutcome.DISCARDED
 
@@ -323,22 +383,32 @@ class BreakerStateStore:
 
 
 def _parse_row(values: Sequence[Any]) -> StoredBreaker:
-    """Check one row's values; ValueError says what is wrong with them."""
-    name, state, open_until, cooldown, trips, consecutive, saved_at = values
-    if state not in (CircuitState.CLOSED.value, CircuitState.OPEN.value):
+    """Check one row's values; ValueError (or KeyError) says what is wrong with them."""
+    (name, state, open_until, cooldown, trips, consecutive, saved_at,
+     level, calm_since, version, reason, tripped) = values  # fmt: skip
+    if state not in _STORED_STATES:
         raise ValueError(f"state {state!r}")
     for label, number in (("cooldown", cooldown), ("saved_at_wall", saved_at)):
-        if not isinstance(number, int | float) or not math.isfinite(number):
+        if not _finite(number):
             raise ValueError(f"{label} {number!r}")
     if cooldown <= 0:
         raise ValueError(f"cooldown {cooldown!r}")
-    for label, count in (("trips", trips), ("consecutive_trips", consecutive)):
+    for label, count in (
+        ("trips", trips),
+        ("consecutive_trips", consecutive),
+        ("cooldown_level", level),
+        ("version", version),
+    ):
         if not isinstance(count, int) or count < 0:
             raise ValueError(f"{label} {count!r}")
+    if calm_since is not None and not _finite(calm_since):
+        raise ValueError(f"calm_since_wall {calm_since!r}")
+    if not isinstance(reason, str):
+        raise ValueError(f"reason {reason!r}")
     if state == CircuitState.OPEN.value:
-        if not isinstance(open_until, int | float) or not math.isfinite(open_until):
+        if not _finite(open_until):
             raise ValueError(f"open_until_wall {open_until!r}")
-        # Written as saved_at + retry_after, and retry_after never exceeds the cooldown.
+        # Written as at most saved_at + cooldown.
         if open_until - saved_at > cooldown + CLOCK_SKEW_TOLERANCE:
             raise ValueError(
                 f"outage ends {open_until - saved_at:.0f}s after it was saved, "
@@ -352,4 +422,13 @@ def _parse_row(values: Sequence[Any]) -> StoredBreaker:
         trips=trips,
         consecutive_trips=consecutive,
         saved_at_wall=float(saved_at),
+        cooldown_level=level,
+        calm_since_wall=None if calm_since is None else float(calm_since),
+        version=version,
+        reason=reason,
+        tripped_by=None if tripped is None else TripFigures.from_dict(json.loads(tripped)),
     )
+
+
+def _finite(number: object) -> bool:
+    return isinstance(number, int | float) and math.isfinite(number)

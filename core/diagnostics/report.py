@@ -11,10 +11,13 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import Enum, StrEnum
-from typing import Any, ClassVar, Self
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from edge_voice.core.tts.errors import ErrorKind
+
+if TYPE_CHECKING:
+    from edge_voice.core.breaker.snapshot import BreakerSnapshot
 
 EDGE_HOST = "speech.platform.bing.com"
 EDGE_PORT = 443
@@ -141,7 +144,7 @@ class Verdict(StrEnum):
 
 @dataclass(frozen=True)
 class BreakerSummary:
-    """The operator-facing part of a ``CircuitBreaker.snapshot()``."""
+    """The operator-facing part of a ``CircuitBreaker.typed_snapshot()``."""
 
     name: str
     state: str
@@ -153,22 +156,23 @@ class BreakerSummary:
     trips: int
 
     @classmethod
-    def from_snapshot(cls, snapshot: Mapping[str, Any]) -> BreakerSummary:
-        """Read the keys this report needs, tolerating absent optional ones."""
-        state = snapshot.get("state", "UNKNOWN")
-        if isinstance(state, Enum):
-            state = state.value
-        last = snapshot.get("last_failure")
-        reason = snapshot.get("last_failure_reason")
+    def from_snapshot(cls, snapshot: BreakerSnapshot | Mapping[str, Any]) -> BreakerSummary:
+        """The summary of a typed snapshot (or of its dict form, absent keys defaulted)."""
+        if isinstance(snapshot, Mapping):
+            # Here, not at the top: the breaker package brings asyncio, which this
+            # module keeps out of the processes that only render reports.
+            from edge_voice.core.breaker.snapshot import BreakerSnapshot
+
+            snapshot = BreakerSnapshot.from_dict(snapshot)
         return cls(
-            name=str(snapshot.get("name", "?")),
-            state=str(state).upper(),
-            consecutive_failures=int(snapshot.get("consecutive_failures") or 0),
-            failure_rate=float(snapshot.get("failure_rate") or 0.0),
-            last_failure=last if isinstance(last, datetime) else None,
-            last_failure_reason=None if reason is None else str(reason),
-            retry_after=float(snapshot.get("retry_after") or 0.0),
-            trips=int(snapshot.get("trips") or 0),
+            name=snapshot.name,
+            state=snapshot.state.value,
+            consecutive_failures=snapshot.consecutive_failures,
+            failure_rate=snapshot.failure_rate,
+            last_failure=snapshot.last_failure,
+            last_failure_reason=snapshot.last_failure_reason,
+            retry_after=snapshot.retry_after,
+            trips=snapshot.trips,
         )
 
     def describe(self) -> str:
@@ -232,7 +236,7 @@ class Diagnosis:
 
 def diagnose(
     results: DiagnosticsResult,
-    breakers: Sequence[Mapping[str, Any]] = (),
+    breakers: Sequence[BreakerSnapshot | Mapping[str, Any]] = (),
     *,
     edge_tts_version: str | None = None,
     skew_limit_seconds: float = CLOCK_SKEW_LIMIT_SECONDS,

@@ -33,5 +33,5 @@ async def diagnose_service(
         return await service.synthesize_unguarded(test_phrase)
 
     results = await run_diagnostics(synthesize, host=edge.host, port=edge.port, deadlines=deadlines)
-    breakers = [breaker.snapshot() for breaker in service.breakers]
+    breakers = [breaker.typed_snapshot() for breaker in service.breakers]
     return diagnose(results, breakers, edge_tts_version=edge_tts_version())

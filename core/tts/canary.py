@@ -87,7 +87,7 @@ class CanaryProber:
         self._task = loop.create_task(self._run(), name="tts-canary")
 
     def _needs_probing(self) -> bool:
-        return any(b.state is not CircuitState.CLOSED for b in self.service.breakers)
+        return any(b.state.recovering for b in self.service.breakers)
 
     async def close(self) -> None:
         """Stop probing."""
@@ -115,10 +115,10 @@ class CanaryProber:
 
     def _targets(self) -> list[CircuitBreaker]:
         service_breaker = self.service.service_breaker
-        if service_breaker.state is not CircuitState.CLOSED:
-            # Voices can't be judged while the service as a whole is down.
-            return [service_breaker]
-        return [b for b in self.service.breakers if b.state is not CircuitState.CLOSED]
+        if not service_breaker.state.admits_all:
+            # Voices can't be judged while the service as a whole is down (or isolated).
+            return [service_breaker] if service_breaker.state.recovering else []
+        return [b for b in self.service.breakers if b.state.recovering]
 
     async def _probe(self, breaker: CircuitBreaker) -> None:
         voice = self.service.voice_for_breaker(breaker)

@@ -220,7 +220,7 @@ class TTSService:
             if voice_breaker is breaker:
                 return voice
         for voice in self.voices:
-            if self.voice_breaker(voice).state is CircuitState.CLOSED:
+            if self.voice_breaker(voice).state.admits_all:
                 return voice
         return self.voices[0]
 
@@ -292,7 +292,7 @@ class TTSService:
         if self.canary is not None:
             self.canary.note_request()
             # Trial permits are the canaries' to take: a listener is never the trial.
-            if self.service_breaker.state is not CircuitState.CLOSED:
+            if not self.service_breaker.state.admits_all:
                 raise CircuitOpenError(
                     self.service_breaker.name,
                     self.service_breaker.state,
@@ -307,7 +307,7 @@ class TTSService:
             for voice in chain:
                 breaker = self.voice_breaker(voice)
                 try:
-                    if self.canary is not None and breaker.state is not CircuitState.CLOSED:
+                    if self.canary is not None and not breaker.state.admits_all:
                         raise CircuitOpenError(breaker.name, breaker.state, breaker.retry_after)
                     held = _Held(breaker, breaker.acquire())
                 except CircuitOpenError as rejected:
