@@ -88,6 +88,13 @@ class PlayerConfig:
     stall_limit: float = 10.0
     """Seconds without new audio after which a started utterance gives up (and counts
     against the service: a stall is the service's fault)."""
+    voice_connect_timeout: float = 20.0
+    """Seconds joining a voice channel may take; discord.py also bounds its own voice
+    reconnects by it."""
+    rejoin_attempts: int = 5
+    """Times the bot rejoins its voice channel itself once discord.py gave up (0: never)."""
+    rejoin_backoff: float = 1.0
+    """Seconds before the first rejoin; doubled for each further one, up to 8 times it."""
 
     @property
     def bitrate(self) -> int:
@@ -240,10 +247,14 @@ def _check_breaker(values: dict[str, Any], source: str, section: str) -> None:
         raise ConfigError(source, f"{section}.{key}", expected, got)
 
 
-_POSITIVE = {"attempts", "connect", "read", "total", "max_chars", "queue_size", "max_bytes"}
+_POSITIVE = {
+    "attempts", "connect", "read", "total", "max_chars", "queue_size", "max_bytes",
+    "voice_connect_timeout", "rejoin_backoff",
+}  # fmt: skip
 _NON_NEGATIVE = {
     "backoff_base", "backoff_max", "announce_speaker_every", "max_wait", "idle_timeout",
     "log_coalesce_seconds", "max_disk_bytes", "idle_stop_after", "log_channel_id",
+    "rejoin_attempts",
 }  # fmt: skip
 
 
