@@ -164,6 +164,15 @@ class E2E:
     def log_posts(self) -> list[Message]:
         return self.fake.posted(self.log_channel)
 
+    def operator_warnings(self) -> list[str]:
+        """The descriptions of the "TTS warning" embeds in the log channel."""
+        return [
+            embed.get("description", "")
+            for message in self.log_posts()
+            for embed in message.embeds
+            if embed.get("title") == "TTS warning"
+        ]
+
     def player(self) -> Any:
         return self.voice_cog.player(discord.Object(id=self.scene.guild.id))
 
