@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 DISCONNECT_TIMEOUT = 3.0
 """Seconds leaving a voice channel may take (discord.py waits for Discord to confirm)."""
 CANCELLED_DISCONNECT_TIMEOUT = 0.5
-"""The same while the bot closes inside a cancelled task (see ``_disconnect_timeout``)."""
+"""The same while the bot closes inside a cancelled task (see ``cog_unload``)."""
 _SPOKEN_TYPES = (discord.MessageType.default, discord.MessageType.reply)
 
 NOT_IN_VOICE = "You're not in a voice channel. Join one, then run /join again."
@@ -87,7 +87,16 @@ class VoiceCog(commands.Cog, name="Voice"):
         # player's shutdown deadline plus the disconnect timeout.
         if self._idle_task is not None:
             await cancel_and_wait(self._idle_task)
-        ending = [self._end_session(guild_id) for guild_id in list(self._sessions)]
+        # Inside a task that was cancelled (bot.run() after Ctrl-C closes the bot in it),
+        # the gateway reader is gone: discord.py would wait for a voice state update that
+        # never comes. The op 4 leave goes out at once; its echo is not worth waiting for.
+        task = asyncio.current_task()
+        cancelled = task is not None and task.cancelling() > 0
+        leave = CANCELLED_DISCONNECT_TIMEOUT if cancelled else DISCONNECT_TIMEOUT
+        ending = [
+            self._end_session(guild_id, disconnect_timeout=leave)
+            for guild_id in list(self._sessions)
+        ]
         for failure in await asyncio.gather(*ending, return_exceptions=True):
             if isinstance(failure, Exception):
                 log.error("ending a voice session failed", exc_info=failure)
@@ -365,7 +374,12 @@ class VoiceCog(commands.Cog, name="Voice"):
         await self._end_session(guild_id, end.notice, only=session)
 
     async def _end_session(
-        self, guild_id: int, notice: str | None = None, *, only: VoiceSession | None = None
+        self,
+        guild_id: int,
+        notice: str | None = None,
+        *,
+        only: VoiceSession | None = None,
+        disconnect_timeout: float = DISCONNECT_TIMEOUT,
     ) -> None:
         """Post what is queued (then ``notice``) and leave voice; ``only`` ends the session
         only if it is still that one (a /join may have replaced it meanwhile)."""
@@ -386,20 +400,10 @@ class VoiceCog(commands.Cog, name="Voice"):
             client = guild.voice_client if guild is not None else None
             if client is not None:
                 try:
-                    async with asyncio.timeout(self._disconnect_timeout()):
+                    async with asyncio.timeout(disconnect_timeout):
                         await client.disconnect(force=True)
                 except (TimeoutError, discord.HTTPException) as exc:
                     log.warning("leaving voice in guild %s failed: %s", guild_id, exc)
-
-    @staticmethod
-    def _disconnect_timeout() -> float:
-        # Inside a task that was cancelled (bot.run() after Ctrl-C closes the bot in it),
-        # the gateway reader is gone: discord.py would wait for a voice state update that
-        # never comes. The op 4 leave is sent at once; waiting for its echo is pointless.
-        task = asyncio.current_task()
-        if task is not None and task.cancelling():
-            return CANCELLED_DISCONNECT_TIMEOUT
-        return DISCONNECT_TIMEOUT
 
     def _utterance(
         self,
