@@ -81,6 +81,8 @@ class E2E:
     bot: TTSBot
     log_channel: Channel
     member: Member = field(init=False)
+    edge_baseline: int = 0
+    """Edge requests made before the test began (the startup connectivity test's)."""
 
     def __post_init__(self) -> None:
         self.member = self.scene.alice
@@ -176,6 +178,26 @@ class E2E:
     def player(self) -> Any:
         return self.voice_cog.player(discord.Object(id=self.scene.guild.id))
 
+    def guild(self) -> discord.Guild:
+        """discord.py's object for the scene's guild."""
+        guild = self.bot.get_guild(self.scene.guild.id)
+        assert guild is not None
+        return guild
+
+    def channel(self, channel: Channel) -> Any:
+        """discord.py's object for ``channel``."""
+        return self.bot.get_channel(channel.id)
+
+    def edge_texts(self) -> list[str | None]:
+        """What Edge was asked to say, the startup test's phrase left out."""
+        return [r.text for r in self.edge.requests[self.edge_baseline :]]
+
+    async def settled(self, timeout: float = 8.0) -> None:
+        """Wait until the guild's player has nothing queued or in progress."""
+        await self.wait_for(
+            lambda: (p := self.player()) is not None and not p.speaking and not p.pending, timeout
+        )
+
 
 def text_post_for_member(member: Member, text: str) -> str:
     """The text post the bot makes for ``member``'s ``text``."""
@@ -192,9 +214,14 @@ async def e2e_bot(
     pacing: Pacing | None = None,
     bot_cls: type[TTSBot] = TTSBot,
     fake_options: dict[str, Any] | None = None,
+    setup: Callable[[FakeDiscord, Scene], None] | None = None,
     **config_sections: Any,
 ) -> AsyncIterator[E2E]:
-    """The host logged in to a fresh fake Discord, speaking from a fresh fake Edge."""
+    """The host logged in to a fresh fake Discord, speaking from a fresh fake Edge.
+
+    ``setup`` adds to the world (members, channels, permissions) before the bot connects;
+    ``config_sections`` are merged over :func:`e2e_config`'s.
+    """
     async with (
         FakeDiscord(**(fake_options or {})) as fake,
         FakeEdgeServer(audio=edge_like_mp3(audio_seconds), pacing=pacing) as edge,
@@ -204,17 +231,19 @@ async def e2e_bot(
         # What the bot's invite asks for: embeds for the log channel on top of @everyone's.
         role = fake.add_role(scene.guild, "TTS bot", discord.Permissions(embed_links=True).value)
         fake.world.bot_member(scene.guild).role_ids.append(role.id)
+        if setup is not None:
+            setup(fake, scene)
         config = e2e_config(scene, tmp_path, log_channel=log_channel, **config_sections)
         with edge_client_pointed_at(edge.url):
             bot = bot_cls(config, **discord_client_options(fake))
             async with running_bot(fake, bot):
                 e2e = E2E(fake, edge, scene, bot, log_channel)
-                # The startup connectivity test synthesizes once; let it finish first so
-                # tests count only their own Edge requests.
+                # The startup connectivity test synthesizes once and posts its result to
+                # the log channel; let it finish first so tests count only their own.
                 startup = e2e.admin_cog.startup_task
                 if startup is not None:
-                    await asyncio.wait_for(asyncio.shield(startup), 10)
-                await fake.wait_for(lambda: len(fake.posted(log_channel)) >= 1, 5)
+                    await asyncio.wait_for(asyncio.shield(startup), 15)
+                e2e.edge_baseline = len(edge.requests)
                 yield e2e
 
 

@@ -29,7 +29,7 @@ async def _drop(e2e: E2E) -> None:
 async def test_queued_messages_are_all_spoken_across_a_gateway_resume(
     tmp_path: Path, fault: str
 ) -> None:
-    async with e2e_bot(tmp_path) as e2e:
+    async with e2e_bot(tmp_path, audio_seconds=0.3) as e2e:
         await e2e.join()
         for text in ("Eins", "Zwei", "Drei"):
             await e2e.say_in_channel(text)

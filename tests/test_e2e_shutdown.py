@@ -33,7 +33,7 @@ from tests.fakes.discord.gateway import NO_CLOSE_FRAME
 from tests.fakes.discord.launch import launch_command, launch_env
 from tests.fakes.edge_server import FakeEdgeServer, edge_client_pointed_at
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
 MESSAGES = ("Eins wird gesprochen", "Zwei wartet", "Drei wartet auch")
 AUDIO_SECONDS = 1.5
@@ -148,7 +148,7 @@ async def test_a_signal_posts_the_queue_leaves_voice_and_exits_0(
                 await process.wait()
         output = log.read_text()
         closes = [c.code for c in fake.gateway.closes]
-        log.info(
+        logger.info(
             "%s: exit %s after %.2fs, gateway closes %s",
             signal_number.name,
             returncode,
@@ -189,7 +189,7 @@ async def test_close_inside_a_cancelled_task_still_posts_the_queue_and_leaves_vo
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait_for(task, EXIT_WITHIN)
             took = time.monotonic() - sent
-        log.info("cancelled main task: closed after %.2fs", took)
+        logger.info("cancelled main task: closed after %.2fs", took)
         assert took < EXIT_WITHIN
         assert bot.is_closed()
         check_nothing_lost(world)
