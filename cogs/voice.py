@@ -28,7 +28,14 @@ from edge_voice.cogs.text_output import ChannelTextOutput
 from edge_voice.cogs.tts_context import TTSContext, acquire_tts_context, release_tts_context
 from edge_voice.cogs.voice_join import bold, can_post, connect_voice, join_problem
 from edge_voice.cogs.voice_link import LinkedVoiceClient
-from edge_voice.cogs.voice_session import VoiceSession, describe_result, open_session
+from edge_voice.cogs.voice_session import (
+    DISCONNECT_TIMEOUT,
+    VoiceSession,
+    describe_result,
+    disconnect_timeout,
+    leave_voice,
+    open_session,
+)
 from edge_voice.core.clock import Clock, monotonic
 from edge_voice.core.config import Config
 from edge_voice.core.player import GuildPlayer
@@ -46,10 +53,6 @@ from edge_voice.core.tts.service import TTSService
 
 log = logging.getLogger(__name__)
 
-DISCONNECT_TIMEOUT = 3.0
-"""Seconds leaving a voice channel may take (discord.py waits for Discord to confirm)."""
-CANCELLED_DISCONNECT_TIMEOUT = 0.5
-"""The same while the bot closes inside a cancelled task (see ``cog_unload``)."""
 _SPOKEN_TYPES = (discord.MessageType.default, discord.MessageType.reply)
 
 NOT_IN_VOICE = "You're not in a voice channel. Join one, then run /join again."
@@ -87,15 +90,9 @@ class VoiceCog(commands.Cog, name="Voice"):
         # player's shutdown deadline plus the disconnect timeout.
         if self._idle_task is not None:
             await cancel_and_wait(self._idle_task)
-        # Inside a task that was cancelled (bot.run() after Ctrl-C closes the bot in it),
-        # the gateway reader is gone: discord.py would wait for a voice state update that
-        # never comes. The op 4 leave goes out at once; its echo is not worth waiting for.
-        task = asyncio.current_task()
-        cancelled = task is not None and task.cancelling() > 0
-        leave = CANCELLED_DISCONNECT_TIMEOUT if cancelled else DISCONNECT_TIMEOUT
+        leave = disconnect_timeout()  # here: the sessions end in tasks of their own
         ending = [
-            self._end_session(guild_id, disconnect_timeout=leave)
-            for guild_id in list(self._sessions)
+            self._end_session(guild_id, leave_within=leave) for guild_id in list(self._sessions)
         ]
         for failure in await asyncio.gather(*ending, return_exceptions=True):
             if isinstance(failure, Exception):
@@ -379,7 +376,7 @@ class VoiceCog(commands.Cog, name="Voice"):
         notice: str | None = None,
         *,
         only: VoiceSession | None = None,
-        disconnect_timeout: float = DISCONNECT_TIMEOUT,
+        leave_within: float = DISCONNECT_TIMEOUT,
     ) -> None:
         """Post what is queued (then ``notice``) and leave voice; ``only`` ends the session
         only if it is still that one (a /join may have replaced it meanwhile)."""
@@ -398,12 +395,7 @@ class VoiceCog(commands.Cog, name="Voice"):
                     await session.text.post(notice)
             guild = self.bot.get_guild(guild_id)
             client = guild.voice_client if guild is not None else None
-            if client is not None:
-                try:
-                    async with asyncio.timeout(disconnect_timeout):
-                        await client.disconnect(force=True)
-                except (TimeoutError, discord.HTTPException) as exc:
-                    log.warning("leaving voice in guild %s failed: %s", guild_id, exc)
+            await leave_voice(client, leave_within)
 
     def _utterance(
         self,

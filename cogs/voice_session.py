@@ -10,6 +10,7 @@ utterance for the reply to ``/say``.
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +29,13 @@ from edge_voice.core.speech import FailureReason, SpeakerPrefixer, SpeechOutcome
 from edge_voice.core.tasks import cancel_and_wait
 from edge_voice.core.tts.service import TTSService
 from edge_voice.core.voice_link import LinkPolicy, LinkState, VoiceLinkSupervisor
+
+log = logging.getLogger(__name__)
+
+DISCONNECT_TIMEOUT = 3.0
+"""Seconds leaving a voice channel may take (discord.py waits for Discord to confirm)."""
+CANCELLED_DISCONNECT_TIMEOUT = 0.5
+"""The same while the bot closes inside a cancelled task (see :func:`disconnect_timeout`)."""
 
 
 @dataclass(eq=False)
@@ -107,6 +115,31 @@ def open_session(
         enabled=config.text.announce_speaker,
     )
     return VoiceSession(player, voice, text, prefixer, link, supervisor)
+
+
+def disconnect_timeout() -> float:
+    """How long leaving voice may take from the calling task.
+
+    Inside a task that was cancelled (``bot.run()`` closes the bot in its main task after
+    Ctrl-C) the gateway reader is gone: discord.py would wait for a voice state update
+    that never comes. The op 4 leave goes out at once; its echo is not worth waiting for.
+    """
+    task = asyncio.current_task()
+    cancelled = task is not None and task.cancelling() > 0
+    return CANCELLED_DISCONNECT_TIMEOUT if cancelled else DISCONNECT_TIMEOUT
+
+
+async def leave_voice(client: discord.VoiceProtocol | None, within: float) -> None:
+    """Disconnect ``client`` (if any) within ``within`` seconds; a failure is logged."""
+    if client is None:
+        return
+    try:
+        async with asyncio.timeout(within):
+            await client.disconnect(force=True)
+    except (TimeoutError, discord.HTTPException) as exc:
+        log.warning(
+            "leaving voice in guild %s failed: %s", getattr(client.channel, "guild", "?"), exc
+        )
 
 
 def describe_result(result: SpeechResult, session: VoiceSession, shortened: bool) -> str:
