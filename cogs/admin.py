@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import aiohttp
 import discord
 from discord import app_commands
 from discord.ext import commands
@@ -292,7 +293,8 @@ class AdminCog(commands.Cog, name="TTS admin"):
         try:
             async with asyncio.timeout(POST_DEADLINE):
                 await channel.send(embed=alert_embed(alert), allowed_mentions=NO_MENTIONS)
-        except (discord.HTTPException, TimeoutError) as exc:
+        except (discord.HTTPException, aiohttp.ClientError, OSError, TimeoutError) as exc:
+            # aiohttp's errors too: discord.py lets a dropped connection through as it is.
             log.warning("could not post to log channel %s: %r", channel, exc)
 
     async def _startup_report(self) -> None:

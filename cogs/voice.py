@@ -34,16 +34,17 @@ from edge_voice.cogs.replies import defer_privately, respond
 from edge_voice.cogs.settings_views import locale_of
 from edge_voice.cogs.text_output import ChannelTextOutput
 from edge_voice.cogs.tts_context import TTSContext, acquire_tts_context, release_tts_context
-from edge_voice.cogs.voice_join import (
-    bold,
-    can_post,
-    connect_voice,
-    is_connected_in,
-    join_problem,
-    voice_channel_of,
-)
+from edge_voice.cogs.voice_join import bold, can_post, connect_voice, join_problem
+from edge_voice.cogs.voice_link import LinkedVoiceClient
 from edge_voice.cogs.voice_restore import SessionKeeper
-from edge_voice.cogs.voice_session import VoiceSession, describe_result, open_session
+from edge_voice.cogs.voice_session import (
+    DISCONNECT_TIMEOUT,
+    VoiceSession,
+    describe_result,
+    disconnect_timeout,
+    leave_voice,
+    open_session,
+)
 from edge_voice.core.clock import Clock, monotonic
 from edge_voice.core.config import Config
 from edge_voice.core.player import GuildPlayer
@@ -63,8 +64,6 @@ from edge_voice.core.tts.service import TTSService
 
 log = logging.getLogger(__name__)
 
-DISCONNECT_TIMEOUT = 3.0
-"""Seconds leaving a voice channel may take (discord.py waits for Discord to confirm)."""
 _SPOKEN_TYPES = (discord.MessageType.default, discord.MessageType.reply)
 
 NOT_IN_VOICE = "You're not in a voice channel. Join one, then run /join again."
@@ -113,14 +112,12 @@ class VoiceCog(commands.Cog, name="Voice"):
         if self._idle_task is not None:
             await cancel_and_wait(self._idle_task)
         await self._keeper.close()
-        ending = []
-        for guild_id in list(self._sessions):
-            guild = self.bot.get_guild(guild_id)
-            if guild is not None:
-                # Kept in the store: a restart rejoins where listeners still are.
-                ending.append(self._end_session(guild, forget=False))
-            else:
-                ending.append(self._sessions.pop(guild_id).player.close())
+        leave = disconnect_timeout()  # here: the sessions end in tasks of their own
+        # Kept in the store (forget=False): a restart rejoins where listeners still are.
+        ending = [
+            self._end_session(guild_id, leave_within=leave, forget=False)
+            for guild_id in list(self._sessions)
+        ]
         for failure in await asyncio.gather(*ending, return_exceptions=True):
             if isinstance(failure, Exception):
                 log.error("ending a voice session failed", exc_info=failure)
@@ -195,7 +192,7 @@ class VoiceCog(commands.Cog, name="Voice"):
             if guild is None:
                 continue
             minutes = f"{timeout / 60:g} minute{'s' if timeout != 60 else ''}"
-            await self._end_session(guild, f"👋 Left voice after {minutes} of silence.")
+            await self._end_session(guild_id, f"👋 Left voice after {minutes} of silence.")
             left.append(guild)
         return left
 
@@ -243,7 +240,7 @@ class VoiceCog(commands.Cog, name="Voice"):
             await respond(interaction, NOT_CONNECTED)
             return
         await respond(interaction, "👋 Leaving voice.")
-        await self._end_session(guild)
+        await self._end_session(guild.id)
 
     @app_commands.command(name="say", description="Speak text in the voice channel")
     @app_commands.describe(text="What to say")
@@ -256,7 +253,7 @@ class VoiceCog(commands.Cog, name="Voice"):
         if member is None:
             return
         session = self._sessions.get(member.guild.id)
-        channel = voice_channel_of(member.guild)
+        channel = session.voice_channel() if session is not None else None
         if session is None or channel is None:
             await respond(interaction, NOT_CONNECTED)
             return
@@ -294,7 +291,7 @@ class VoiceCog(commands.Cog, name="Voice"):
         if member is None:
             return
         session = self._sessions.get(member.guild.id)
-        channel = voice_channel_of(member.guild)
+        channel = session.voice_channel() if session is not None else None
         if session is None or channel is None:
             await respond(interaction, NOT_CONNECTED)
             return
@@ -350,9 +347,11 @@ class VoiceCog(commands.Cog, name="Voice"):
             if not await self._keeper.autojoin(message):
                 return
             session = self._sessions[guild.id]
-        channel = voice_channel_of(guild)
+        channel = session.voice_channel()
         voice = getattr(author, "voice", None)
-        if channel is None or voice is None or voice.channel != channel:
+        # A deleted voice channel ends the session within moments; until then its
+        # messages are still taken (and posted as text), never dropped.
+        if channel is not None and (voice is None or voice.channel != channel):
             return
         plan = self._plan(guild, author.id)
         try:
@@ -367,27 +366,26 @@ class VoiceCog(commands.Cog, name="Voice"):
     async def on_voice_state_update(
         self, member: discord.Member, before: discord.VoiceState, after: discord.VoiceState
     ) -> None:
-        """Leave when no one but bots is left; forget the session if the bot was disconnected."""
+        """Leave when no one but bots is left in the session's voice channel.
+
+        The bot's own voice state is the session's supervisor's business: discord.py
+        leaves and rejoins by itself while it reconnects, which must not end the session.
+        """
         after_channel = after.channel  # discord.py updates `after` in place later
-        guild = member.guild
-        if guild.id not in self._sessions:
+        session = self._sessions.get(member.guild.id)
+        if session is None or (self.bot.user is not None and member.id == self.bot.user.id):
             return
-        if self.bot.user is not None and member.id == self.bot.user.id:
-            if after_channel is None:
-                notice = "🔌 I was disconnected from voice; /join again."
-                await self._end_session(guild, notice, unless_connected=True)
-            return
-        channel = voice_channel_of(guild)
+        channel = session.voice_channel()
         if channel is None or before.channel != channel or after_channel == channel:
             return
         if not any(not listener.bot for listener in channel.members):
-            await self._end_session(guild, "👋 Left voice: nobody is listening anymore.")
+            await self._end_session(member.guild.id, "👋 Left voice: nobody is listening anymore.")
 
     @commands.Cog.listener()
     async def on_guild_remove(self, guild: discord.Guild) -> None:
         """Drop the session of a guild the bot was removed from, saved one included."""
         if guild.id in self._sessions:
-            await self._end_session(guild, forget=False)
+            await self._end_session(guild.id, forget=False)
         await self._keeper.forget(guild)
 
     @commands.Cog.listener()
@@ -418,9 +416,12 @@ class VoiceCog(commands.Cog, name="Voice"):
         """Connect (or move) to ``channel``, read ``text_channel`` aloud, and save the
         session for restarts; a problem for people, or None."""
         async with self._locks[guild.id]:
-            problem = await connect_voice(guild, channel)
+            timeout = self.config.player.voice_connect_timeout
+            problem = await connect_voice(
+                guild, channel, connect_timeout=timeout, cls=LinkedVoiceClient
+            )
             if problem is None:
-                self._bind(guild, text_channel)
+                self._bind(guild, channel, text_channel)
         if problem is None:
             await self._keeper.remember(guild, channel, text_channel)
         return problem
@@ -439,49 +440,71 @@ class VoiceCog(commands.Cog, name="Voice"):
             return None
         return interaction.user
 
-    def _bind(self, guild: discord.Guild, channel: discord.abc.Messageable) -> None:
+    def _bind(
+        self, guild: discord.Guild, voice_channel: Any, channel: discord.abc.Messageable
+    ) -> None:
         session = self._sessions.get(guild.id)
         if session is not None:
             session.text.channel = channel
+            session.link.channel_id = voice_channel.id
             return
-        self._sessions[guild.id] = open_session(
+        session = open_session(
+            self.bot,
             guild,
+            voice_channel,
             channel,
             self.service,
             self.config,
+            lock=self._locks[guild.id],
             cache=self.context.cache,
             offline_voice=self.context.offline_voice,
             clock=self.clock,
             warn=self.context.operator_log.warn,
         )
+        self._sessions[guild.id] = session
+        session.watch = asyncio.create_task(
+            self._watch_link(guild.id, session), name=f"voice-link-{guild.id}"
+        )
+
+    async def _watch_link(self, guild_id: int, session: VoiceSession) -> None:
+        """Run the session's supervisor; when it says the session is over, end it."""
+        end = await session.supervisor.run()
+        log.info("guild %s: ending the voice session: %s", guild_id, end.name.lower())
+        await self._end_session(guild_id, end.notice, only=session)
 
     async def _end_session(
         self,
-        guild: discord.Guild,
+        guild_id: int,
         notice: str | None = None,
         *,
-        unless_connected: bool = False,
+        only: VoiceSession | None = None,
+        leave_within: float = DISCONNECT_TIMEOUT,
         forget: bool = True,
     ) -> None:
-        """Leave ``guild``'s voice; ``forget``: the bot left on purpose, so a restart does
-        not rejoin (the bound channel stays saved for autojoin)."""
-        async with self._locks[guild.id]:
-            if unless_connected and is_connected_in(guild):
-                return  # a /join reconnected meanwhile
-            if forget:
+        """Post what is queued (then ``notice``) and leave voice; ``only`` ends the session
+        only if it is still that one (a /join may have replaced it meanwhile).
+
+        ``forget``: the bot left on purpose, so a restart does not rejoin (the bound
+        channel stays saved for autojoin).
+        """
+        session = self._sessions.get(guild_id)
+        if session is not None and (only is None or session is only):
+            # Before the lock: a rejoin in progress holds it, and stopping it releases it.
+            await session.stop_watching()
+        async with self._locks[guild_id]:
+            session = self._sessions.get(guild_id)
+            if only is not None and session is not only:
+                return
+            guild = self.bot.get_guild(guild_id)
+            if forget and guild is not None:
                 await self._keeper.left(guild)
-            session = self._sessions.pop(guild.id, None)
+            self._sessions.pop(guild_id, None)
             if session is not None:
                 await session.player.close()
                 if notice:
                     await session.text.post(notice)
-            client = guild.voice_client
-            if client is not None:
-                try:
-                    async with asyncio.timeout(DISCONNECT_TIMEOUT):
-                        await client.disconnect(force=True)
-                except (TimeoutError, discord.HTTPException) as exc:
-                    log.warning("leaving voice in guild %s failed: %s", guild.id, exc)
+            client = guild.voice_client if guild is not None else None
+            await leave_voice(client, leave_within)
 
     def _plan(self, guild: discord.Guild, user_id: int | None) -> SpeakingPlan:
         return speaking_plan(self.settings, guild.id, user_id, locale_of(guild))

@@ -55,18 +55,26 @@ def can_post(channel: Any, me: discord.Member) -> bool:
     return bool(channel.permissions_for(me).send_messages)
 
 
-async def connect_voice(guild: discord.Guild, channel: Any) -> str | None:
-    """Connect (or move) to ``channel``; a user-facing problem, or None on success."""
+async def connect_voice(
+    guild: discord.Guild,
+    channel: Any,
+    *,
+    connect_timeout: float = VOICE_CONNECT_TIMEOUT,
+    cls: type[discord.VoiceProtocol] = discord.VoiceClient,
+) -> str | None:
+    """Connect (or move) to ``channel`` with a ``cls`` client; a user-facing problem, or
+    None on success. A client that is registered but not connected (discord.py gave up on
+    it) is disconnected first."""
     client: Any = guild.voice_client
     try:
-        async with asyncio.timeout(2 * VOICE_CONNECT_TIMEOUT):  # a stale disconnect included
+        async with asyncio.timeout(2 * connect_timeout):  # a stale disconnect included
             if client is not None and client.is_connected():
                 if client.channel != channel:
-                    await client.move_to(channel, timeout=VOICE_CONNECT_TIMEOUT)
+                    await client.move_to(channel, timeout=connect_timeout)
                 return None
             if client is not None:
                 await client.disconnect(force=True)
-            await channel.connect(timeout=VOICE_CONNECT_TIMEOUT, reconnect=True, self_deaf=True)
+            await channel.connect(timeout=connect_timeout, reconnect=True, self_deaf=True, cls=cls)
     except TimeoutError:
         return f"Connecting to {bold(channel.name)} timed out. Try again in a moment."
     except Exception as exc:  # discord.py raises several kinds here; all mean "not connected"

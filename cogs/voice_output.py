@@ -2,7 +2,8 @@
 
 - :class:`PacketSource`: a ``discord.AudioSource`` that hands the player's Opus packets
   (a :class:`core.packet_buffer.PacketBuffer`) to discord.py's player thread, no encoder needed.
-- :class:`DiscordVoiceOutput`: :class:`core.player.VoiceOutput` over a guild's voice client.
+- :class:`DiscordVoiceOutput`: :class:`core.player.VoiceOutput` over a guild's voice client,
+  as far as the voice link's supervisor (:mod:`core.voice_link`) says it carries audio.
 """
 
 from __future__ import annotations
@@ -10,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import discord
 
 from edge_voice.core.audio import OPUS_FRAME_SECONDS
 from edge_voice.core.packet_buffer import PacketBuffer
-from edge_voice.core.player import PlaybackError
+from edge_voice.core.player import PlaybackError, VoiceConnectionLost
 from edge_voice.core.tts.errors import TTSError
 
 log = logging.getLogger(__name__)
@@ -24,6 +26,10 @@ log = logging.getLogger(__name__)
 PLAYBACK_STALL_SECONDS = 15.0
 """How long discord.py's player may read nothing before playback is given up: it stops
 reading while it waits for a voice reconnect, which may never come."""
+SETTLE_WAIT = 1.0
+"""Seconds playback waits for a connection discord.py is moving (new voice server or
+channel; it takes about 20 ms) before the utterance is posted as text instead."""
+SETTLE_POLL = 0.02
 
 
 class PacketSource(discord.AudioSource):
@@ -54,34 +60,41 @@ class PacketSource(discord.AudioSource):
 
 
 class DiscordVoiceOutput:
-    """Plays a :class:`PacketBuffer` on ``guild``'s voice client.
+    """Plays a :class:`PacketBuffer` on a guild's voice client.
 
-    The voice client is looked up at each call, so a reconnect that replaced it is
-    picked up. Playback that ends without reaching the end of the buffer, and
-    without :meth:`stop`, means the connection was lost: :class:`PlaybackError`.
+    ``client`` returns the guild's voice client at each call, so one that a reconnect or
+    a rejoin replaced is picked up. ``usable`` (default: the client says it is
+    connected) tells whether the connection can carry audio now or within ``settle``
+    seconds: the voice link's supervisor says no from a fault until it is back.
+    Playback that ends without reaching the end of the buffer, and without :meth:`stop`,
+    means the connection was lost: :class:`VoiceConnectionLost`.
     """
 
     def __init__(
-        self, guild: discord.Guild, *, stall_after: float = PLAYBACK_STALL_SECONDS
+        self,
+        client: Callable[[], Any],
+        *,
+        usable: Callable[[], bool] | None = None,
+        settle: float = SETTLE_WAIT,
+        stall_after: float = PLAYBACK_STALL_SECONDS,
     ) -> None:
-        self.guild = guild
+        self._client = client
+        self._usable = usable
+        self.settle = settle
         self.stall_after = stall_after
         self._stop_requested = False
 
-    def _client(self) -> Any:
-        return self.guild.voice_client
-
     def is_connected(self) -> bool:
-        """Whether the guild has a voice client that is connected."""
+        """Whether audio played now would reach the channel."""
+        if self._usable is not None:
+            return self._usable()
         client = self._client()
         return client is not None and bool(client.is_connected())
 
     async def play(self, buffer: PacketBuffer) -> None:
         """Play ``buffer`` to its end; raise :class:`PlaybackError` or the buffer's
         synthesis error (a :class:`TTSError`) if playback failed."""
-        client = self._client()
-        if client is None or not client.is_connected():
-            raise PlaybackError("not connected to voice")
+        client = await self._connected_client()
         loop = asyncio.get_running_loop()
         finished: asyncio.Future[Exception | None] = loop.create_future()
 
@@ -108,7 +121,7 @@ class DiscordVoiceOutput:
             raise
         except TimeoutError:
             client.stop()
-            raise PlaybackError(
+            raise VoiceConnectionLost(
                 f"voice playback stalled: nothing was read for {self.stall_after:g}s"
             ) from None
         if isinstance(error, TTSError):
@@ -116,7 +129,21 @@ class DiscordVoiceOutput:
         if error is not None:
             raise PlaybackError(f"voice playback failed: {error!r}") from error
         if not source.ended and not self._stop_requested:
-            raise PlaybackError("voice connection lost")
+            raise VoiceConnectionLost("voice connection lost")
+
+    async def _connected_client(self) -> Any:
+        """The voice client once it is connected; a move in progress gets ``settle`` s."""
+        loop = asyncio.get_running_loop()
+        ends = loop.time() + self.settle
+        while True:
+            client = self._client()
+            if not self.is_connected() or client is None:
+                raise VoiceConnectionLost("not connected to voice")
+            if client.is_connected():
+                return client
+            if loop.time() >= ends:
+                raise VoiceConnectionLost("the voice connection did not settle")
+            await asyncio.sleep(SETTLE_POLL)
 
     async def _while_reading(
         self, finished: asyncio.Future[Exception | None], buffer: PacketBuffer

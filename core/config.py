@@ -106,6 +106,13 @@ class PlayerConfig:
     autojoin: bool = False
     """Default of the server setting: join the writer's voice channel when someone
     writes in the bound text channel while the bot is not connected."""
+    voice_connect_timeout: float = 20.0
+    """Seconds joining a voice channel may take; discord.py also bounds its own voice
+    reconnects by it."""
+    rejoin_attempts: int = 5
+    """Times the bot rejoins its voice channel itself once discord.py gave up (0: never)."""
+    rejoin_backoff: float = 1.0
+    """Seconds before the first rejoin; doubled for each further one, up to 8 times it."""
 
     @property
     def bitrate(self) -> int:
@@ -335,11 +342,13 @@ def _check_breaker(values: dict[str, Any], source: str, section: str) -> None:
 _POSITIVE = {
     "attempts", "connect", "read", "total", "max_chars", "queue_size", "max_bytes",
     "fetch_timeout",
+    "voice_connect_timeout", "rejoin_backoff",
 }  # fmt: skip
 _NON_NEGATIVE = {
     "backoff_base", "backoff_max", "announce_speaker_every", "max_wait", "idle_timeout",
     "log_coalesce_seconds", "max_disk_bytes", "idle_stop_after", "log_channel_id",
     "refresh_interval",
+    "rejoin_attempts",
 }  # fmt: skip
 
 

@@ -62,6 +62,11 @@ class PlaybackError(Exception):
     """The voice connection reported an error while playing (or was lost)."""
 
 
+class VoiceConnectionLost(PlaybackError):
+    """The voice connection stopped carrying audio: the utterance did not reach the
+    listeners. Whoever watches the connection tells the guild, not the player."""
+
+
 class VoiceOutput(Protocol):
     """The voice connection, as the player needs it."""
 
@@ -194,6 +199,9 @@ class Playback:
         """Playback broke after it started: the listeners heard only the beginning."""
         if self._cut_for_shutdown:
             return Heard(text_post_reason=TextPostReason.CUT_OFF, detail="cut for shutdown")
+        if isinstance(cause, VoiceConnectionLost):
+            # Not Edge's outage: the voice link's supervisor gives the one notice.
+            return Heard(text_post_reason=TextPostReason.CUT_OFF, detail=str(cause))
         if self._notice.on_fallback():
             await self.text.post(OUTAGE_NOTICE)
         return Heard(text_post_reason=TextPostReason.CUT_OFF, detail=str(cause))

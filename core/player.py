@@ -34,6 +34,7 @@ from edge_voice.core.playback import (
     OfflineVoice,
     Playback,
     PlaybackError,
+    VoiceConnectionLost,
     VoiceOutput,
 )
 from edge_voice.core.posting import PostOutcome
@@ -58,6 +59,7 @@ __all__ = [
     "OfflineVoice",
     "PlaybackError",
     "TextOutput",
+    "VoiceConnectionLost",
     "VoiceOutput",
 ]
 
@@ -103,8 +105,11 @@ class GuildPlayer:
         clock: Clock = monotonic,
         shutdown_deadline: float = SHUTDOWN_DEADLINE,
         finish_grace: float = FINISH_GRACE,
+        name: str = "player",
     ) -> None:
         self.service = service
+        self.name = name
+        """Names the guild in the log line each message's outcome gets."""
         self.voice = voice
         self.text = text
         self.settings = settings or PlayerConfig()
@@ -153,6 +158,7 @@ class GuildPlayer:
         """Queue ``utterance``; the future resolves with what became of it."""
         loop = asyncio.get_running_loop()
         job = _Job(utterance, settings, loop.create_future())
+        job.result.add_done_callback(self._log_outcome)
         self.last_activity = self._clock()
         if self._closed:
             self._post_aside(job, TextPostReason.SHUTTING_DOWN)
@@ -237,6 +243,18 @@ class GuildPlayer:
         _, late = await asyncio.wait(pending, timeout=within)
         for task in late:
             await cancel_and_wait(task)
+
+    def _log_outcome(self, future: asyncio.Future[SpeechResult]) -> None:
+        # One line per message, in the words /say answers with: spoken, posted as text
+        # or failed, and why.
+        if future.cancelled():
+            return
+        result = future.result()
+        why = ": ".join(part for part in (result.reason, result.detail) if part)
+        level = logging.WARNING if result.outcome is SpeechOutcome.FAILED else logging.INFO
+        log.log(
+            level, "%s: message %s%s", self.name, result.outcome.value, f" ({why})" if why else ""
+        )
 
     # -- worker ------------------------------------------------------------
 

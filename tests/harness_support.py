@@ -1,4 +1,4 @@
-"""Shared by the harness tests: a tiny demo cog loaded as an extension, and an Opus source.
+"""Shared by the harness tests: a tiny demo cog loaded as an extension.
 
 The cog is loaded from an extension file that imports it from here, so the class the
 tests check against is the one the bot holds.
@@ -7,7 +7,6 @@ tests check against is the one the bot holds.
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,9 +15,7 @@ import pytest
 from discord import app_commands
 from discord.ext import commands
 
-from tests.fakes.discord_harness import RecordingVoiceClient, TestBot, running_test_bot
-
-OPUS_PACKET = b"\xf8\xff\xfe"  # an Opus frame (TOC byte + payload); the double never decodes it
+from tests.fakes.discord_harness import TestBot, running_test_bot
 
 
 class DemoCog(commands.Cog):
@@ -94,42 +91,3 @@ def demo_cog(tb: TestBot) -> DemoCog:
     cog = tb.bot.get_cog("DemoCog")
     assert isinstance(cog, DemoCog)
     return cog
-
-
-class FakeOpusSource(discord.AudioSource):
-    """Yields ``count`` Opus packets; optionally blocks before packet ``gate_at`` or fails."""
-
-    def __init__(
-        self, count: int, *, gate_at: int | None = None, fail_at: int | None = None
-    ) -> None:
-        self.count = count
-        self.reads = 0
-        self.gate_at = gate_at
-        self.fail_at = fail_at
-        self.gate_reached = threading.Event()
-        self.gate = threading.Event()
-        self.cleaned_up = False
-
-    def read(self) -> bytes:
-        if self.reads == self.gate_at:
-            self.gate_reached.set()
-            self.gate.wait(5)
-        if self.reads == self.fail_at:
-            raise OSError("decoder died")
-        if self.reads >= self.count:
-            return b""
-        self.reads += 1
-        return OPUS_PACKET + bytes([self.reads])
-
-    def is_opus(self) -> bool:
-        return True
-
-    def cleanup(self) -> None:
-        self.cleaned_up = True
-
-
-async def connect(tb: TestBot) -> RecordingVoiceClient:
-    """Connect the way a cog does (no ``cls``); the harness hands out the recording double."""
-    voice: discord.VoiceProtocol = await tb.voice_channel.connect()
-    assert isinstance(voice, RecordingVoiceClient)
-    return voice

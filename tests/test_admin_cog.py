@@ -1,7 +1,7 @@
-"""cogs/admin.py: /tts status | diagnose | reset through discord.py's CommandTree.
+"""cogs/admin.py: /tts status | diagnose | reset through INTERACTION_CREATE on the fake Discord.
 
-Every command enters as an interaction payload (``invoke_slash``); replies are what discord.py
-sent at the HTTP boundary. The service is real, on a fake clock; the diagnostics check a
+Every command enters as an interaction payload; answers are what discord.py sent to the
+fake's interaction routes. The service is real, on a fake clock; the diagnostics check a
 127.0.0.1 port that refuses connections.
 """
 
@@ -13,8 +13,8 @@ import sys
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import discord
 import pytest
-from discord import app_commands
 from discord.ext import commands
 
 from edge_voice.cogs.tts_context import TTSContext
@@ -23,15 +23,15 @@ from edge_voice.core.tts.service import TTSService
 from tests.admin_cog_support import (
     ADMINISTRATOR,
     MANAGE_GUILD,
+    NO_PINGS,
     NOTHING,
     AdminBot,
-    admin_bot,
-    admin_cog,
     config_for,
     fail,
     refused_port,
+    running_admin_bot,
 )
-from tests.fakes.discord_harness import SlashResult, add_member, invoke_slash, make_test_bot
+from tests.fakes.discord.interactions import InteractionRecord
 
 GREEN, AMBER, RED = 0x2ECC71, 0xF5A623, 0xE74C3C
 
@@ -44,23 +44,14 @@ def port() -> Iterator[int]:
 
 @pytest.fixture
 async def ab(port: int) -> AsyncIterator[AdminBot]:
-    async with admin_bot(port) as running:
+    async with running_admin_bot(port) as running:
         yield running
 
 
-async def tts(ab: AdminBot, sub: str, permissions: str = MANAGE_GUILD, **kw: Any) -> SlashResult:
-    member = add_member(ab.tb.guild, f"user{len(ab.tb.guild.members)}")
-    tb = ab.tb
-    return await invoke_slash(
-        tb.bot, tb.guild, member, tb.text_channel, "tts", sub, permissions=permissions, **kw
-    )
-
-
-def only_embed(result: SlashResult) -> dict[str, Any]:
-    [reply] = result
-    assert (reply.kind, reply.type, reply.ephemeral) == ("response", 4, True)
-    assert reply.mentions_suppressed
-    [embed] = reply.embeds
+def only_embed(record: InteractionRecord) -> dict[str, Any]:
+    assert (record.type, record.ephemeral) == (4, True)
+    assert record.allowed_mentions == NO_PINGS
+    [embed] = record.embeds
     return embed
 
 
@@ -72,12 +63,12 @@ def fields(embed: dict[str, Any]) -> dict[str, str]:
 
 
 async def test_group_is_guild_only_and_hidden_from_non_admins(ab: AdminBot) -> None:
-    tree = ab.tb.bot.tree
+    tree = ab.bot.tree
     group = tree.get_command("tts")
     assert group is not None
     payload = group.to_dict(tree)
 
-    assert payload["default_member_permissions"] == int(MANAGE_GUILD)
+    assert payload["default_member_permissions"] == MANAGE_GUILD
     assert payload["dm_permission"] is False
     assert [o["name"] for o in payload["options"]] == [
         "status",
@@ -92,26 +83,24 @@ async def test_group_is_guild_only_and_hidden_from_non_admins(ab: AdminBot) -> N
 async def test_member_without_the_permission_is_refused(ab: AdminBot, sub: str) -> None:
     ab.service.service_breaker.force_open("outage")
 
-    result = await tts(ab, sub, permissions=NOTHING)
+    record = await ab.tts(sub, permissions=NOTHING)
 
-    [reply] = result
-    assert reply.ephemeral
-    assert reply.content == f"You need the **Manage Server** permission to use /tts {sub}."
-    assert not reply.embeds
-    assert isinstance(result.errors[0], app_commands.MissingPermissions)
+    assert record.ephemeral
+    assert record.content == f"You need the **Manage Server** permission to use /tts {sub}."
+    assert not record.embeds
     assert ab.service.service_breaker.state.value == "OPEN"  # reset did not run
 
 
 async def test_configured_admin_permission_is_respected(port: int) -> None:
-    async with admin_bot(port, admin_permission="administrator") as ab:
-        group = ab.tb.bot.tree.get_command("tts")
+    async with running_admin_bot(port, admin_permission="administrator") as ab:
+        group = ab.bot.tree.get_command("tts")
         assert group is not None
-        assert group.to_dict(ab.tb.bot.tree)["default_member_permissions"] == int(ADMINISTRATOR)
+        assert group.to_dict(ab.bot.tree)["default_member_permissions"] == ADMINISTRATOR
 
-        refused = await tts(ab, "status", permissions=MANAGE_GUILD)
-        allowed = await tts(ab, "status", permissions=ADMINISTRATOR)
+        refused = await ab.tts("status", permissions=MANAGE_GUILD)
+        allowed = await ab.tts("status", permissions=ADMINISTRATOR)
 
-    assert refused[0].content == "You need the **Administrator** permission to use /tts status."
+    assert refused.content == "You need the **Administrator** permission to use /tts status."
     assert only_embed(allowed)["title"] == "TTS status: 🟢 CLOSED"
 
 
@@ -122,25 +111,24 @@ async def test_unknown_admin_permission_is_a_clear_error(port: int) -> None:
     config = dataclasses.replace(
         valid, discord=dataclasses.replace(valid.discord, admin_permission="manage_guilds")
     )
-
-    async def inject(bot: commands.Bot) -> None:
-        bot.tts_context = TTSContext(config, TTSService.from_config(config))  # type: ignore[attr-defined]
-
+    bot = commands.Bot(command_prefix="!", intents=discord.Intents.none())
+    bot.tts_context = TTSContext(config, TTSService.from_config(config))  # type: ignore[attr-defined]
     with pytest.raises(commands.ExtensionFailed) as failed:
-        await make_test_bot(["edge_voice.cogs.admin"], setup=inject)
+        await bot.load_extension("edge_voice.cogs.admin")
 
     error = failed.value.original
     assert isinstance(error, ConfigError)
     assert error.key == "discord.admin_permission"
     assert "expected a Discord permission name such as 'manage_guild'" in str(error)
     assert "got 'manage_guilds'" in str(error)
+    await bot.tts_context.service.close()  # type: ignore[attr-defined]
 
 
 # ---------------------------------------------------------------- /tts status
 
 
 async def test_status_closed_is_green(ab: AdminBot) -> None:
-    embed = only_embed(await tts(ab, "status"))
+    embed = only_embed(await ab.tts("status"))
 
     assert embed["color"] == GREEN
     assert embed["title"] == "TTS status: 🟢 CLOSED"
@@ -167,7 +155,7 @@ async def test_status_open_is_red_with_counts_times_and_next_trial(ab: AdminBot)
     fail(breaker, 3, "NoAudioReceived: no audio")
     ab.clock.advance(15)
 
-    embed = only_embed(await tts(ab, "status"))
+    embed = only_embed(await ab.tts("status"))
     service = fields(embed)["Service breaker (edge)"]
 
     assert embed["color"] == RED
@@ -189,7 +177,7 @@ async def test_status_half_open_is_amber(ab: AdminBot) -> None:
     ab.clock.advance(21)
     breaker.acquire()  # the first call after the cooldown is the trial
 
-    embed = only_embed(await tts(ab, "status"))
+    embed = only_embed(await ab.tts("status"))
     service = fields(embed)["Service breaker (edge)"]
 
     assert embed["color"] == AMBER
@@ -202,7 +190,7 @@ async def test_status_shows_a_failing_voice_while_the_service_speaks(ab: AdminBo
     fail(ab.service.voice_breaker("de-DE-KillianNeural"), 3)
     failing: float = ab.service.voice_breaker("de-DE-KillianNeural").retry_after
 
-    embed = only_embed(await tts(ab, "status"))
+    embed = only_embed(await ab.tts("status"))
 
     assert embed["color"] == GREEN
     assert "Voices not CLOSED: de-DE-KillianNeural." in embed["description"]
@@ -217,11 +205,11 @@ async def test_status_shows_a_failing_voice_while_the_service_speaks(ab: AdminBo
 async def test_diagnose_defers_then_reports_checks_diagnosis_and_fixes(
     ab: AdminBot, port: int
 ) -> None:
-    result = await tts(ab, "diagnose")
+    record = await ab.tts("diagnose")
 
-    deferred, followup = result
-    assert (deferred.kind, deferred.type, deferred.ephemeral) == ("response", 5, True)
-    assert (followup.kind, followup.ephemeral) == ("followup", True)
+    assert (record.type, record.ephemeral) == (5, True)
+    [followup] = record.followups
+    assert followup.flags & 64  # ephemeral
     [embed] = followup.embeds
     found = fields(embed)
     assert embed["color"] == RED
@@ -242,29 +230,29 @@ async def test_reset_closes_every_breaker_confirms_and_logs_who(ab: AdminBot) ->
     fail(ab.service.service_breaker, 3)
     fail(ab.service.voice_breaker("de-DE-ConradNeural"), 3)
     await ab.cog.alerts.drain()  # the openings are posted before the reset
-    root = add_member(ab.tb.guild, "root")
+    root = ab.scene.admin
     before = len(ab.log_posts())
 
-    result = await invoke_slash(
-        ab.tb.bot, ab.tb.guild, root, ab.tb.text_channel, "tts", "reset", permissions=MANAGE_GUILD
-    )
+    reply = await ab.fake.invoke_slash(root, ab.scene.text, "tts", "reset")
 
-    [reply] = result
     assert reply.ephemeral
     assert reply.content == (
         "Reset 3 breakers (edge: OPEN, edge:de-DE-ConradNeural: OPEN). "
         "Speech is tried again with the next message."
     )
     assert {b.state.value for b in ab.service.breakers} == {"CLOSED"}
+    await ab.fake.wait_for(lambda: "TTS breakers reset" in ab.log_titles()[before:])
     [posted] = [p for p in ab.log_posts()[before:] if p.embeds[0]["title"] == "TTS breakers reset"]
     description = posted.embeds[0]["description"]
-    assert description == f"{root.mention} ({root}) reset the breakers with /tts reset."
-    assert posted.mentions_suppressed
+    assert description == f"<@{root.id}> (root) reset the breakers with /tts reset."
+    assert posted.allowed_mentions == NO_PINGS
     await ab.cog.alerts.drain()
-    closing = ab.log_posts()[-1].embeds[0]
+    [closing] = [
+        p.embeds[0] for p in ab.log_posts()[before:] if "now CLOSED" in p.embeds[0]["title"]
+    ]
     assert closing["title"] == "TTS breakers: 2 transitions in 0 s, now CLOSED"
     assert "**edge**: 1 transition: OPEN → CLOSED" in closing["description"]
-    assert f"Last reason: reset by {root} with /tts reset" in fields(closing)["edge"]
+    assert "Last reason: reset by root with /tts reset" in fields(closing)["edge"]
 
 
 # ---------------------------------------------------------------- errors
@@ -278,27 +266,15 @@ class BrokenHealth(TTSService):
 async def test_an_error_becomes_a_short_ephemeral_message_and_a_logged_traceback(
     port: int, caplog: pytest.LogCaptureFixture
 ) -> None:
-    config = config_for(port)
-
-    async def inject(bot: commands.Bot) -> None:
-        service = BrokenHealth.from_config(config)
-        bot.tts_context = TTSContext(config, service)  # type: ignore[attr-defined]
-
-    async with await make_test_bot(["edge_voice.cogs.admin"], setup=inject) as tb:
-        await admin_cog(tb.bot).startup_task  # type: ignore[misc]
-        member = add_member(tb.guild, "root")
+    async with running_admin_bot(port, service_cls=BrokenHealth) as ab:
         with caplog.at_level(logging.ERROR, logger="edge_voice.cogs.admin"):
-            result = await invoke_slash(
-                tb.bot, tb.guild, member, tb.text_channel, "tts", "status", permissions=MANAGE_GUILD
-            )
+            record = await ab.tts("status")
 
-    [reply] = result
-    assert reply.ephemeral
-    assert reply.content == "/tts status failed (RuntimeError). The details are in the bot's log."
-    assert "Traceback" not in (reply.content or "")
-    [record] = [r for r in caplog.records if r.name == "edge_voice.cogs.admin" and r.exc_info]
-    assert record.exc_info is not None
-    assert str(record.exc_info[1]) == "snapshot exploded"
+    assert record.ephemeral
+    assert record.content == "/tts status failed (RuntimeError). The details are in the bot's log."
+    [logged] = [r for r in caplog.records if r.name == "edge_voice.cogs.admin" and r.exc_info]
+    assert logged.exc_info is not None
+    assert str(logged.exc_info[1]) == "snapshot exploded"
 
 
 async def test_an_error_after_deferring_becomes_an_ephemeral_followup(
@@ -310,9 +286,9 @@ async def test_an_error_after_deferring_becomes_an_ephemeral_followup(
     # load_extension ran cogs.admin as a fresh module object: patch the one the cog uses.
     monkeypatch.setattr(sys.modules[type(ab.cog).__module__], "diagnose_service", broken)
 
-    result = await tts(ab, "diagnose")
+    record = await ab.tts("diagnose")
 
-    deferred, followup = result
-    assert deferred.type == 5
-    assert followup.ephemeral
+    assert record.type == 5
+    [followup] = record.followups
+    assert followup.flags & 64  # ephemeral
     assert followup.content == "/tts diagnose failed (OSError). The details are in the bot's log."

@@ -90,12 +90,17 @@ async def test_shutdown_lets_a_short_utterance_finish_and_posts_the_queue(
 ) -> None:
     edge_server.audio = edge_like_mp3(0.5)
     voice, text = ThreadedVoice(), RecordingText()
+    voice.hold.clear()  # the double reads as fast as it can: hold it until close() began
     player = GuildPlayer(make_service(), voice, text, finish_grace=5.0)
     futures = [player.submit(utterance(f"Nachricht {n}")) for n in range(3)]
-    while not voice.packets:
+    while voice.plays == 0:
         await asyncio.sleep(0.01)
 
-    await player.close()
+    closing = asyncio.create_task(player.close())
+    while not player.closed:
+        await asyncio.sleep(0.01)
+    voice.hold.set()
+    await closing
 
     results = [f.result() for f in futures]
     assert results[0].outcome is SpeechOutcome.SPOKEN

@@ -1,46 +1,39 @@
-"""Slash command replies: private, mention-free, and bounded by a deadline."""
+"""Slash command replies: private, mention-free, and bounded by a deadline (on the fake Discord)."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator
+import sys
+from pathlib import Path
 
 import pytest
-from discord.webhook.async_ import AsyncWebhookAdapter
 
-from edge_voice.cogs import replies
-from tests.fakes.discord_harness import TestBot, add_member, invoke_slash
-from tests.fakes.edge_server import FakeEdgeServer
-from tests.voice_cog_support import voice_bot
+from tests.e2e_support import e2e_bot, log_lines
+from tests.fakes.discord.faults import slow
+from tests.fakes.discord.rest import INTERACTION_CALLBACK
 
 
-@pytest.fixture
-async def tb(edge_server: FakeEdgeServer) -> AsyncIterator[TestBot]:
-    async with voice_bot() as harness:
-        yield harness
-
-
-async def test_replies_are_ephemeral_and_mention_free(tb: TestBot) -> None:
-    member = add_member(tb.guild, "Anna")
-    result = await invoke_slash(tb.bot, tb.guild, member, tb.text_channel, "skip")
-    assert len(result) == 1
-    assert result[0].ephemeral
-    assert result[0].mentions_suppressed
+async def test_replies_are_ephemeral_and_mention_free(tmp_path: Path) -> None:
+    async with e2e_bot(tmp_path) as e2e:
+        record = await e2e.slash("skip")
+        assert record.type == 4
+        assert record.ephemeral
+        assert record.allowed_mentions == {"parse": []}
 
 
 async def test_a_reply_that_hangs_is_given_up_and_logged(
-    tb: TestBot, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async def never_answers(*_: object, **__: object) -> None:
-        await asyncio.Event().wait()
+    async with e2e_bot(tmp_path) as e2e:
+        # load_extension ran the cogs afresh; patch the replies module they use.
+        replies = sys.modules["edge_voice.cogs.replies"]
+        monkeypatch.setattr(replies, "REPLY_DEADLINE", 0.1)
+        e2e.fake.rest_fault(slow("POST", INTERACTION_CALLBACK, 1.0))
+        caplog.set_level(logging.WARNING, logger="edge_voice.cogs.replies")
 
-    monkeypatch.setattr(AsyncWebhookAdapter, "create_interaction_response", never_answers)
-    monkeypatch.setattr(replies, "REPLY_DEADLINE", 0.1)
-    member = add_member(tb.guild, "Anna")
-    with caplog.at_level(logging.WARNING, logger="edge_voice.cogs.replies"):
-        await asyncio.wait_for(
-            invoke_slash(tb.bot, tb.guild, member, tb.text_channel, "skip"), timeout=5
-        )
-    assert "could not answer Anna" in caplog.text
-    assert "TimeoutError" in caplog.text
+        record = await e2e.fake.invoke_slash(e2e.member, e2e.scene.text, "skip", wait=False)
+        await e2e.wait_for(lambda: any("could not answer" in line for line in log_lines(caplog)))
+        (line,) = [line for line in log_lines(caplog) if "could not answer" in line]
+        assert line.startswith("could not answer alice")
+        assert "TimeoutError" in line
+        assert not record.answered  # the answer came too late to count

@@ -1,388 +1,258 @@
-"""Voice cog, reading the bound channel: dpytest dispatch, real service, fake Edge server.
+"""Voice cog, reading the bound channel: the host's bot on the fake Discord and fake Edge.
 
-Messages enter through discord.py's own ``on_message`` dispatch; audio leaves through the
-recording voice client (real Opus packets, decoded with PyAV); text fallbacks are captured at
-the HTTP boundary with the ``allowed_mentions`` discord.py sent.
+Messages arrive as MESSAGE_CREATE over the gateway; audio leaves through discord.py's
+own voice client to the fake voice server; text posts are what the fake's REST API got.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import AsyncIterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
-import discord.ext.test as dpytest
 import pytest
-from discord.ext import commands
-from discord.utils import escape_markdown
 
-from edge_voice.cogs.message_text import build_utterance
-from edge_voice.core.audio import rms
-from edge_voice.core.breaker import CircuitState
 from edge_voice.core.clock import FakeClock
-from edge_voice.core.config import CacheConfig, StateConfig
-from edge_voice.core.player import OUTAGE_NOTICE, RECOVERY_NOTICE
-from edge_voice.core.speech import SpeechOutcome, SpeechResult, text_post_for
-from tests.fakes.audio_samples import edge_like_mp3
-from tests.fakes.discord_harness import (
-    RecordingVoiceClient,
-    TestBot,
-    add_member,
-    add_role,
-    add_text_channel,
-    add_voice_channel,
-    running_test_bot,
-    send_message,
-    set_voice_channel,
-)
-from tests.fakes.edge_server import FakeEdgeServer, FaultMode, FaultPlan
-from tests.voice_cog_support import (
-    SKIP_PREFIX,
-    announce_speakers,
-    join,
-    make_config,
-    posted,
-    settled,
-    spoken_audio,
-    until,
-    voice_bot,
-    voice_client,
-    voice_cog,
-)
+from edge_voice.core.speech import SpeechOutcome, SpeechResult
+from tests.e2e_support import e2e_bot
+from tests.fake_discord_support import Scene, intents, make_bot
+from tests.fakes.discord import FakeDiscord, running_bot
+from tests.fakes.discord.model import Channel
+from tests.fakes.discord.rest import MESSAGES
+from tests.fakes.edge_server import FakeEdgeServer, edge_client_pointed_at
+
+NO_PINGS = {"parse": []}
 
 
-@pytest.fixture
-async def tb(edge_server: FakeEdgeServer) -> AsyncIterator[TestBot]:
-    async with voice_bot() as harness:
-        yield harness
+async def test_a_member_in_voice_is_heard_with_cleaned_text(tmp_path: Path) -> None:
+    made: dict[str, Any] = {}
+
+    def world(fake: FakeDiscord, scene: Scene) -> None:
+        made["bob"] = fake.add_member(scene.guild, "bob", nick="Bob")
+
+    async with e2e_bot(tmp_path, audio_seconds=1.0, setup=world) as e2e:
+        await e2e.join()
+        bob = made["bob"]
+        await e2e.say_in_channel(f"Hallo <@{bob.id}>, **schau** mal https://example.com/x an")
+        (heard,) = await e2e.wait_heard(1)
+
+        assert e2e.edge_texts() == ["Hallo Bob, schau mal link an"]
+        assert heard.duration == pytest.approx(1.0, abs=0.1)
+        assert heard.packets_per_second() == pytest.approx(50, abs=3)
+        assert heard.rms() > 0.05
+        assert e2e.stream().decrypt_failures == 0
+        assert e2e.posts() == []
 
 
-async def test_member_in_voice_is_spoken_with_cleaned_text(
-    tb: TestBot, edge_server: FakeEdgeServer
-) -> None:
-    edge_server.audio = edge_like_mp3(1.5)
-    alice = add_member(tb.guild, "alice", nick="Alice")
-    bob = add_member(tb.guild, "bob", nick="Bob")
-    await join(tb, alice)
+async def test_messages_that_are_not_read(tmp_path: Path) -> None:
+    made: dict[str, Any] = {}
 
-    await send_message(
-        alice, tb.text_channel, f"Hallo <@{bob.id}>, **schau** mal https://example.com/x an"
-    )
-    await settled(tb)
+    def world(fake: FakeDiscord, scene: Scene) -> None:
+        made["carol"] = fake.add_member(scene.guild, "carol")  # in the guild, not in voice
+        made["dave"] = fake.add_member(scene.guild, "dave")  # in another voice channel
+        made["helper"] = fake.add_member(scene.guild, "helper", bot=True)
+        made["other"] = fake.add_text_channel(scene.guild, "other")
 
-    assert [r.text for r in edge_server.requests] == ["Hallo Bob, schau mal Link an"]
-    pcm, seconds = spoken_audio(voice_client(tb).packets)
-    assert seconds == pytest.approx(1.5, abs=0.1)
-    assert rms(pcm) > 500
-    assert posted(tb) == []
+    async with e2e_bot(tmp_path, setup=world) as e2e:
 
+        @e2e.bot.command(name="ping")
+        async def ping(ctx: object) -> None:
+            return None
 
-async def test_open_breaker_posts_text_without_any_ping(
-    tb: TestBot, edge_server: FakeEdgeServer
-) -> None:
-    alice = add_member(tb.guild, "alice", nick="Alice")
-    bob = add_member(tb.guild, "bob", nick="Bob")
-    dj = add_role(tb.guild, "DJ", mentionable=True)
-    await join(tb, alice)
-    voice_cog(tb).service.service_breaker.force_open("test outage", duration=600)
+        await e2e.join()
+        await e2e.fake.set_voice_state(made["dave"], e2e.scene.other_voice)
+        await e2e.fake.set_voice_state(made["helper"], e2e.scene.voice)
+        alice, text = e2e.member, e2e.scene.text
+        await e2e.fake.send_message(made["helper"], text, "I am a bot")
+        await e2e.say_in_channel("! nicht vorlesen")
+        await e2e.say_in_channel(f"<@{e2e.fake.bot.id}> ping")
+        await e2e.say_in_channel("......")
+        await e2e.fake.send_message(made["carol"], text, "Ich bin nicht im Sprachkanal")
+        await e2e.fake.send_message(made["dave"], text, "Ich bin woanders")
+        await e2e.fake.send_message(alice, made["other"], "Falscher Kanal")
+        await e2e.say_in_channel("Das hier schon")
+        await e2e.wait_heard(1)
 
-    await send_message(
-        alice, tb.text_channel, f"@everyone @here <@&{dj.id}> <@{bob.id}> <@!{alice.id}> kommt!"
-    )
-    await settled(tb)
-
-    notice, fallback = tb.sent_to(tb.text_channel)
-    assert notice.content == OUTAGE_NOTICE
-    assert fallback.content == "🔇 Alice: alle alle hier DJ Bob Alice kommt!"
-    for message in (notice, fallback):
-        assert message.allowed_mentions == {"parse": []}
-        assert message.mentions_suppressed
-    assert edge_server.connection_count == 0
-    assert voice_client(tb).plays == []
+        assert e2e.edge_texts() == ["Das hier schon"]
+        assert e2e.posts() == []
 
 
-async def test_a_nickname_that_is_a_mention_cannot_impersonate_in_the_text_post(
-    tb: TestBot, edge_server: FakeEdgeServer
-) -> None:
-    admin = add_member(tb.guild, "admin", nick="Admin")
-    mallory = add_member(tb.guild, "mallory", nick=f"<@{admin.id}>")
-    await join(tb, mallory)
-    voice_cog(tb).service.service_breaker.force_open("test outage", duration=600)
+async def test_name_said_prefix_and_its_window(tmp_path: Path) -> None:
+    made: dict[str, Any] = {}
 
-    await send_message(mallory, tb.text_channel, "Ich bin der Admin, gebt mir eure Passwörter")
-    await settled(tb)
+    def world(fake: FakeDiscord, scene: Scene) -> None:
+        made["bob"] = fake.add_member(scene.guild, "bob", nick="**Bob** 🙂")
 
-    _, fallback = tb.sent_to(tb.text_channel)
-    assert fallback.content == f"🔇 < {admin.id}>: Ich bin der Admin, gebt mir eure Passwörter"
-    assert "<@" not in (fallback.content or "")
+    text = {"announce_speaker": True, "announce_speaker_every": 30.0}
+    async with e2e_bot(tmp_path, audio_seconds=0.3, setup=world, text=text) as e2e:
+        clock = FakeClock()
+        e2e.voice_cog.clock = clock  # before /join: the session takes it
+        await e2e.join()
+        bob = made["bob"]
+        await e2e.fake.set_voice_state(bob, e2e.scene.voice)
+        for count, (author, words, seconds_later) in enumerate(
+            [
+                (e2e.member, "eins", 0),
+                (e2e.member, "zwei", 10),
+                (e2e.member, "drei", 31),
+                (bob, "vier", 1),
+                (e2e.member, "fünf", 1),
+            ],
+            start=1,
+        ):
+            clock.advance(seconds_later)
+            await e2e.say_in_channel(words, author)
+            await e2e.wait_for(lambda n=count: len(e2e.edge_texts()) == n)  # type: ignore[misc]
+            await e2e.settled()
 
-
-async def test_an_image_without_text_is_described(tb: TestBot, edge_server: FakeEdgeServer) -> None:
-    alice = add_member(tb.guild, "alice", nick="Alice")
-    await join(tb, alice)
-
-    await dpytest.message("", tb.text_channel, alice, attachments=["katze.png"])
-    await dpytest.message("Seht mal", tb.text_channel, alice, attachments=["a.jpg", "b.jpg"])
-    await dpytest.message("....", tb.text_channel, alice)
-    await settled(tb)
-
-    assert [r.text for r in edge_server.requests] == [
-        "Alice hat ein Bild geschickt",
-        "Seht mal, dazu 2 Bilder",
-    ]
-
-
-async def test_stickers_and_file_kinds_reach_the_policy(tb: TestBot) -> None:
-    # dpytest cannot send stickers: the adapter is fed what discord.py would hand it.
-    alice = add_member(tb.guild, "alice", nick="Alice")
-    message: Any = SimpleNamespace(
-        attachments=[SimpleNamespace(filename="x", content_type="video/mp4")],
-        stickers=[SimpleNamespace(name="Winken")],
-    )
-    utterance, cut = build_utterance(
-        tb.guild, alice, "", 0.0, max_chars=100, spoken_max_chars=100, prefixer=None,
-        voice="de-DE-KillianNeural", message=message,
-    )  # fmt: skip
-    assert utterance.spoken_text == "Alice hat ein Video und den Sticker Winken geschickt"
-    assert text_post_for(utterance) == "🔇 Alice: [ein Video und Sticker Winken]"
-    assert not cut
-
-
-async def test_end_to_end_voice_then_text_then_voice_again(edge_server: FakeEdgeServer) -> None:
-    clock = FakeClock()
-    async with voice_bot(service_clock=clock) as tb:
-        alice = add_member(tb.guild, "alice", nick="Alice")
-        await join(tb, alice)
-        breaker = voice_cog(tb).service.service_breaker
-
-        await send_message(alice, tb.text_channel, "Erste Nachricht")
-        await settled(tb)
-        spoken_before = len(voice_client(tb).packets)
-        assert spoken_before > 0
-
-        edge_server.plan = FaultPlan(FaultMode.NO_AUDIO)
-        for text in ("Zweite Nachricht", "Dritte Nachricht"):
-            await send_message(alice, tb.text_channel, text)
-            await settled(tb)
-        assert breaker.state is CircuitState.OPEN
-        served = edge_server.connection_count
-        await send_message(alice, tb.text_channel, "Vierte Nachricht")
-        await settled(tb)
-        assert edge_server.connection_count == served  # OPEN: Edge was not even asked
-        assert len(voice_client(tb).packets) == spoken_before
-
-        edge_server.plan = FaultPlan()
-        clock.advance(31)  # past the cooldown: the next message is the trial call
-        await send_message(alice, tb.text_channel, "Fünfte Nachricht")
-        await settled(tb)
-
-        assert breaker.state is CircuitState.CLOSED
-        assert edge_server.requests[-1].text == "Fünfte Nachricht"
-        assert len(voice_client(tb).packets) > spoken_before
-        assert posted(tb) == [
-            OUTAGE_NOTICE,
-            "🔇 Alice: Zweite Nachricht",
-            "🔇 Alice: Dritte Nachricht",
-            "🔇 Alice: Vierte Nachricht",
-            RECOVERY_NOTICE,
+        assert e2e.edge_texts() == [
+            "alice said: eins",
+            "zwei",
+            "alice said: drei",
+            "Bob slightly smiling face said: vier",
+            "alice said: fünf",
         ]
 
 
-async def test_messages_that_are_not_read(tb: TestBot, edge_server: FakeEdgeServer) -> None:
-    @tb.bot.command(name="ping")
-    async def ping(ctx: object) -> None:
-        return None
+async def test_a_long_message_with_its_prefix_stays_within_the_limit(tmp_path: Path) -> None:
+    text = {"announce_speaker": True, "max_chars": 60}
+    async with e2e_bot(tmp_path, audio_seconds=0.3, text=text) as e2e:
+        await e2e.join()
+        await e2e.say_in_channel("wort " * 40)
+        await e2e.wait_heard(1)
 
-    alice = add_member(tb.guild, "alice")
-    carol = add_member(tb.guild, "carol")  # in the guild, not in voice
-    dave = add_member(tb.guild, "dave")  # in another voice channel
-    helper = add_member(tb.guild, "helper", bot=True)
-    other_text = add_text_channel(tb.guild, "other")
-    await join(tb, alice)
-    await set_voice_channel(dave, add_voice_channel(tb.guild, "Elsewhere"))
-    await set_voice_channel(helper, tb.voice_channel)
-
-    await send_message(helper, tb.text_channel, "I am a bot")
-    await send_message(alice, tb.text_channel, f"{SKIP_PREFIX} nicht vorlesen")
-    await send_message(alice, tb.text_channel, "!ping")
-    await send_message(alice, tb.text_channel, "......")
-    await send_message(carol, tb.text_channel, "Ich bin nicht im Sprachkanal")
-    await send_message(dave, tb.text_channel, "Ich bin woanders")
-    await send_message(alice, other_text, "Falscher Kanal")
-    await send_message(alice, tb.text_channel, "Das hier schon")
-    await settled(tb)
-
-    assert [r.text for r in edge_server.requests] == ["Das hier schon"]
-    assert tb.sent == []
+        (said,) = e2e.edge_texts()
+        assert said is not None
+        assert said.startswith("alice said: wort wort")
+        assert len(said) <= 60
 
 
-async def test_name_said_prefix_and_its_window(tb: TestBot, edge_server: FakeEdgeServer) -> None:
-    cog = voice_cog(tb)
-    clock = FakeClock()
-    cog.clock = clock
-    announce_speakers(cog, every=30)
-    alice = add_member(tb.guild, "alice", nick="Alice")
-    bob = add_member(tb.guild, "bob", nick="**Bob** 🙂")
-    await join(tb, alice)
-    await set_voice_channel(bob, tb.voice_channel)
+async def test_unloading_posts_what_is_queued_and_leaves_voice(tmp_path: Path) -> None:
+    # Longer than the grace a shutdown gives the utterance being spoken: it is cut too.
+    async with e2e_bot(tmp_path, audio_seconds=4.0) as e2e:
+        await e2e.join()
+        for words in ("Eins", "Zwei", "Drei"):
+            await e2e.say_in_channel(words)
+        await e2e.wait_for(lambda: e2e.stream().audio_packets >= 5)
 
-    for author, text, seconds_later in [
-        (alice, "eins", 0),
-        (alice, "zwei", 10),
-        (alice, "drei", 31),
-        (bob, "vier", 1),
-        (alice, "fünf", 1),
-    ]:
-        clock.advance(seconds_later)
-        await send_message(author, tb.text_channel, text)
-        await settled(tb)
+        await e2e.bot.unload_extension("edge_voice.cogs.voice")
 
-    assert [r.text for r in edge_server.requests] == [  # the words of the German voice
-        "Alice sagt: eins",
-        "zwei",
-        "Alice sagt: drei",
-        "Bob leicht lächelndes gesicht sagt: vier",
-        "Alice sagt: fünf",
-    ]
-
-
-async def test_long_message_with_prefix_stays_within_the_limit(
-    edge_server: FakeEdgeServer,
-) -> None:
-    async with voice_bot(make_config(announce_speaker=True, max_chars=60)) as tb:
-        alice = add_member(tb.guild, "alice", nick="Alice")
-        await join(tb, alice)
-        await send_message(alice, tb.text_channel, "wort " * 40)
-        await settled(tb)
-
-    [request] = edge_server.requests
-    assert request.text is not None
-    assert request.text.startswith("Alice sagt: wort wort")
-    assert len(request.text) <= 60
-
-
-async def test_voice_connection_lost_mid_utterance_falls_back_to_text(
-    tb: TestBot, edge_server: FakeEdgeServer
-) -> None:
-    edge_server.audio = edge_like_mp3(10.0)  # longer than the grace a shutdown gives it
-    alice = add_member(tb.guild, "alice", nick="Alice")
-    await join(tb, alice)
-    client = voice_client(tb)
-    client.packet_interval = 0.01
-
-    await send_message(alice, tb.text_channel, "Das wird abgeschnitten")
-    await _until_playing(client)
-    client.interrupt()
-    await settled(tb)
-    await send_message(alice, tb.text_channel, "Danach")
-    await settled(tb)
-
-    _, seconds = spoken_audio(client.packets)
-    assert 0 < seconds < 3.0
-    assert posted(tb) == [OUTAGE_NOTICE, "🔇 Alice: Das wird abgeschnitten", "🔇 Alice: Danach"]
-    assert len(edge_server.requests) == 1  # not connected: no synthesis for the second
-
-
-async def test_bot_disconnected_from_outside_ends_the_session(tb: TestBot) -> None:
-    alice = add_member(tb.guild, "alice")
-    await join(tb, alice)
-
-    await voice_client(tb).disconnect(force=True)  # as discord.py does when kicked from voice
-    await dpytest.run_all_events()
-
-    assert voice_cog(tb).player(tb.guild) is None
-    assert posted(tb) == ["🔌 I was disconnected from voice; /join again."]
-
-
-async def test_unloading_posts_queued_messages_and_disconnects(
-    tb: TestBot, edge_server: FakeEdgeServer
-) -> None:
-    edge_server.audio = edge_like_mp3(10.0)  # longer than the grace a shutdown gives it
-    alice = add_member(tb.guild, "alice", nick="Alice")
-    await join(tb, alice)
-    client = voice_client(tb)
-    client.packet_interval = 0.01
-
-    for text in ("Eins", "Zwei", "Drei"):
-        await send_message(alice, tb.text_channel, text)
-    await _until_playing(client)
-    await tb.bot.unload_extension("edge_voice.cogs.voice")
-
-    assert tb.guild.voice_client is None
-    assert not client.is_connected()
-    assert posted(tb) == ["🔇 Alice: Eins", "🔇 Alice: Zwei", "🔇 Alice: Drei"]
-
-
-async def _until_playing(client: RecordingVoiceClient) -> None:
-    await until(lambda: bool(client.packets))
+        assert e2e.guild().voice_client is None
+        assert e2e.fake.voice_requests[-1].channel_id is None
+        assert e2e.posts() == ["🔇 alice: Eins", "🔇 alice: Zwei", "🔇 alice: Drei"]
 
 
 # ---------------------------------------------------------------- speak() for other cogs
 
 
-async def test_speak_api_spoken(tb: TestBot, edge_server: FakeEdgeServer) -> None:
-    alice = add_member(tb.guild, "alice")
-    await join(tb, alice)
+async def test_speak_api(tmp_path: Path) -> None:
+    made: dict[str, Channel] = {}
 
-    result = await voice_cog(tb).speak(tb.guild, f"Willkommen <@{alice.id}>!")
+    def world(fake: FakeDiscord, scene: Scene) -> None:
+        made["news"] = fake.add_text_channel(scene.guild, "announcements")
 
-    assert result == SpeechResult(SpeechOutcome.SPOKEN)
-    assert [r.text for r in edge_server.requests] == ["Willkommen alice!"]
-    assert voice_client(tb).packets
+    async with e2e_bot(tmp_path, setup=world) as e2e:
+        cog, guild = e2e.voice_cog, e2e.guild()
+        news = e2e.channel(made["news"])
 
+        # Not joined: posted in the channel given, mention-free; else it fails, saying why.
+        posted = await cog.speak(guild, "Neustart um 20 Uhr @everyone", fallback_channel=news)
+        assert posted == SpeechResult(SpeechOutcome.POSTED_AS_TEXT, "not connected")
+        (message,) = e2e.fake.posted(made["news"])
+        assert message.content == "🔇 FakeBot: Neustart um 20 Uhr everyone"
+        assert message.allowed_mentions == NO_PINGS
+        nowhere = await cog.speak(guild, "Hallo")
+        assert nowhere == SpeechResult(
+            SpeechOutcome.FAILED,
+            "text post failed",
+            "not connected, and there is no text channel to post in",
+        )
+        unspeakable = await cog.speak(guild, "?!?! ... --", fallback_channel=news)
+        assert (unspeakable.outcome, unspeakable.reason) == (SpeechOutcome.FAILED, "unspeakable")
+        assert "no letter or digit" in unspeakable.detail
+        assert e2e.edge_texts() == []
 
-async def test_speak_api_posts_text_when_not_connected(
-    tb: TestBot, edge_server: FakeEdgeServer
-) -> None:
-    announcements = add_text_channel(tb.guild, "announcements")
-
-    result = await voice_cog(tb).speak(
-        tb.guild, "Server-Neustart um 20 Uhr @everyone", fallback_channel=announcements
-    )
-
-    assert result == SpeechResult(SpeechOutcome.POSTED_AS_TEXT, "not connected")
-    [message] = tb.sent_to(announcements)
-    name = escape_markdown(tb.guild.me.display_name)  # a name is shown as written
-    assert message.content == f"🔇 {name}: Server-Neustart um 20 Uhr alle"
-    assert message.mentions_suppressed
-    assert edge_server.connection_count == 0
-
-
-async def test_speak_api_failures(tb: TestBot, edge_server: FakeEdgeServer) -> None:
-    cog = voice_cog(tb)
-
-    unspeakable = await cog.speak(tb.guild, "?!?! ... --", fallback_channel=tb.text_channel)
-    undeliverable = await cog.speak(tb.guild, "Hallo")
-
-    assert (unspeakable.outcome, unspeakable.reason) == (SpeechOutcome.FAILED, "unspeakable")
-    assert "no letter or digit" in unspeakable.detail
-    assert undeliverable == SpeechResult(
-        SpeechOutcome.FAILED,
-        "text post failed",
-        "not connected, and there is no text channel to post in",
-    )
-    assert tb.sent == []
-    assert edge_server.connection_count == 0
+        await e2e.join()
+        spoken = await cog.speak(guild, f"Willkommen <@{e2e.member.id}>!")
+        assert spoken == SpeechResult(SpeechOutcome.SPOKEN)
+        assert e2e.edge_texts() == ["Willkommen alice!"]
+        await e2e.wait_heard(1)
+        posts = e2e.fake.requests.matching("POST", MESSAGES)
+        assert all(r.json["allowed_mentions"] == NO_PINGS for r in posts if r.json)
 
 
 async def test_shares_the_bots_tts_context_and_hands_it_back(
-    edge_server: FakeEdgeServer, tmp_path: Path
+    tmp_path: Path, edge_server: FakeEdgeServer
 ) -> None:
-    config = dataclasses.replace(
-        make_config(),
-        cache=CacheConfig(enabled=False),
-        state=StateConfig(persist=False, data_dir=str(tmp_path)),
+    from edge_voice.core.config import parse_config
+
+    config = parse_config(
+        {
+            "cache": {"enabled": False},
+            "state": {"persist": False, "data_dir": str(tmp_path)},
+            "canary": {"enabled": False},
+            "voices": {"refresh_interval": 0.0},
+        }
     )
+    async with FakeDiscord() as fake:
+        fake.add_guild("Solo")
+        bot = make_bot(fake, intents=intents())
+        bot.tts_config = config
+        with edge_client_pointed_at(edge_server.url):
+            async with running_bot(fake, bot):
+                await bot.load_extension("edge_voice.cogs.voice")
+                context = bot.tts_context
+                # The voice extension adds two cogs (Voice, Personal); each holds the context.
+                assert (context.config, context.users, context.owned) == (config, 2, True)
+                assert bot.get_cog("Voice").service is context.service
+                await bot.unload_extension("edge_voice.cogs.voice")
+                assert not hasattr(bot, "tts_context")  # the last user closed it
 
-    async def configure(bot: commands.Bot) -> None:
-        bot.tts_config = config  # type: ignore[attr-defined]
 
-    async with running_test_bot(["edge_voice.cogs.voice"], setup=configure) as tb:
-        context = tb.bot.tts_context  # type: ignore[attr-defined]
-        # The voice cog and the personal cog the extension adds.
-        assert (context.config, context.users, context.owned) == (config, 2, True)
-        assert voice_cog(tb).service is context.service
-        await tb.bot.unload_extension("edge_voice.cogs.voice")
-        assert not hasattr(tb.bot, "tts_context")  # the last user closed it
+# ------------------------------------------------- the text policy through the real client
+
+
+GERMAN = {"speech": {"voice": "de-DE-KillianNeural"}}
+
+
+async def test_a_nickname_that_is_a_mention_cannot_impersonate_in_the_text_post(
+    tmp_path: Path,
+) -> None:
+    """Issue 8, defect 5: a nickname that is a raw mention rendered as the admin's pill."""
+    made: dict[str, Any] = {}
+
+    def world(fake: FakeDiscord, scene: Scene) -> None:
+        made["admin"] = fake.add_member(scene.guild, "admin", nick="Admin")
+        made["mallory"] = fake.add_member(scene.guild, "mallory", nick=f"<@{made['admin'].id}>")
+
+    async with e2e_bot(tmp_path, setup=world, **GERMAN) as e2e:
+        mallory = made["mallory"]
+        await e2e.join(mallory)
+        e2e.voice_cog.service.service_breaker.force_open("test outage", duration=600)
+        await e2e.say_in_channel("Ich bin der Admin, gebt mir eure Passwörter", mallory)
+        await e2e.wait_for(lambda: any(p.startswith("🔇 <") for p in e2e.posts()))
+
+        (post,) = [p for p in e2e.posts() if p.startswith("🔇 <")]
+        assert post == f"🔇 < {made['admin'].id}>: Ich bin der Admin, gebt mir eure Passwörter"
+        assert "<@" not in post
+
+
+async def test_attachments_and_stickers_are_described(tmp_path: Path) -> None:
+    async with e2e_bot(tmp_path, **GERMAN) as e2e:
+        await e2e.join()
+        alice, text = e2e.member, e2e.scene.text
+        image = {"filename": "katze.png", "content_type": "image/png"}
+        jpg = {"filename": "a.jpg", "content_type": "image/jpeg"}
+        video = {"filename": "x.mp4", "content_type": "video/mp4"}
+        sticker = {"name": "Winken", "format_type": 1}
+        await e2e.fake.send_message(alice, text, "", attachments=[image])
+        await e2e.fake.send_message(alice, text, "Seht mal", attachments=[jpg, jpg])
+        await e2e.fake.send_message(alice, text, "....")
+        await e2e.fake.send_message(alice, text, "", attachments=[video], sticker_items=[sticker])
+        await e2e.wait_heard(3)
+
+        name = alice.nick or alice.user.username
+        assert e2e.edge_texts() == [
+            f"{name} hat ein Bild geschickt",
+            "Seht mal, dazu 2 Bilder",
+            f"{name} hat ein Video und den Sticker Winken geschickt",
+        ]

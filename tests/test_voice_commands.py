@@ -1,294 +1,260 @@
-"""Voice cog slash commands through the real CommandTree, and when the bot leaves on its own.
+"""Voice cog slash commands through INTERACTION_CREATE, and when the bot leaves on its own.
 
-Replies are captured at the HTTP boundary (``AsyncWebhookAdapter``): every one must be
-ephemeral and unable to ping.
+The host's bot on the fake Discord: every answer is read back from the fake's interaction
+routes, and every one must be ephemeral and unable to ping.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
-import discord
 import pytest
-from discord.ext.test import backend as dpy_backend
 
 from edge_voice.core.clock import FakeClock
-from tests.fakes.audio_samples import edge_like_mp3
-from tests.fakes.discord_harness import (
-    SlashResult,
-    TestBot,
-    add_member,
-    add_voice_channel,
-    invoke_slash,
-    send_message,
-    set_voice_channel,
-)
-from tests.fakes.edge_server import FakeEdgeServer
-from tests.voice_cog_support import (
-    join,
-    make_config,
-    posted,
-    settled,
-    spoken_audio,
-    until,
-    voice_bot,
-    voice_client,
-    voice_cog,
-)
+from tests.e2e_support import E2E, e2e_bot
+from tests.fake_discord_support import Scene
+from tests.fakes.discord import FakeDiscord
+from tests.fakes.discord.interactions import InteractionRecord
+from tests.fakes.discord.model import CONNECT, SEND_MESSAGES, SPEAK, Member
+
+NO_PINGS = {"parse": []}
 
 
-@pytest.fixture
-async def tb(edge_server: FakeEdgeServer) -> AsyncIterator[TestBot]:
-    async with voice_bot() as harness:
-        yield harness
+def answer(record: InteractionRecord) -> str:
+    """The one message a command showed its caller (a reply, or the follow-up of a defer)."""
+    assert record.ephemeral
+    shown = record.followups or [record.original]
+    (message,) = shown
+    assert message is not None
+    assert message.allowed_mentions == NO_PINGS
+    return message.content
 
 
-async def slash(
-    tb: TestBot, member: discord.Member, command: str, **options: object
-) -> SlashResult:
-    return await invoke_slash(tb.bot, tb.guild, member, tb.text_channel, command, options=options)
+def deny_everyone(*permissions: int) -> Any:
+    """A world setup that takes ``permissions`` from @everyone (the bot has no other)."""
+
+    def setup(fake: FakeDiscord, scene: Scene) -> None:
+        everyone = scene.guild.roles[scene.guild.id]
+        for permission in permissions:
+            everyone.permissions &= ~permission
+
+    return setup
 
 
-def answer(result: SlashResult) -> str:
-    """The one message a command showed its caller (a direct reply or the deferred follow-up)."""
-    assert result.errors == []
-    shown = [r for r in result if r.type != 5]  # 5 = "thinking…" placeholder
-    [reply] = shown
-    assert reply.ephemeral
-    assert reply.mentions_suppressed
-    return reply.content or ""
-
-
-def deny_default_role(tb: TestBot, **denied: bool) -> None:
-    """Take permissions away from @everyone (the bot's only role)."""
-    permissions = tb.guild.default_role.permissions
-    permissions.update(**denied)
-    dpy_backend.update_role(tb.guild.default_role, permissions=permissions.value)
+async def join(e2e: E2E, member: Member | None = None, channel: Any = None) -> str:
+    member = member or e2e.member
+    await e2e.fake.set_voice_state(member, channel or e2e.scene.voice)
+    return answer(await e2e.slash("join", member=member))
 
 
 # ---------------------------------------------------------------- /join
 
 
-async def test_join_binds_channel_and_connects(tb: TestBot) -> None:
-    alice = add_member(tb.guild, "alice")
-    result = await join(tb, alice)
-
-    assert result[0].type == 5
-    assert result[0].ephemeral
-    text = answer(result)
-    assert text == f"🔊 Joined **Voice**; reading {tb.text_channel.mention} aloud."
-    assert voice_client(tb).is_connected()
-    assert voice_client(tb).channel == tb.voice_channel
-    assert voice_cog(tb).bound_channel(tb.guild) == tb.text_channel
+async def test_join_binds_the_channel_and_connects(tmp_path: Path) -> None:
+    async with e2e_bot(tmp_path) as e2e:
+        record = await e2e.join()
+        assert record.deferred
+        assert answer(record) == f"🔊 Joined **Lounge**; reading <#{e2e.scene.text.id}> aloud."
+        assert e2e.voice_client().is_connected()
+        assert e2e.voice_client().channel.id == e2e.scene.voice.id
+        assert e2e.voice_cog.bound_channel(e2e.guild()).id == e2e.scene.text.id
+        assert e2e.fake.bot_voice_channel(e2e.scene.guild) == e2e.scene.voice.id
 
 
-async def test_join_moves_to_the_callers_new_channel(tb: TestBot) -> None:
-    alice, bob = add_member(tb.guild, "alice"), add_member(tb.guild, "bob")
-    await join(tb, alice)
-    await set_voice_channel(bob, tb.voice_channel)  # so Voice does not empty when alice moves
-    music = add_voice_channel(tb.guild, "Music")
+async def test_join_moves_to_the_callers_new_channel(tmp_path: Path) -> None:
+    async with e2e_bot(tmp_path) as e2e:
+        await e2e.join()
+        await e2e.fake.set_voice_state(e2e.scene.admin, e2e.scene.voice)  # Lounge stays in use
+        other = e2e.scene.other_voice
 
-    text = answer(await join(tb, alice, music))
-
-    assert text.startswith("🔊 Joined **Music**")
-    assert voice_client(tb).moves == [music]
-    assert len(tb.voice_clients) == 1
-    assert posted(tb) == []
+        assert (await join(e2e, channel=other)).startswith("🔊 Joined **Stage left**")
+        assert e2e.fake.bot_voice_channel(e2e.scene.guild) == other.id
+        assert len(e2e.bot.voice_clients) == 1
+        assert e2e.posts() == []
 
 
-async def test_join_when_caller_is_not_in_voice(tb: TestBot) -> None:
-    alice = add_member(tb.guild, "alice")
-
-    text = answer(await slash(tb, alice, "join"))
-
-    assert text == "You're not in a voice channel. Join one, then run /join again."
-    assert tb.voice_clients == []
+async def test_join_when_the_caller_is_not_in_voice(tmp_path: Path) -> None:
+    async with e2e_bot(tmp_path) as e2e:
+        assert answer(await e2e.slash("join")) == (
+            "You're not in a voice channel. Join one, then run /join again."
+        )
+        assert e2e.bot.voice_clients == []
 
 
 @pytest.mark.parametrize(
     ("denied", "expected"),
     [
-        ({"connect": False}, "I don't have permission to join **Voice** (Connect)."),
-        ({"speak": False}, "I don't have permission to speak in **Voice** (Speak)."),
+        (CONNECT, "I don't have permission to join **Lounge** (Connect)."),
+        (SPEAK, "I don't have permission to speak in **Lounge** (Speak)."),
+        (SEND_MESSAGES, "I can't send messages in this channel"),
     ],
+    ids=["connect", "speak", "send messages"],
 )
-async def test_join_without_voice_permissions(
-    tb: TestBot, denied: dict[str, bool], expected: str
+async def test_join_without_a_permission_it_needs(
+    tmp_path: Path, denied: int, expected: str
 ) -> None:
-    alice = add_member(tb.guild, "alice")
-    deny_default_role(tb, **denied)
-
-    text = answer(await join(tb, alice))
-
-    assert text.startswith(expected)
-    assert tb.voice_clients == []
+    async with e2e_bot(tmp_path, setup=deny_everyone(denied)) as e2e:
+        assert (await join(e2e)).startswith(expected)
+        assert e2e.bot.voice_clients == []
+        assert e2e.fake.voice_requests == []
 
 
-async def test_join_full_channel(tb: TestBot) -> None:
-    tiny = add_voice_channel(tb.guild, "Tiny", user_limit=1)
-    alice = add_member(tb.guild, "alice")
+async def test_join_a_full_channel(tmp_path: Path) -> None:
+    made: dict[str, Any] = {}
 
-    text = answer(await join(tb, alice, tiny))
+    def world(fake: FakeDiscord, scene: Scene) -> None:
+        made["tiny"] = fake.add_voice_channel(scene.guild, "Tiny", user_limit=1)
 
-    assert text == "**Tiny** is full (1/1)."
-    assert tb.voice_clients == []
-
-
-async def test_join_where_the_bot_cannot_post(tb: TestBot) -> None:
-    alice = add_member(tb.guild, "alice")
-    deny_default_role(tb, send_messages=False)
-
-    text = answer(await join(tb, alice))
-
-    assert "I can't send messages in this channel" in text
-    assert tb.voice_clients == []
+    async with e2e_bot(tmp_path, setup=world) as e2e:
+        assert await join(e2e, channel=made["tiny"]) == "**Tiny** is full (1/1)."
+        assert e2e.bot.voice_clients == []
 
 
 # ---------------------------------------------------------------- /say, /skip, /leave
 
 
-async def test_say_speaks_the_cleaned_text(tb: TestBot, edge_server: FakeEdgeServer) -> None:
-    alice = add_member(tb.guild, "alice")
-    await join(tb, alice)
+async def test_say_speaks_the_cleaned_text(tmp_path: Path) -> None:
+    async with e2e_bot(tmp_path, audio_seconds=0.5) as e2e:
+        await e2e.join()
+        reply = answer(await e2e.slash("say", text="Guten Abend, **alle** zusammen"))
 
-    text = answer(await slash(tb, alice, "say", text="Guten Abend, **alle** zusammen"))
-
-    assert text == "🔊 Said it."
-    assert [r.text for r in edge_server.requests] == ["Guten Abend, alle zusammen"]
-    _, seconds = spoken_audio(voice_client(tb).packets)
-    assert seconds == pytest.approx(1.0, abs=0.1)
-
-
-async def test_say_unspeakable_text(tb: TestBot, edge_server: FakeEdgeServer) -> None:
-    alice = add_member(tb.guild, "alice")
-    await join(tb, alice)
-
-    text = answer(await slash(tb, alice, "say", text="?!..."))
-
-    assert text.startswith("That can't be spoken: text has no letter or digit")
-    assert edge_server.connection_count == 0
+        assert reply == "🔊 Said it."
+        assert e2e.edge_texts() == ["Guten Abend, alle zusammen"]
+        (heard,) = await e2e.wait_heard(1)
+        assert heard.duration == pytest.approx(0.5, abs=0.1)
 
 
-async def test_say_with_a_long_name_and_a_small_limit_is_said_cut(
-    edge_server: FakeEdgeServer,
+async def test_say_with_a_long_name_and_a_small_limit_is_said_cut(tmp_path: Path) -> None:
+    """Issue 8, defect 4: the "NAME said" prefix alone filled max_chars, the utterance was
+    over the limit and the player rejected it: the message was lost."""
+    nick = "Maximilian Alexander Bartholomew"  # 32 characters: Discord's longest
+
+    def world(fake: FakeDiscord, scene: Scene) -> None:
+        scene.alice.nick = nick
+
+    async with e2e_bot(
+        tmp_path,
+        setup=world,
+        text={"announce_speaker": True, "max_chars": 30},
+        speech={"voice": "de-DE-KillianNeural"},
+    ) as e2e:
+        await e2e.join()
+        reply = answer(await e2e.slash("say", text="Wir treffen uns heute um acht Uhr"))
+
+        assert reply == "🔊 Said it. (Cut to fit the length limit.)"
+        assert e2e.edge_texts() == ["Wir treffen uns heute um acht"]
+
+
+async def test_say_refuses_unspeakable_text_and_callers_outside_the_channel(
+    tmp_path: Path,
 ) -> None:
-    # Issue 8, defect 4: the "NAME said" prefix alone filled max_chars, the utterance was
-    # over the limit and the player rejected it: the message was lost.
-    async with voice_bot(make_config(announce_speaker=True, max_chars=30)) as tb:
-        nick = "Maximilian Alexander Bartholomew"  # 32 characters: Discord's longest
-        alice = add_member(tb.guild, "alice", nick=nick)
-        await join(tb, alice)
-
-        text = answer(await slash(tb, alice, "say", text="Wir treffen uns heute um acht Uhr"))
-
-    assert text == "🔊 Said it. (Cut to fit the length limit.)"
-    [request] = edge_server.requests
-    assert request.text == "Wir treffen uns heute um acht"
-
-
-async def test_say_before_join_and_from_outside_the_channel(tb: TestBot) -> None:
-    alice, bob = add_member(tb.guild, "alice"), add_member(tb.guild, "bob")
-
-    assert answer(await slash(tb, alice, "say", text="Hallo")) == (
-        "I'm not in a voice channel here. Use /join first."
-    )
-    await join(tb, alice)
-    assert answer(await slash(tb, bob, "say", text="Hallo")) == "Join **Voice** to use /say."
+    async with e2e_bot(tmp_path) as e2e:
+        assert answer(await e2e.slash("say", text="Hallo")) == (
+            "I'm not in a voice channel here. Use /join first."
+        )
+        await e2e.join()
+        assert answer(await e2e.slash("say", text="Hallo", member=e2e.scene.admin)) == (
+            "Join **Lounge** to use /say."
+        )
+        reply = answer(await e2e.slash("say", text="?!..."))
+        assert reply.startswith("That can't be spoken: text has no letter or digit")
+        assert e2e.edge_texts() == []
 
 
-async def test_say_cut_off_by_a_lost_connection_reports_the_text_fallback(
-    tb: TestBot, edge_server: FakeEdgeServer
-) -> None:
-    edge_server.audio = edge_like_mp3(3.0)
-    alice = add_member(tb.guild, "alice", nick="Alice")
-    await join(tb, alice)
-    client = voice_client(tb)
-    client.packet_interval = 0.01
+async def test_say_cut_off_by_the_voice_server_reports_the_text_post(tmp_path: Path) -> None:
+    async with e2e_bot(tmp_path, audio_seconds=3.0) as e2e:
+        await e2e.join()
+        saying = e2e.fake.invoke_slash(
+            e2e.member, e2e.scene.text, "say", text="Wichtig", wait=False
+        )
+        record = await saying
+        await e2e.wait_for(lambda: e2e.stream().audio_packets >= 10)
+        e2e.fake.voice.hold_joins()  # the rejoin waits until both answers are in
+        await e2e.fake.close_voice(e2e.scene.guild, 4006)
+        await e2e.wait_for(lambda: record.answered)
 
-    saying = asyncio.create_task(slash(tb, alice, "say", text="Wichtig"))
-    await until(lambda: bool(client.packets))
-    client.interrupt()
-    text = answer(await saying)
-
-    assert text == (
-        f"🔇 I couldn't speak it (voice cut off), so I posted it as text in "
-        f"{tb.text_channel.mention}."
-    )
-    assert posted(tb)[-1] == "🔇 Alice: Wichtig"
-    assert answer(await slash(tb, alice, "say", text="Danach")).startswith(
-        "🔇 I couldn't speak it (not connected)"
-    )
-
-
-async def test_skip_stops_the_current_message(tb: TestBot, edge_server: FakeEdgeServer) -> None:
-    edge_server.audio = edge_like_mp3(3.0)
-    alice = add_member(tb.guild, "alice")
-    await join(tb, alice)
-    assert answer(await slash(tb, alice, "skip")) == "Nothing is being spoken right now."
-    client = voice_client(tb)
-    client.packet_interval = 0.01
-
-    await send_message(alice, tb.text_channel, "Ein langer Satz")
-    await until(lambda: bool(client.packets))
-    assert answer(await slash(tb, alice, "skip")) == "⏭️ Skipped."
-    await settled(tb)
-
-    _, seconds = spoken_audio(client.packets)
-    assert seconds < 2.5
-    assert posted(tb) == []  # skipped is not "failed": nothing is posted
+        where = f"<#{e2e.scene.text.id}>"
+        assert answer(record) == (
+            f"🔇 I couldn't speak it (voice cut off), so I posted it as text in {where}."
+        )
+        assert "🔇 alice: Wichtig" in e2e.posts()
+        # While discord.py waits out its backoff: posted at once, and the reply says so.
+        assert answer(await e2e.slash("say", text="Danach")).startswith(
+            "🔇 I couldn't speak it (not connected)"
+        )
+        await e2e.fake.voice.release_joins()
 
 
-async def test_leave(tb: TestBot) -> None:
-    alice = add_member(tb.guild, "alice")
-    assert answer(await slash(tb, alice, "leave")) == (
-        "I'm not in a voice channel here. Use /join first."
-    )
-    await join(tb, alice)
-    client = voice_client(tb)
+async def test_skip_stops_the_current_message(tmp_path: Path) -> None:
+    async with e2e_bot(tmp_path, audio_seconds=3.0) as e2e:
+        await e2e.join()
+        assert answer(await e2e.slash("skip")) == "Nothing is being spoken right now."
 
-    assert answer(await slash(tb, alice, "leave")) == "👋 Leaving voice."
+        await e2e.say_in_channel("Ein langer Satz")
+        await e2e.wait_for(lambda: e2e.stream().audio_packets >= 10)
+        assert answer(await e2e.slash("skip")) == "⏭️ Skipped."
+        (heard,) = await e2e.wait_heard(1)
 
-    assert tb.guild.voice_client is None
-    assert not client.is_connected()
-    assert voice_cog(tb).player(tb.guild) is None
-    assert posted(tb) == []
+        assert heard.duration < 2.0
+        assert e2e.posts() == []  # skipped is not "failed": nothing is posted
+
+
+async def test_leave(tmp_path: Path) -> None:
+    async with e2e_bot(tmp_path) as e2e:
+        assert answer(await e2e.slash("leave")) == (
+            "I'm not in a voice channel here. Use /join first."
+        )
+        await e2e.join()
+
+        assert answer(await e2e.slash("leave")) == "👋 Leaving voice."
+        await e2e.wait_for(lambda: e2e.guild().voice_client is None)
+        assert e2e.fake.voice_requests[-1].channel_id is None
+        assert e2e.player() is None
+        assert e2e.posts() == []
 
 
 # ---------------------------------------------------------------- leaving on its own
 
 
-async def test_leaves_after_the_idle_timeout(tb: TestBot, edge_server: FakeEdgeServer) -> None:
-    cog = voice_cog(tb)
-    clock = FakeClock()
-    cog.clock = clock
-    alice = add_member(tb.guild, "alice")
-    await join(tb, alice)
+async def test_leaves_after_the_idle_timeout(tmp_path: Path) -> None:
+    async with e2e_bot(tmp_path, player={"idle_timeout": 300.0}) as e2e:
+        cog = e2e.voice_cog
+        clock = FakeClock()
+        cog.clock = clock
+        await e2e.join()
 
-    clock.advance(200)
-    await send_message(alice, tb.text_channel, "Noch da")
-    await settled(tb)
-    clock.advance(299)
-    assert await cog.leave_idle() == []
-    clock.advance(2)
-    assert await cog.leave_idle() == [tb.guild]
+        clock.advance(200)
+        await e2e.say_in_channel("Noch da")
+        await e2e.wait_heard(1)
+        await e2e.settled()
+        clock.advance(299)
+        assert await cog.leave_idle() == []
+        clock.advance(2)
+        assert [g.id for g in await cog.leave_idle()] == [e2e.scene.guild.id]
 
-    assert tb.guild.voice_client is None
-    assert cog.player(tb.guild) is None
-    assert posted(tb) == ["👋 Left voice after 5 minutes of silence."]
+        assert e2e.guild().voice_client is None
+        assert e2e.player() is None
+        assert e2e.posts() == ["👋 Left voice after 5 minutes of silence."]
 
 
-async def test_leaves_when_only_bots_are_left(tb: TestBot) -> None:
-    alice, bob = add_member(tb.guild, "alice"), add_member(tb.guild, "bob")
-    music_bot = add_member(tb.guild, "music", bot=True)
-    await join(tb, alice)
-    await set_voice_channel(bob, tb.voice_channel)
-    await set_voice_channel(music_bot, tb.voice_channel)
+async def test_leaves_when_only_bots_are_left(tmp_path: Path) -> None:
+    made: dict[str, Member] = {}
 
-    await set_voice_channel(alice, None)
-    assert tb.guild.voice_client is not None  # bob still listens
-    await set_voice_channel(bob, add_voice_channel(tb.guild, "Elsewhere"))
+    def world(fake: FakeDiscord, scene: Scene) -> None:
+        made["music"] = fake.add_member(scene.guild, "music", bot=True)
 
-    assert tb.guild.voice_client is None
-    assert voice_cog(tb).player(tb.guild) is None
-    assert posted(tb) == ["👋 Left voice: nobody is listening anymore."]
+    async with e2e_bot(tmp_path, setup=world) as e2e:
+        await e2e.join()
+        fake, scene = e2e.fake, e2e.scene
+        await fake.set_voice_state(scene.admin, scene.voice)
+        await fake.set_voice_state(made["music"], scene.voice)
+
+        await fake.set_voice_state(e2e.member, None)
+        await e2e.wait_for(lambda: e2e.guild().get_member(e2e.member.id).voice is None)
+        assert e2e.guild().voice_client is not None  # root still listens
+        await fake.set_voice_state(scene.admin, scene.other_voice)
+
+        await e2e.wait_for(lambda: e2e.posts() == ["👋 Left voice: nobody is listening anymore."])
+        await e2e.wait_for(lambda: e2e.guild().voice_client is None)
+        assert e2e.player() is None

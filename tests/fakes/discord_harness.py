@@ -1,19 +1,21 @@
 """Cog test harness: a dpytest 0.7.0 bot on discord.py 2.7.1 with a ready-made guild.
 
-Every compatibility shim for dpytest 0.7.0 vs discord.py 2.7 lives in this module and nowhere else
-(member ``flags``, voice ``bitrate``, role ``colors``, reaction ``type``, message/channel ``type``
-enums, ``create_channel`` options, the tree's stale state, ``close()`` without a socket). Only
-one bot can be active at a time (dpytest keeps global state).
+For message flows only (listeners, posts, extension loading, command sync): slash
+commands, voice and REST or gateway faults are tested against the protocol-level fake in
+``tests/fakes/discord/`` instead. Every compatibility shim for dpytest 0.7.0 vs discord.py
+2.7 lives in this module and nowhere else (member ``flags``, voice ``bitrate``, role
+``colors``, reaction ``type``, message/channel ``type`` enums, ``create_channel`` options,
+the tree's stale state, ``close()`` without a socket). Only one bot can be active at a time
+(dpytest keeps global state).
 
 Bot (pytest-asyncio auto mode, function-scoped loops)::
 
-    async with await make_test_bot(["edge_voice.cogs.voice"], setup=inject_services) as tb:
+    async with await make_test_bot(["some.extension"], setup=inject_services) as tb:
         tb.bot, tb.guild, tb.text_channel, tb.voice_channel  # a ready-made guild
     # or as a fixture: `async with running_test_bot([...]) as tb: yield tb`
 
 ``setup(bot)`` runs before the extensions load (put dependencies on the bot there). Closing
-drains dpytest's queues, closes the bot (unloads extensions, disconnects voice) and joins
-player threads.
+drains dpytest's queues, closes the bot (unloads extensions) and undoes every patch.
 
 Guild objects::
 
@@ -21,21 +23,17 @@ Guild objects::
     admin = add_member(tb.guild, "root", permissions=discord.Permissions(manage_guild=True))
     role = add_role(tb.guild, "DJ", permissions=0)
     vc2 = add_voice_channel(tb.guild, "Music", bitrate=96000)   # or guild.create_voice_channel(...)
-    await set_voice_channel(alice, tb.voice_channel)            # alice.voice.channel; None leaves
 
 Messages: ``await send_message(alice, tb.text_channel, "hi")`` fires ``on_message`` listeners and
 waits for them; ``tb.sent`` lists what the bot posted (``SentMessage``: ``.content``, ``.embeds``,
 ``.allowed_mentions``, ``.mentions_suppressed``); ``dpytest.get_message()`` still works.
-
-Slash commands live in ``tests.fakes.slash`` (``invoke_slash``, ``SlashResult``,
-``CapturedResponse``) and the voice double in ``tests.fakes.voice_double``
-(``RecordingVoiceClient``, which ``channel.connect()`` returns here). Both are re-exported, so tests
-import everything from this module.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,58 +44,56 @@ import discord.ext.test as dpytest
 from discord.ext import commands
 from discord.ext.test import backend as dpy_backend
 from discord.ext.test import factories as dpy_factories
-from discord.ext.test import voice as dpy_voice
-
-from tests.fakes.slash import (
-    EPHEMERAL,
-    CapturedResponse,
-    InteractionCapture,
-    SlashResult,
-    _json_body,
-    _MessageBody,
-    _permission_value,
-    _use_bot_capture,
-    invoke_slash,
-    mentions_suppressed,
-)
-from tests.fakes.voice_double import (
-    Playback,
-    RecordingVoiceClient,
-    _feed_voice_state,
-    _join_players,
-)
 
 __all__ = [
-    "EPHEMERAL",
-    "CapturedResponse",
-    "InteractionCapture",
-    "Playback",
-    "RecordingVoiceClient",
     "SentMessage",
-    "SlashResult",
     "TestBot",
     "add_guild",
     "add_member",
     "add_role",
     "add_text_channel",
     "add_voice_channel",
-    "invoke_slash",
     "make_test_bot",
     "mentions_suppressed",
     "running_test_bot",
     "send_message",
-    "set_voice_channel",
 ]
 
-_PLAYER_JOIN_TIMEOUT = 5.0
 _active_bot: TestBot | None = None
 
 
 # ---------------------------------------------------------------- captured channel messages
 
 
+def mentions_suppressed(allowed_mentions: dict[str, Any] | None) -> bool:
+    """True when an ``allowed_mentions`` payload makes every ping impossible."""
+    if allowed_mentions is None:
+        return False  # Discord then parses every mention in the content
+    return (
+        allowed_mentions.get("parse") == []
+        and not allowed_mentions.get("users")
+        and not allowed_mentions.get("roles")
+        and not allowed_mentions.get("replied_user")
+    )
+
+
+def _json_body(
+    payload: dict[str, Any] | None, multipart: list[dict[str, Any]] | None
+) -> dict[str, Any]:
+    if payload is not None:
+        return copy.deepcopy(payload)
+    for part in multipart or []:
+        if part.get("name") == "payload_json":
+            return dict(json.loads(part["value"]))
+    return {}
+
+
+def _permission_value(value: int | discord.Permissions) -> int:
+    return value.value if isinstance(value, discord.Permissions) else int(value)
+
+
 @dataclass
-class SentMessage(_MessageBody):
+class SentMessage:
     """A message the bot posted to a channel, as the JSON it sent to Discord."""
 
     channel_id: int
@@ -105,8 +101,22 @@ class SentMessage(_MessageBody):
     message_id: int | None = None
 
     @property
-    def body(self) -> dict[str, Any]:
-        return self.payload
+    def content(self) -> str | None:
+        content: str | None = self.payload.get("content")
+        return content
+
+    @property
+    def embeds(self) -> list[dict[str, Any]]:
+        return list(self.payload.get("embeds") or [])
+
+    @property
+    def allowed_mentions(self) -> dict[str, Any] | None:
+        allowed: dict[str, Any] | None = self.payload.get("allowed_mentions")
+        return allowed
+
+    @property
+    def mentions_suppressed(self) -> bool:
+        return mentions_suppressed(self.allowed_mentions)
 
 
 # ---------------------------------------------------------------- dpytest <-> discord.py 2.7 shims
@@ -161,15 +171,6 @@ def _patch_dpytest(stack: contextlib.ExitStack) -> None:
     stack.enter_context(mock.patch.object(dpy_factories, "dict_from_message", dict_from_message))
     stack.enter_context(mock.patch.object(dpy_backend, "make_role", make_role))
     stack.enter_context(mock.patch.object(dpy_backend, "update_role", update_role))
-
-    orig_connect = discord.abc.Connectable.connect
-
-    async def connect(self: Any, *, cls: Any = discord.VoiceClient, **kwargs: Any) -> Any:
-        if cls in (discord.VoiceClient, dpy_voice.FakeVoiceClient):
-            cls = RecordingVoiceClient  # a real VoiceClient would open UDP/websocket connections
-        return await orig_connect(self, cls=cls, **kwargs)
-
-    stack.enter_context(mock.patch.object(discord.abc.Connectable, "connect", connect))
 
 
 def _patch_http(http: Any) -> None:
@@ -248,26 +249,15 @@ class TestBot:
     guild: discord.Guild
     text_channel: discord.TextChannel
     voice_channel: discord.VoiceChannel
-    capture: InteractionCapture
     sent: list[SentMessage] = field(default_factory=list)
     _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
-
-    @property
-    def responses(self) -> list[CapturedResponse]:
-        """Every interaction reply captured while this bot was running."""
-        return self.capture.responses
-
-    @property
-    def voice_clients(self) -> list[RecordingVoiceClient]:
-        """Voice clients currently registered with the bot."""
-        return [vc for vc in self.bot.voice_clients if isinstance(vc, RecordingVoiceClient)]
 
     def sent_to(self, channel: discord.abc.Snowflake) -> list[SentMessage]:
         """Messages the bot posted to ``channel``."""
         return [message for message in self.sent if message.channel_id == channel.id]
 
     async def close(self) -> None:
-        """Run pending events, close the bot, join player threads, undo every patch."""
+        """Run pending events, close the bot, undo every patch."""
         global _active_bot
         try:
             await dpytest.empty_queue()
@@ -275,14 +265,10 @@ class TestBot:
             self.bot.ws = None  # type: ignore[assignment]
             await self.bot.close()
             await dpytest.run_all_events()
-            stuck = [thread.name for thread in _join_players(_PLAYER_JOIN_TIMEOUT)]
-            if stuck:
-                raise RuntimeError(f"voice player threads did not finish: {stuck}")
         finally:
             self._stack.close()
             if _active_bot is self:
                 _active_bot = None
-                _use_bot_capture(None)
 
     async def __aenter__(self) -> TestBot:
         return self
@@ -317,7 +303,6 @@ async def make_test_bot(
     stack = contextlib.ExitStack()
     try:
         _patch_dpytest(stack)
-        capture = stack.enter_context(InteractionCapture())
         bot = commands.Bot(command_prefix=command_prefix, intents=intents or _default_intents())
         dpytest.configure(
             bot, guilds=["Test Guild"], text_channels=["general"], voice_channels=0, members=0
@@ -336,7 +321,6 @@ async def make_test_bot(
             guild=guild,
             text_channel=guild.text_channels[0],
             voice_channel=add_voice_channel(guild, "Voice"),
-            capture=capture,
             _stack=stack,
         )
         _capture_channel_sends(harness)
@@ -347,7 +331,6 @@ async def make_test_bot(
         stack.close()
         raise
     _active_bot = harness
-    _use_bot_capture(capture)
     try:
         if setup is not None:
             await setup(bot)
@@ -451,12 +434,6 @@ def add_member(
     user.bot = bot
     member: discord.Member = dpy_backend.make_member(user, guild, nick=nick, roles=all_roles)
     return member
-
-
-async def set_voice_channel(member: discord.Member, channel: discord.abc.Snowflake | None) -> None:
-    """Move ``member`` into ``channel`` (``None`` leaves) by VOICE_STATE_UPDATE; await listeners."""
-    _feed_voice_state(member, channel)
-    await dpytest.run_all_events()
 
 
 async def send_message(

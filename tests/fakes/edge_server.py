@@ -154,6 +154,10 @@ class RecordedRequest:
     """The SSML prosody's rate, e.g. ``+10%``."""
     audio_bytes_sent: int = 0
     turn_end_sent: bool = False
+    arrived: float = field(default_factory=time.monotonic)
+    """``time.monotonic()`` when the connection reached the server."""
+    first_audio_at: float | None = None
+    """``time.monotonic()`` just after the first audio frame was written."""
     closed: asyncio.Event = field(default_factory=asyncio.Event)
     """Set once the connection is gone (either side closed it)."""
 
@@ -348,6 +352,8 @@ class FakeEdgeServer:
                 await ws.close()
                 return
             await ws.send_bytes(_audio_frame(rid, chunk))
+            if record.first_audio_at is None:
+                record.first_audio_at = time.monotonic()
             record.audio_bytes_sent += len(chunk)
             if mode is FaultMode.MALFORMED_FRAME:
                 await ws.send_bytes(b"\xff\xff" + _audio_frame(rid, b"")[2:])

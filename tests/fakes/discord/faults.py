@@ -48,6 +48,9 @@ class FaultKind(Enum):
     """Abort the TCP connection without an answer."""
     DELAY = "delay"
     """Wait ``delay`` seconds, then serve the request normally."""
+    LOST_ANSWER = "lost_answer"
+    """Serve the request, then abort the connection before the answer goes out: it took
+    effect, and the client cannot know (its retry must not repeat it)."""
 
 
 @dataclass(eq=False)
@@ -84,6 +87,8 @@ class RestFault:
         if self.kind is FaultKind.DELAY:
             await asyncio.sleep(self.delay)
             return None
+        if self.kind is FaultKind.LOST_ANSWER:
+            return None  # served normally; the REST layer drops the answer
         if self.kind is FaultKind.ABORT:
             transport = request.transport
             if transport is not None:
@@ -198,6 +203,13 @@ def dropped(
 ) -> RestFault:
     """Abort the connection without answering."""
     return RestFault(method, route, FaultKind.ABORT, channel_id=channel_id, times=times)
+
+
+def lost_answer(
+    method: str, route: str, *, channel_id: int | None = None, times: int | None = 1
+) -> RestFault:
+    """Do what the request asks, then abort the connection instead of answering."""
+    return RestFault(method, route, FaultKind.LOST_ANSWER, channel_id=channel_id, times=times)
 
 
 def slow(

@@ -7,6 +7,7 @@ Reads, from the environment (``launch_env(fake)`` builds them):
 ``FAKE_DISCORD_API``      the REST base, e.g. ``http://127.0.0.1:PORT/api/v10``
 ``FAKE_DISCORD_GATEWAY``  the gateway URL, e.g. ``ws://127.0.0.1:PORT/gateway``
 ``FAKE_DISCORD_CA``       the fake's CA certificate (PEM), for the voice websocket
+``FAKE_EDGE_URL``         optional: a fake Edge server's ``ws://`` URL for edge-tts
 
 then sets ``discord.http.Route.BASE`` and ``DiscordWebSocket.DEFAULT_GATEWAY`` and runs
 SCRIPT with :mod:`runpy` as ``__main__`` (``sys.argv`` becomes ``[SCRIPT, *ARGS]``), so an
@@ -37,11 +38,15 @@ if TYPE_CHECKING:
 API_ENV = "FAKE_DISCORD_API"
 GATEWAY_ENV = "FAKE_DISCORD_GATEWAY"
 CA_ENV = "FAKE_DISCORD_CA"
+EDGE_ENV = "FAKE_EDGE_URL"
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
-def launch_env(fake: FakeDiscord, base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """``base`` (default: this process's environment) plus the launcher's variables.
+def launch_env(
+    fake: FakeDiscord, base: Mapping[str, str] | None = None, *, edge_url: str | None = None
+) -> dict[str, str]:
+    """``base`` (default: this process's environment) plus the launcher's variables;
+    ``edge_url`` points the script's edge-tts at a fake Edge server.
 
     Also puts the repository root on ``PYTHONPATH`` so ``-m tests.fakes.discord.launch``
     resolves from any working directory.
@@ -50,6 +55,9 @@ def launch_env(fake: FakeDiscord, base: Mapping[str, str] | None = None) -> dict
     env[API_ENV] = fake.api_base
     env[GATEWAY_ENV] = fake.gateway_url
     env[CA_ENV] = str(fake.ca_file)
+    if edge_url is not None:
+        env[EDGE_ENV] = edge_url
+        env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
     paths = [str(REPO_ROOT), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
     return env
@@ -71,6 +79,13 @@ def point_discord(api: str, gateway: str) -> None:
     discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway)
 
 
+def point_edge(url: str) -> None:
+    """Point edge-tts at a fake Edge server (imports edge-tts, and with it aiohttp)."""
+    import edge_tts.communicate
+
+    edge_tts.communicate.WSS_URL = url
+
+
 def main(argv: Sequence[str]) -> None:
     """Point discord.py at the fake named by the environment, then run ``argv[0]``."""
     if not argv:
@@ -85,6 +100,9 @@ def main(argv: Sequence[str]) -> None:
             raise SystemExit("launch: aiohttp was imported before SSL_CERT_FILE could be set")
         os.environ["SSL_CERT_FILE"] = ca
     point_discord(api, gateway)
+    edge = os.environ.get(EDGE_ENV)
+    if edge:
+        point_edge(edge)
     script = str(Path(argv[0]))
     sys.argv = [script, *argv[1:]]
     sys.path.insert(0, str(Path(script).resolve().parent))

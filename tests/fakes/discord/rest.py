@@ -137,6 +137,10 @@ class RestAPI:
                     response = error_response(404, "404: Not Found", 0)
                 else:
                     response = await handler(request)
+            if fault is not None and fault.kind is FaultKind.LOST_ANSWER:
+                if request.transport is not None:
+                    request.transport.abort()
+                return response  # discarded with the connection: no status reached the client
             record.status = response.status
             return response
         finally:
@@ -265,6 +269,16 @@ class RestAPI:
         files = self._files(request)
         if not (data.get("content") or data.get("embeds") or files or data.get("sticker_ids")):
             return error_response(400, "Cannot send an empty message", 50006)
+        nonce = data.get("nonce")
+        if nonce is not None and data.get("enforce_nonce"):
+            # Discord: the same author's message with this nonce (in the past few
+            # minutes) is answered again instead of being created twice.
+            for earlier in self.world.messages.get(channel_id, []):
+                if (
+                    earlier.author is self.world.bot
+                    and (earlier.request or {}).get("nonce") == nonce
+                ):
+                    return json_response(earlier.payload())
         message = message_from_request(self.world, channel_id, guild.id, data, files)
         self.world.messages.setdefault(channel_id, []).append(message)
         await self._on_bot_message(guild, message)

@@ -45,12 +45,25 @@ class VoiceControl:
         self.endpoints = endpoints
         self.requests: list[VoiceStateRequest] = []
         self._current: dict[int, VoiceEndpoint] = {}
+        self._held: list[tuple[GatewaySession, Payload]] | None = None
         self.repeat_join = "state-first"
         """How to answer an op 4 for the channel the bot is already in (discord.py 2.7.1
         sends one when it tries to resume after close code 4015): ``"state-first"`` like a
         join (VOICE_STATE_UPDATE, then VOICE_SERVER_UPDATE), ``"server-first"`` (the other
         order), or ``"ignore"``. What Discord does is not verified.
         """
+
+    def hold_joins(self) -> None:
+        """Leave the bot's op 4 joins unanswered until :meth:`release_joins`, as a slow
+        Discord would (keep it shorter than the bot's voice connect timeout)."""
+        if self._held is None:
+            self._held = []
+
+    async def release_joins(self) -> None:
+        """Answer the held op 4 joins, in order, and stop holding."""
+        held, self._held = self._held or [], None
+        for session, data in held:
+            await self._answer(session, data)
 
     def endpoint_for(self, guild_id: int) -> VoiceEndpoint:
         """The voice server the guild currently uses."""
@@ -75,7 +88,6 @@ class VoiceControl:
 
     async def on_voice_state(self, session: GatewaySession, data: Payload) -> None:
         """The gateway hook for the bot's op 4."""
-        guild = self.world.guild(int(data["guild_id"]))
         channel_id = int(data["channel_id"]) if data.get("channel_id") else None
         self.requests.append(
             VoiceStateRequest(
@@ -87,6 +99,14 @@ class VoiceControl:
             )
         )
         self.world.notifier.notify()
+        if channel_id is not None and self._held is not None:
+            self._held.append((session, data))
+            return
+        await self._answer(session, data)
+
+    async def _answer(self, session: GatewaySession, data: Payload) -> None:
+        guild = self.world.guild(int(data["guild_id"]))
+        channel_id = int(data["channel_id"]) if data.get("channel_id") else None
         if guild is None:
             return
         bot = self._bot_member(guild)
@@ -99,6 +119,7 @@ class VoiceControl:
             return
         current = guild.voice_states.get(bot.id)
         repeat = current is not None and current.channel_id == channel_id
+        moving = current is not None and current.channel_id not in (None, channel_id)
         if repeat and self.repeat_join == "ignore":
             return
         state = VoiceState(
@@ -116,6 +137,10 @@ class VoiceControl:
             await self._dispatch_state(guild, state, bot)
             return
         await self._dispatch_state(guild, state, bot)
+        if moving:
+            # A move the bot asked for ends its voice websocket like an admin's move
+            # (4014), and discord.py reconnects on the VOICE_SERVER_UPDATE that follows.
+            await endpoint.close_guild(guild.id, DISCONNECTED)
         await self._dispatch_server(guild, endpoint, session.session_id)
 
     async def _leave(self, guild: Guild, session_id: str) -> None:

@@ -1,0 +1,175 @@
+"""The voice connection as :mod:`core.voice_link` sees it: the discord.py side of a ``LinkPort``.
+
+- :class:`LinkedVoiceClient`: the ``discord.VoiceClient`` the cog connects with. It
+  overrides the documented ``VoiceProtocol.on_voice_state_update`` hook only to note
+  when Discord disconnected it on purpose (kicked, or its channel deleted).
+- :func:`library_view`: the one place that reads discord.py's private voice state.
+- :class:`DiscordVoiceLink`: a guild's connection for the supervisor: its state,
+  cutting the utterance in flight, who is listening, rejoining.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import discord
+from discord.ext import commands
+
+from edge_voice.cogs.voice_join import connect_voice
+from edge_voice.core.voice_link import LinkState
+
+log = logging.getLogger(__name__)
+
+MOVED_CLOSE_CODE = 4014
+"""The voice websocket close code of a move or a new voice server: the library follows it
+(tests/README.md), so it is given time to settle rather than taken for a fault."""
+
+
+class LinkedVoiceClient(discord.VoiceClient):
+    """A ``discord.VoiceClient`` that remembers being disconnected by Discord.
+
+    A VOICE_STATE_UPDATE without a channel that arrives while the client is connected
+    was not asked for: discord.py itself marks the connection disconnected *before* it
+    sends its own leave (to reconnect, or when it gives up), so its echo never finds
+    the client connected.
+    """
+
+    disconnected_by_discord = False
+
+    async def on_voice_state_update(self, data: Any) -> None:
+        """Note an unasked-for disconnect, then let discord.py handle the update."""
+        if data.get("channel_id") is None and self.is_connected():
+            self.disconnected_by_discord = True
+        await super().on_voice_state_update(data)
+
+
+@dataclass(frozen=True, slots=True)
+class LibraryView:
+    """What discord.py knows about its voice connection and does not say publicly."""
+
+    socket_closed: bool
+    """The voice websocket is closed (while the client may still say "connected")."""
+    close_code: int | None
+    working: bool
+    """A discord.py task is still connecting or watching the connection."""
+
+
+def library_view(client: Any) -> LibraryView:
+    """Read discord.py **2.7.1**'s voice internals (check them again on every upgrade).
+
+    ``VoiceClient.is_connected()`` stays True while discord.py waits out a 4006/4009
+    backoff, waits for a move after a 4014, or tries to resume after a 4015, and its
+    player keeps sending audio into the void meanwhile; only the voice websocket
+    (``VoiceClient.ws``, a ``DiscordVoiceWebSocket`` whose ``ws`` is the aiohttp socket)
+    shows it closed. And a client that is not connected may be reconnecting or may have
+    been given up on: its ``VoiceConnectionState`` (``_connection``) then has no
+    ``_runner`` (the websocket poller) or ``_connector`` task left alive.
+    """
+    socket = getattr(getattr(client, "ws", None), "ws", None)
+    code = getattr(socket, "close_code", None)
+    code = code if isinstance(code, int) else None
+    # discord.py reads the close frame itself (no autoclose): the socket reports its close
+    # code at once, and ``closed`` only once someone closes it from this side as well.
+    closed = code is not None or bool(getattr(socket, "closed", False))
+    connection = getattr(client, "_connection", None)
+    tasks = (getattr(connection, "_runner", None), getattr(connection, "_connector", None))
+    working = any(isinstance(task, asyncio.Task) and not task.done() for task in tasks)
+    return LibraryView(closed, code, working)
+
+
+class DiscordVoiceLink:
+    """One guild's voice connection as a :class:`core.voice_link.LinkPort`.
+
+    The guild and its voice client are looked up on every call (a re-IDENTIFY replaces
+    discord.py's guild objects); ``channel_id`` follows the client when an admin moves it.
+    """
+
+    def __init__(
+        self,
+        bot: commands.Bot,
+        guild_id: int,
+        channel_id: int,
+        *,
+        post: Callable[[str], Awaitable[object]],
+        lock: asyncio.Lock,
+        connect_timeout: float,
+    ) -> None:
+        self.bot = bot
+        self.guild_id = guild_id
+        self.channel_id = channel_id
+        self._post = post
+        self._lock = lock
+        self.connect_timeout = connect_timeout
+        self._last: Any = None
+
+    def guild(self) -> discord.Guild | None:
+        """The guild, while discord.py knows it."""
+        return self.bot.get_guild(self.guild_id)
+
+    def client(self) -> Any:
+        """The guild's registered voice client, if any."""
+        guild = self.guild()
+        return None if guild is None else guild.voice_client
+
+    def channel(self) -> Any:
+        """The voice channel the session speaks in (None once deleted)."""
+        guild = self.guild()
+        return None if guild is None else guild.get_channel(self.channel_id)
+
+    def state(self) -> LinkState:
+        """What the connection is doing; see :class:`core.voice_link.LinkState`."""
+        guild = self.guild()
+        if guild is None:
+            return LinkState.SETTLING  # the gateway is identifying again; guilds come back
+        client: Any = guild.voice_client
+        if client is not None:
+            self._last = client
+            moved_to = getattr(client.channel, "id", None)
+            if client.is_connected() and moved_to and moved_to != self.channel_id:
+                log.info("guild %s: moved to voice channel %s", self.guild_id, moved_to)
+                self.channel_id = moved_to
+        if guild.get_channel(self.channel_id) is None:
+            return LinkState.CHANNEL_DELETED
+        if getattr(client or self._last, "disconnected_by_discord", False):
+            return LinkState.KICKED
+        if client is None:
+            return LinkState.GONE
+        view = library_view(client)
+        if client.is_connected():
+            if not view.socket_closed:
+                return LinkState.UP
+            return LinkState.SETTLING if view.close_code == MOVED_CLOSE_CODE else LinkState.DOWN
+        return LinkState.SETTLING if view.working else LinkState.GONE
+
+    def interrupt(self) -> None:
+        """Stop discord.py's player: the utterance ends as cut off and is posted as text."""
+        client = self.client()
+        if client is not None:
+            client.stop()
+
+    def listeners_present(self) -> bool:
+        """Whether anyone who is not a bot is in the voice channel."""
+        channel = self.channel()
+        members = getattr(channel, "members", [])
+        return any(not member.bot for member in members)
+
+    async def rejoin(self) -> bool:
+        """Disconnect what discord.py left behind and join the channel again."""
+        async with self._lock:
+            guild, channel = self.guild(), self.channel()
+            if guild is None or channel is None:
+                return False
+            problem = await connect_voice(
+                guild, channel, connect_timeout=self.connect_timeout, cls=LinkedVoiceClient
+            )
+        if problem is not None:
+            log.warning("guild %s: rejoining voice failed: %s", self.guild_id, problem)
+        return problem is None
+
+    async def notice(self, text: str) -> None:
+        """Post ``text`` in the bound channel (the poster never raises)."""
+        await self._post(text)
