@@ -21,7 +21,7 @@ check: $(RUNTIME_STAMP)
 BREAKER_COVERAGE := --cov=edge_voice.core.breaker --cov-branch --cov-fail-under=100
 
 test: $(DEV_STAMP)
-	$(BIN)/python -m pytest -q $(BREAKER_COVERAGE)
+	$(BIN)/python -m pytest -q -n 3 $(BREAKER_COVERAGE)
 
 # The tests marked slow (left out of `make test`): pip install of the wheel with its
 # pinned dependencies from the package registry into a fresh virtualenv.
