@@ -47,6 +47,13 @@ from edge_voice.core.storage.database import StorageError
 from edge_voice.core.storage.rules import SettingError
 from edge_voice.core.storage.settings import SettingsRepository
 from edge_voice.core.tasks import cancel_and_wait
+from edge_voice.core.tts.modes import (
+    DESCRIPTIONS,
+    MODE_STATES,
+    ServiceMode,
+    apply_mode,
+    current_mode,
+)
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +178,8 @@ class AdminCog(commands.Cog, name="TTS admin"):
 
     @tts.command(name="reset", description="Close every TTS circuit breaker and clear its counters")
     async def reset(self, interaction: discord.Interaction) -> None:
+        if not await self._may_control(interaction):
+            return
         user = interaction.user
         before = {b.name: b.state for b in self.service.breakers}
         self.service.reset(f"reset by {user} with /tts reset")
@@ -189,6 +198,53 @@ class AdminCog(commands.Cog, name="TTS admin"):
                 discord.utils.utcnow(),
             )
         )
+
+    @tts.command(name="mode", description="Switch the TTS breakers' mode (acts on every server)")
+    @app_commands.describe(mode="normal, isolated (never call Edge), disabled, metrics only")
+    @app_commands.choices(
+        mode=[app_commands.Choice(name=m.value, value=m.value) for m in ServiceMode]
+    )
+    async def mode(self, interaction: discord.Interaction, mode: app_commands.Choice[str]) -> None:
+        if not await self._may_control(interaction):
+            return
+        user = interaction.user
+        chosen = ServiceMode(mode.value)
+        was = current_mode(self.service.service_breaker)
+        change = apply_mode(
+            self.service.breakers, chosen, f"set to {chosen} by {user} with /tts mode"
+        )
+        if not change.changed:
+            await respond(interaction, f"The mode is already **{chosen}**: {DESCRIPTIONS[chosen]}.")
+            return
+        await respond(
+            interaction,
+            f"🛠️ Mode: **{chosen}** (was {was}): {DESCRIPTIONS[chosen]}. "
+            "This acts on every server the bot is in, and survives a restart.",
+        )
+        state = MODE_STATES.get(chosen, CircuitState.CLOSED)
+        await self.post_alert(
+            Alert.build(
+                f"TTS mode: {chosen}",
+                f"{user.mention} ({user}) set the mode to **{chosen}** (was {was}) with "
+                f"/tts mode: {DESCRIPTIONS[chosen]}.",
+                STATE_COLOURS[state],
+                [("Before", "\n".join(f"{n}: {s.value}" for n, s in change.before.items()))],
+                discord.utils.utcnow(),
+            )
+        )
+
+    async def _may_control(self, interaction: discord.Interaction) -> bool:
+        """/tts reset and /tts mode act on every server: with ``[discord]
+        control_guild_ids`` set, only those servers' admins may use them."""
+        allowed = self.config.discord.control_guild_ids
+        if not allowed or interaction.guild_id in allowed:
+            return True
+        await respond(
+            interaction,
+            "This changes text-to-speech for every server the bot is in; the bot's "
+            "operators allow it only from their own server.",
+        )
+        return False
 
     @tts.command(name="settings", description="Show this server's text-to-speech settings")
     async def show_settings(self, interaction: discord.Interaction) -> None:

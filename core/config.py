@@ -129,6 +129,9 @@ class DiscordConfig:
     sync_commands: bool = True
     sync_guild_ids: tuple[int, ...] = ()
     log_coalesce_seconds: float = 10.0
+    control_guild_ids: tuple[int, ...] = ()
+    """Servers whose admins may run /tts reset and /tts mode, which act on every server
+    the bot is in; empty: any server's admins."""
 
 
 @dataclass(frozen=True)

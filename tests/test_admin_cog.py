@@ -74,6 +74,7 @@ async def test_group_is_guild_only_and_hidden_from_non_admins(ab: AdminBot) -> N
         "status",
         "diagnose",
         "reset",
+        "mode",
         "settings",
         "set",
     ]
