@@ -20,7 +20,7 @@ import signal
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import discord
@@ -28,6 +28,7 @@ from discord.ext import commands
 
 from edge_voice.core.config import Config, ConfigError, default_config, find_config, load_config
 from edge_voice.core.selfcheck import run_self_check
+from edge_voice.core.sharding import ShardingError, ShardPlan, shard_plan
 from edge_voice.core.tasks import cancel_and_wait
 
 log = logging.getLogger("bot")
@@ -109,8 +110,29 @@ async def sync_commands(bot: commands.Bot, guild_ids: Sequence[int]) -> None:
             log.info("synced %d slash command(s) %s", len(synced), where)
 
 
-class TTSBot(commands.Bot):
-    """A bot that hosts the TTS cogs with ``config``."""
+class _TTSHost:
+    """What both host classes add to discord.py's bot: the config and the cogs."""
+
+    tts_config: Config
+
+    def _host_init(self, config: Config) -> None:
+        self.tts_config = config  # read by cogs.tts_context before any cog loads
+
+    async def setup_hook(self) -> None:
+        bot = cast(commands.Bot, self)
+        await load_extensions(bot, EXTENSIONS)
+        settings = self.tts_config.discord
+        if settings.sync_commands:
+            await sync_commands(bot, settings.sync_guild_ids)
+
+    async def on_ready(self) -> None:
+        bot = cast(commands.Bot, self)
+        log.info("logged in as %s in %d guild(s)", bot.user, len(bot.guilds))
+
+
+class TTSBot(_TTSHost, commands.Bot):
+    """A bot that hosts the TTS cogs with ``config``: one connection, or one shard of
+    several (``shard_id``, ``shard_count``)."""
 
     def __init__(self, config: Config, **options: Any) -> None:
         super().__init__(
@@ -119,16 +141,29 @@ class TTSBot(commands.Bot):
             allowed_mentions=discord.AllowedMentions.none(),
             **options,
         )
-        self.tts_config = config  # read by cogs.tts_context before any cog loads
+        self._host_init(config)
 
-    async def setup_hook(self) -> None:
-        await load_extensions(self, EXTENSIONS)
-        settings = self.tts_config.discord
-        if settings.sync_commands:
-            await sync_commands(self, settings.sync_guild_ids)
 
-    async def on_ready(self) -> None:
-        log.info("logged in as %s in %d guild(s)", self.user, len(self.guilds))
+class ShardedTTSBot(_TTSHost, commands.AutoShardedBot):
+    """The TTS host serving several shards in one process (``shard_ids``, ``shard_count``;
+    without a count discord.py asks Discord how many)."""
+
+    def __init__(self, config: Config, **options: Any) -> None:
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            intents=bot_intents(),
+            allowed_mentions=discord.AllowedMentions.none(),
+            **options,
+        )
+        self._host_init(config)
+
+
+def host_for(config: Config, plan: ShardPlan, **options: Any) -> TTSBot | ShardedTTSBot:
+    """The host for ``plan``: ``ShardedTTSBot`` when this process serves several shards."""
+    options = {**plan.bot_options(), **options}
+    if plan.auto_sharded:
+        return ShardedTTSBot(config, **options)
+    return TTSBot(config, **options)
 
 
 def run_check(config: Config, source: str) -> int:
@@ -138,14 +173,15 @@ def run_check(config: Config, source: str) -> int:
     return report.exit_code
 
 
-def run_bot(config: Config, token: str, **bot_options: Any) -> int:
+def run_bot(config: Config, token: str, plan: ShardPlan | None = None, **bot_options: Any) -> int:
     """Run until SIGINT or SIGTERM, then shut down cleanly; the process exit code.
 
     A rejected token or missing intents are configuration problems (exit 2); Discord
     unreachable at start is one line and exit 1.
     """
     try:
-        return asyncio.run(serve(TTSBot(config, **bot_options), token))
+        host = host_for(config, plan or ShardPlan(), **bot_options)
+        return asyncio.run(serve(host, token))
     except KeyboardInterrupt:  # a second Ctrl-C during shutdown
         return EXIT_FAILED
 
@@ -240,8 +276,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
-    log.info("config: %s", source)
-    return run_bot(config, token)
+    try:
+        plan = shard_plan(config.discord.shard_count, config.discord.shard_ids, os.environ)
+    except ShardingError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    log.info("config: %s; %s", source, plan.describe())
+    return run_bot(config, token, plan)
 
 
 if __name__ == "__main__":

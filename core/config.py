@@ -132,6 +132,10 @@ class DiscordConfig:
     control_guild_ids: tuple[int, ...] = ()
     """Servers whose admins may run /tts reset and /tts mode, which act on every server
     the bot is in; empty: any server's admins."""
+    shard_count: int = 0
+    """Shards of the whole bot (0: not sharded); ``SHARD_COUNT`` overrides it."""
+    shard_ids: tuple[int, ...] = ()
+    """The shards this process serves (empty: all of them); ``SHARD_IDS`` overrides it."""
 
 
 @dataclass(frozen=True)
@@ -179,6 +183,10 @@ class StateConfig:
     persist: bool = True
     """Keep breaker state across restarts (settings and sessions are always kept)."""
     data_dir: str = "data"
+    backend: Literal["sqlite", "redis"] = "sqlite"
+    """Where breaker state lives: this process's SQLite file, or a Redis every process
+    of the bot shares (``redis_url``)."""
+    redis_url: str = "redis://127.0.0.1:6379/0"
 
 
 @dataclass(frozen=True)
@@ -351,7 +359,7 @@ _NON_NEGATIVE = {
     "backoff_base", "backoff_max", "announce_speaker_every", "max_wait", "idle_timeout",
     "log_coalesce_seconds", "max_disk_bytes", "idle_stop_after", "log_channel_id",
     "refresh_interval",
-    "rejoin_attempts",
+    "rejoin_attempts", "shard_count",
 }  # fmt: skip
 
 
