@@ -186,7 +186,7 @@ def run_bot(config: Config, token: str, plan: ShardPlan | None = None, **bot_opt
         return EXIT_FAILED
 
 
-async def serve(bot: commands.Bot, token: str) -> int:
+async def serve(bot: commands.Bot | commands.AutoShardedBot, token: str) -> int:
     """Run ``bot`` until it stops or a signal arrives, then close it (see :func:`run_bot`).
 
     ``bot.run()`` would close the bot inside the main task asyncio.run cancels on

@@ -33,6 +33,7 @@ from edge_voice.core.breaker.store import BreakerStateStore
 from edge_voice.core.cache import AudioCache
 from edge_voice.core.config import Config, load_default_config
 from edge_voice.core.player import OfflineVoice
+from edge_voice.core.shared_state import SharedBreakers
 from edge_voice.core.storage.database import Database
 from edge_voice.core.storage.store import IN_MEMORY, StateStore
 from edge_voice.core.tts.espeak import EspeakProvider
@@ -63,6 +64,9 @@ class TTSContext:
     as the host injected them)."""
     voices: CatalogueKeeper | None = None
     """The voice list in use, refreshed in the background (None: the shipped snapshot)."""
+    shared: SharedBreakers | None = None
+    """With ``[state] backend = "redis"``: the breakers every process of the bot shares
+    (started by :meth:`open_state`, instead of the SQLite breaker store)."""
     users: int = field(default=0, repr=False)
     _opening: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
     _opened: list[StateStore | CatalogueKeeper] = field(default_factory=list, repr=False)
@@ -92,6 +96,9 @@ class TTSContext:
         async with self._opening:
             if self.state is not None:
                 return self.state
+            if self.shared is not None and self.owned:
+                await self.shared.start()
+                log.info("breaker state: shared through %s", self.config.state.redis_url)
             if self.voices is None and self.owned:
                 self.voices = keeper_from_config(self.config)
                 self.voices.start()
@@ -126,6 +133,8 @@ class TTSContext:
         await self.close_state()
         if self.store is not None:
             self.store.close()
+        if self.shared is not None:
+            await self.shared.close()
         if self.offline_voice is not None and isinstance(
             self.offline_voice.provider, EspeakProvider
         ):
@@ -155,7 +164,11 @@ def build_tts_context(config: Config) -> TTSContext:
             max_disk_bytes=config.cache.max_disk_bytes,
         )
     store = None
-    if config.state.persist:
+    shared = None
+    if config.state.backend == "redis":
+        shared = shared_breakers(config)
+        shared.attach_service(service)
+    elif config.state.persist:
         store = BreakerStateStore.in_data_dir(config.state.data_dir)
         for name, outcome in store.attach_service(service).items():
             log.info("breaker %s restored: %s", name, outcome.value)
@@ -172,6 +185,21 @@ def build_tts_context(config: Config) -> TTSContext:
         store=store,
         offline_voice=offline_voice,
         owned=True,
+        shared=shared,
+    )
+
+
+def shared_breakers(config: Config) -> SharedBreakers:
+    """The shared breaker state at ``[state] redis_url`` (needs the ``redis`` extra)."""
+    try:
+        from edge_voice.core.shared_state.redis_backend import RedisBackend
+    except ImportError as missing:
+        raise RuntimeError(
+            '[state] backend = "redis" needs the redis client: pip install "edge-voice[redis]"'
+        ) from missing
+    # A trial's lease must outlast the longest synthesis it may wait on.
+    return SharedBreakers(
+        RedisBackend(config.state.redis_url), lease_ttl=config.deadlines.total + 15.0
     )
 
 

@@ -121,6 +121,12 @@ class CanaryProber:
         return [b for b in self.service.breakers if b.state.recovering]
 
     async def _probe(self, breaker: CircuitBreaker) -> None:
+        # A fleet sharing its breakers runs one canary at a time across every process.
+        async with self.service.trial_gate(breaker) as granted:
+            if granted:
+                await self._probe_granted(breaker)
+
+    async def _probe_granted(self, breaker: CircuitBreaker) -> None:
         voice = self.service.voice_for_breaker(breaker)
         try:
             permit = breaker.acquire()

@@ -43,6 +43,7 @@ from edge_voice.core.tts.errors import ErrorKind, TTSError
 from edge_voice.core.tts.outcomes import Attempt, SynthesisFailed, SynthesisReport
 from edge_voice.core.tts.policy import Backoff, is_retryable, is_voice_scoped
 from edge_voice.core.tts.provider import SynthesisRequest, TTSProvider, VoiceSettings
+from edge_voice.core.tts.trial_gate import TrialGate, local_trial_gate
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +120,8 @@ class TTSService:
         self._voice_breakers: dict[str, CircuitBreaker] = {}
         for voice in self.voices:
             self.voice_breaker(voice)
+        self.trial_gate: TrialGate = local_trial_gate
+        """Asked before every trial call and canary (a fleet sharing breakers leases them)."""
         self.canary: CanaryProber | None = None
         if canaries:
             self.canary = CanaryProber(
@@ -298,7 +301,15 @@ class TTSService:
                     self.service_breaker.state,
                     self.service_breaker.retry_after,
                 )
-        service = _Held(self.service_breaker, self.service_breaker.acquire())
+        # Trials (only without canaries: else the states above rejected) take the gate's
+        # lease first; the CLOSED path never awaits it.
+        trials = contextlib.AsyncExitStack()
+        try:
+            await self._gate_trial(trials, self.service_breaker)
+            service = _Held(self.service_breaker, self.service_breaker.acquire())
+        except BaseException:
+            await trials.aclose()
+            raise
         deadline = _loop_time() + self.total_deadline
         attempts: list[Attempt] = []
         last: TTSError | None = None
@@ -309,6 +320,7 @@ class TTSService:
                 try:
                     if self.canary is not None and not breaker.state.admits_all:
                         raise CircuitOpenError(breaker.name, breaker.state, breaker.retry_after)
+                    await self._gate_trial(trials, breaker)
                     held = _Held(breaker, breaker.acquire())
                 except CircuitOpenError as rejected:
                     attempts.append(Attempt(voice, 0, None, str(rejected)))
@@ -346,6 +358,13 @@ class TTSService:
             raise SynthesisFailed(last, attempts)
         finally:
             service.release()
+            await trials.aclose()
+
+    async def _gate_trial(self, trials: contextlib.AsyncExitStack, breaker: CircuitBreaker) -> None:
+        if breaker.state.admits_all:
+            return
+        if not await trials.enter_async_context(self.trial_gate(breaker)):
+            raise CircuitOpenError(breaker.name, CircuitState.HALF_OPEN, 0.0)
 
     async def _try_voice(
         self,

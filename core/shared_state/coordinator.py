@@ -1,0 +1,328 @@
+"""Every process's breakers, kept in step through a shared store.
+
+Each process keeps its own :class:`~edge_voice.core.breaker.CircuitBreaker` objects: a
+call on the CLOSED path reads only local memory and never waits on the store. What the
+fleet shares is each breaker's durable record:
+
+* a local transition (a trip, a failed trial, a close, an operator's mode) is written
+  by a background task with a compare-and-set on the record's version; a writer that
+  lost the race adopts the record that won;
+* every other process adopts it from the published notice, within milliseconds, and
+  from a polling read every ``poll_interval`` seconds if a notice was lost;
+* trial calls and canaries take a fleet-wide lease first (:meth:`SharedBreakers.trial`),
+  so no more than ``half_open_max_calls`` run across the fleet at once; a trial that is
+  cancelled gives its lease back at once, one that dies with its process after the TTL;
+* if the store stops answering, each process carries on with its own breakers (one
+  warning), remembers which ones moved meanwhile, and when the store answers again
+  writes those and adopts the rest: the fleet converges.
+
+HALF_OPEN is local: each process moves to it when its copy of the outage ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any
+
+from edge_voice.core.breaker import CircuitBreaker, CircuitState, DurableState, TransitionEvent
+from edge_voice.core.breaker.store import BreakerGroup
+from edge_voice.core.clock import WallClock, wall_time
+from edge_voice.core.shared_state.backend import SharedBackend
+from edge_voice.core.shared_state.errors import SharedStateError
+from edge_voice.core.shared_state.names import InvalidBreakerName, check_name
+from edge_voice.core.shared_state.records import Payload, StoredRecord
+from edge_voice.core.tasks import cancel_and_wait
+
+log = logging.getLogger(__name__)
+
+Sleep = Callable[[float], Awaitable[None]]
+
+POLL_INTERVAL = 0.5
+"""Seconds between polling reads: a trip whose notice was lost still reaches every
+process within 1 s (one interval plus a read)."""
+RECONNECT_INTERVAL = 1.0
+"""Seconds between attempts to reach a store that stopped answering."""
+LEASE_TTL = 60.0
+"""Seconds a trial lease lasts if its holder dies without giving it back; longer than
+a synthesis may take ([deadlines] total), so a slow trial keeps its lease."""
+
+
+class SharedBreakers:
+    """Keeps the breakers of this process in step with every other process's."""
+
+    def __init__(
+        self,
+        backend: SharedBackend,
+        *,
+        wall_clock: WallClock = wall_time,
+        sleep: Sleep = asyncio.sleep,
+        poll_interval: float = POLL_INTERVAL,
+        reconnect_interval: float = RECONNECT_INTERVAL,
+        lease_ttl: float = LEASE_TTL,
+        token: Callable[[], str] = lambda: uuid.uuid4().hex,
+    ) -> None:
+        self._backend = backend
+        self._wall = wall_clock
+        self._sleep = sleep
+        self.poll_interval = poll_interval
+        self.reconnect_interval = reconnect_interval
+        self.lease_ttl = lease_ttl
+        self._token = token
+        self._groups: list[BreakerGroup] = []
+        self._attached: list[CircuitBreaker] = []
+        self._versions: dict[str, int] = {}
+        self._pending: dict[str, DurableState] = {}
+        self._dirty: set[str] = set()
+        self._unshared: set[str] = set()
+        self._adopting = False
+        self._closed = False
+        self.fallback = False
+        """True while the store does not answer: every process on its own breakers."""
+        self.outages = 0
+        self.adopted = 0
+        self.leases_refused = 0
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._pushers: dict[str, asyncio.Task[None]] = {}
+        self._loops: list[asyncio.Task[None]] = []
+
+    # -- wiring ------------------------------------------------------------
+
+    def attach_service(self, service: Any) -> None:
+        """Share every breaker of ``service`` (a ``TTSService``: present and future
+        breakers), and make its trials and canaries take fleet-wide leases."""
+        group: BreakerGroup = service
+        self._groups.append(group)
+        group.add_listener(self._on_transition)
+        service.trial_gate = self.trial
+
+    def attach(self, breakers: Iterable[CircuitBreaker]) -> None:
+        """Share these breakers."""
+        for breaker in breakers:
+            self._attached.append(breaker)
+            breaker.add_listener(self._on_transition)
+
+    def breakers(self) -> dict[str, CircuitBreaker]:
+        """The shared breakers by name (a name that cannot be a key stays local)."""
+        found: dict[str, CircuitBreaker] = {}
+        every = [*self._attached, *(b for g in self._groups for b in g.breakers)]
+        for breaker in every:
+            if self._shareable(breaker.name):
+                found.setdefault(breaker.name, breaker)
+        return found
+
+    def _shareable(self, name: str) -> bool:
+        if name in self._unshared:
+            return False
+        try:
+            check_name(name)
+        except InvalidBreakerName as bad:
+            self._unshared.add(name)
+            log.warning("shared breaker state: %s; it stays local to this process", bad)
+            return False
+        return True
+
+    async def start(self) -> None:
+        """Adopt what the store holds now, then follow it (notices, polling)."""
+        await self.sync()
+        loop = asyncio.get_running_loop()
+        self._loops = [
+            loop.create_task(self._poll_loop(), name="shared-state-poll"),
+            loop.create_task(self._notice_loop(), name="shared-state-notices"),
+        ]
+
+    async def close(self) -> None:
+        """Stop following the store; writes and lease returns under way finish first
+        (each under the store's deadline), then the connection closes."""
+        self._closed = True
+        for task in self._loops:
+            await cancel_and_wait(task)
+        self._loops = []
+        pending = [*self._pushers.values(), *self._tasks]
+        if pending:
+            await asyncio.wait(pending, timeout=2.0)
+        for task in pending:
+            await cancel_and_wait(task)
+        await self._backend.close()
+
+    # -- local transitions go out ---------------------------------------------
+
+    def _on_transition(self, event: TransitionEvent) -> None:
+        name = event.breaker
+        if self._adopting or self._closed or event.new is CircuitState.HALF_OPEN:
+            return
+        if not self._shareable(name) or event.snapshot.durable is None:
+            return
+        if self.fallback:
+            self._dirty.add(name)
+            return
+        self._pending[name] = event.snapshot.durable
+        self._push_soon(name)
+
+    def _push_soon(self, name: str) -> None:
+        pusher = self._pushers.get(name)
+        if pusher is not None and not pusher.done():
+            return  # it takes the newest pending record when it loops
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._dirty.add(name)
+            return
+        task = loop.create_task(self._push(name), name=f"shared-state-push-{name}")
+        self._pushers[name] = task
+        task.add_done_callback(lambda done: self._forget_pusher(name, done))
+
+    def _forget_pusher(self, name: str, task: asyncio.Task[None]) -> None:
+        if self._pushers.get(name) is task:
+            del self._pushers[name]
+
+    async def _push(self, name: str) -> None:
+        while name in self._pending:
+            record = self._pending.pop(name)
+            payload = Payload.of(record, self._wall())
+            try:
+                written = await self._backend.transition(name, self._versions.get(name, 0), payload)
+            except SharedStateError as error:
+                self._dirty.add(name)
+                self._lost(error)
+                return
+            if written.applied and written.record is not None:
+                self._versions[name] = written.record.version
+            elif written.record is not None:
+                # Someone else's transition won: theirs is the fleet's state now.
+                self._adopt(name, written.record, written.server_now)
+
+    # -- the fleet's transitions come in ---------------------------------------
+
+    def _adopt(self, name: str, stored: StoredRecord, server_now: float) -> bool:
+        if stored.version <= self._versions.get(name, 0):
+            return False
+        breaker = self.breakers().get(name)
+        if breaker is None:
+            return False  # created later here: the next polling read brings it
+        record = stored.to_durable(server_now, self._wall())
+        # The fleet's version numbers its shared records; the breaker numbers its own
+        # transitions (HALF_OPEN too). Adopt as newer than anything local.
+        local = breaker.export_state()
+        self._adopting = True
+        try:
+            breaker.adopt_state(dataclasses.replace(record, version=local.version + 1))
+        finally:
+            self._adopting = False
+        self._versions[name] = stored.version
+        self.adopted += 1
+        return True
+
+    async def sync(self) -> None:
+        """One polling read: adopt newer records, or converge after an outage."""
+        shared = self.breakers()
+        try:
+            now, records = await self._backend.read(list(shared))
+        except SharedStateError as error:
+            self._lost(error)
+            return
+        if self.fallback:
+            self._converge(shared, now, records)
+            return
+        for name, stored in records.items():
+            self._adopt(name, stored, now)
+
+    def _converge(
+        self, shared: dict[str, CircuitBreaker], now: float, records: dict[str, StoredRecord]
+    ) -> None:
+        self.fallback = False
+        dirty, self._dirty = self._dirty, set()
+        log.info(
+            "shared breaker state: the store answers again; %d breaker(s) that moved here "
+            "meanwhile are written, the rest follow the fleet",
+            len(dirty & set(shared)),
+        )
+        for name, breaker in shared.items():
+            stored = records.get(name)
+            if name in dirty:
+                # What this process learned alone is the newest news: write it against
+                # the stored version (a process that converged first wins the race).
+                self._versions[name] = 0 if stored is None else stored.version
+                self._pending[name] = breaker.export_state()
+                self._push_soon(name)
+            elif stored is not None:
+                self._adopt(name, stored, now)
+
+    def _lost(self, error: SharedStateError) -> None:
+        if self.fallback or self._closed:
+            return
+        self.fallback = True
+        self.outages += 1
+        log.warning(
+            "shared breaker state unavailable (%s): each process uses its own breakers "
+            "until the store answers again",
+            error,
+        )
+
+    async def _poll_loop(self) -> None:
+        while True:
+            await self._sleep(self.reconnect_interval if self.fallback else self.poll_interval)
+            await self.sync()
+
+    async def _notice_loop(self) -> None:
+        while True:
+            if self.fallback:
+                await self._sleep(self.reconnect_interval)
+                continue
+            try:
+                notice = await self._backend.next_notice(self.poll_interval)
+            except SharedStateError as error:
+                self._lost(error)
+                continue
+            if notice is not None and not self.fallback:
+                self._adopt(notice.name, notice.record, notice.server_now)
+
+    # -- fleet-wide trials -------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def trial(self, breaker: CircuitBreaker) -> AsyncIterator[bool]:
+        """``async with shared.trial(breaker) as granted``: a fleet-wide lease for one
+        trial call or canary. Without the store (fallback) the local breaker decides.
+        The lease goes back when the block ends, cancelled or not."""
+        name = breaker.name
+        token = None
+        if not self.fallback and self._shareable(name):
+            token = self._token()
+            try:
+                granted = await self._backend.acquire_lease(
+                    name, token, self.lease_ttl, breaker.config.half_open_max_calls
+                )
+            except SharedStateError as error:
+                self._lost(error)
+                token = None
+            else:
+                if not granted:
+                    self.leases_refused += 1
+                    yield False
+                    return
+        try:
+            yield True
+        finally:
+            if token is not None:
+                self._release_soon(name, token)
+
+    def _release_soon(self, name: str, token: str) -> None:
+        # A task, so a cancelled trial returns its lease without awaiting in its cleanup.
+        task = asyncio.get_running_loop().create_task(
+            self._release(name, token), name=f"shared-state-lease-{name}"
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _release(self, name: str, token: str) -> None:
+        # A lease not returned expires after lease_ttl; the store's trouble is the poller's.
+        with contextlib.suppress(SharedStateError):
+            await self._backend.release_lease(name, token)
+
+    def __repr__(self) -> str:
+        mode = "fallback" if self.fallback else "shared"
+        return f"<SharedBreakers {mode} breakers={len(self.breakers())}>"
