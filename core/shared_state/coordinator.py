@@ -53,7 +53,11 @@ a synthesis may take ([deadlines] total), so a slow trial keeps its lease."""
 
 
 class SharedBreakers:
-    """Keeps the breakers of this process in step with every other process's."""
+    """Keeps the breakers of this process in step with every other process's.
+
+    ``wall_clock`` must be the breakers' own wall clock (their exported records are on
+    it); the fleet never compares two machines' clocks, only durations on one.
+    """
 
     def __init__(
         self,
