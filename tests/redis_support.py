@@ -63,7 +63,7 @@ class RedisServer:
                     "no",
                     "--daemonize",
                     "no",
-                ],  # fmt: skip
+                ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )

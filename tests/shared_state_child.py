@@ -20,6 +20,12 @@ from edge_voice.core.shared_state.redis_backend import RedisBackend
 GIVE_UP_AFTER = 20.0
 
 
+def say(line: str) -> None:
+    """One line to the test, at once."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
 async def main(url: str, name: str) -> int:
     breaker = CircuitBreaker(name, CircuitBreakerConfig(consecutive_failures=3))
     shared = SharedBreakers(RedisBackend(url))
@@ -31,17 +37,17 @@ async def main(url: str, name: str) -> int:
         nonlocal calls
         calls += 1
 
-    print("ready", flush=True)
+    say("ready")
     try:
         deadline = time.monotonic() + GIVE_UP_AFTER
         while time.monotonic() < deadline:
             try:
                 await breaker.call(downstream)
             except CircuitOpenError:
-                print(f"rejected {time.time():.6f} {calls}", flush=True)
+                say(f"rejected {time.time():.6f} {calls}")
                 return 0
             await asyncio.sleep(0.002)
-        print("timeout", flush=True)
+        say("timeout")
         return 1
     finally:
         await shared.close()
