@@ -62,6 +62,10 @@ class SharedBackend(Protocol):
         """The next published transition, or None after ``wait`` seconds."""
         ...
 
+    async def report_run(self, name: str, member: str, run: float, ttl: float) -> float:
+        """Set ``member``'s current run of failures (0: it is over); the fleet's sum."""
+        ...
+
     async def close(self) -> None:
         """Close connections and subscriptions."""
         ...
@@ -79,6 +83,8 @@ class MemoryHub:
     down: bool = False
     records: dict[str, StoredRecord] = field(default_factory=dict)
     leases: dict[str, dict[str, float]] = field(default_factory=dict)
+    runs: dict[str, tuple[dict[str, float], float]] = field(default_factory=dict)
+    """Per breaker: each member's run of failures, and when they all expire."""
     _queues: list[asyncio.Queue[Notice]] = field(default_factory=list)
 
     def member(self) -> MemoryBackend:
@@ -115,6 +121,7 @@ class MemoryBackend:
             return Written(False, now, current)
         record = payload.stored(version + 1, now)
         self._hub.records[name] = record
+        self._hub.runs.pop(name, None)
         self._hub._publish(Notice(name, now, record))
         return Written(True, now, record)
 
@@ -150,6 +157,19 @@ class MemoryBackend:
                 return await self._queue.get()
         except TimeoutError:
             return None
+
+    async def report_run(self, name: str, member: str, run: float, ttl: float) -> float:
+        """See :meth:`SharedBackend.report_run`."""
+        now = await self._round_trip()
+        runs, expires = self._hub.runs.get(name, ({}, now))
+        if expires <= now:
+            runs = {}
+        if run > 0:
+            runs[member] = run
+        else:
+            runs.pop(member, None)
+        self._hub.runs[name] = (runs, now + ttl)
+        return sum(runs.values())
 
     async def close(self) -> None:
         """Stop receiving notices."""

@@ -9,6 +9,11 @@ fleet shares is each breaker's durable record:
   lost the race adopts the record that won;
 * every other process adopts it from the published notice, within milliseconds, and
   from a polling read every ``poll_interval`` seconds if a notice was lost;
+* failures in a row are counted across the fleet too (:meth:`SharedBreakers.attempt_failed`,
+  in the background): each process writes its current run (in failed requests, each
+  failed attempt a share of one) and the fleet trips when the runs add up to
+  ``consecutive_failures``, where alone every process would pay that many before it
+  trips; a process's success ends its run, and its own window still trips it alone;
 * trial calls and canaries take a fleet-wide lease first (:meth:`SharedBreakers.trial`),
   so no more than ``half_open_max_calls`` run across the fleet at once; a trial that is
   cancelled gives its lease back at once, one that dies with its process after the TTL;
@@ -29,7 +34,14 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
-from edge_voice.core.breaker import CircuitBreaker, CircuitState, DurableState, TransitionEvent
+from edge_voice.core.breaker import (
+    CircuitBreaker,
+    CircuitState,
+    DurableState,
+    TransitionEvent,
+    TripCause,
+    TripFigures,
+)
 from edge_voice.core.breaker.store import BreakerGroup
 from edge_voice.core.clock import WallClock, wall_time
 from edge_voice.core.shared_state.backend import SharedBackend
@@ -47,6 +59,9 @@ POLL_INTERVAL = 0.5
 process within 1 s (one interval plus a read)."""
 RECONNECT_INTERVAL = 1.0
 """Seconds between attempts to reach a store that stopped answering."""
+FAILURE_RUN_TTL = 60.0
+"""Seconds the fleet's runs of failures last without a new one (the breaker's own run has
+no end in time; a shared one must, or a dead process's run would linger)."""
 LEASE_TTL = 60.0
 """Seconds a trial lease lasts if its holder dies without giving it back; longer than
 a synthesis may take ([deadlines] total), so a slow trial keeps its lease."""
@@ -90,6 +105,10 @@ class SharedBreakers:
         self.outages = 0
         self.adopted = 0
         self.leases_refused = 0
+        self.fleet_trips = 0
+        self._member = token()
+        self._runs: dict[str, float] = {}
+        self._run_writers: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._pushers: dict[str, asyncio.Task[None]] = {}
         self._loops: list[asyncio.Task[None]] = []
@@ -103,6 +122,7 @@ class SharedBreakers:
         self._groups.append(group)
         group.add_listener(self._on_transition)
         service.trial_gate = self.trial
+        service.outcomes = self
 
     def attach(self, breakers: Iterable[CircuitBreaker]) -> None:
         """Share these breakers."""
@@ -157,6 +177,7 @@ class SharedBreakers:
 
     def _on_transition(self, event: TransitionEvent) -> None:
         name = event.breaker
+        self._runs.pop(name, None)  # the transition's write ends every run in the store
         if self._adopting or self._closed or event.new is CircuitState.HALF_OPEN:
             return
         if not self._shareable(name) or event.snapshot.durable is None:
@@ -285,6 +306,94 @@ class SharedBreakers:
             if notice is not None and not self.fallback:
                 self._adopt(notice.name, notice.record, notice.server_now)
 
+    # -- fleet-wide runs of failures ---------------------------------------------
+
+    def attempt_failed(self, breaker: CircuitBreaker, share: float) -> None:
+        """An attempt under ``breaker`` failed: this process's run grows by ``share`` of
+        a failed request; the fleet's runs are added up in the background, and the
+        failure that makes them reach ``consecutive_failures`` trips the fleet."""
+        name = breaker.name
+        if (
+            self.fallback
+            or self._closed
+            or breaker.state is not CircuitState.CLOSED
+            or not breaker.config.consecutive_failures
+            or not self._shareable(name)
+        ):
+            return
+        self._runs[name] = self._runs.get(name, 0.0) + share
+        self._write_run(breaker)
+
+    def succeeded(self, breaker: CircuitBreaker) -> None:
+        """A request under ``breaker`` succeeded: this process's run is over (a dict
+        lookup when there was none: this is the CLOSED path)."""
+        if self._runs.get(breaker.name):
+            self._runs[breaker.name] = 0.0
+            self._write_run(breaker)
+
+    def _write_run(self, breaker: CircuitBreaker) -> None:
+        # One writer per breaker, always sending the newest run: writes stay in order.
+        writer = self._run_writers.get(breaker.name)
+        if writer is not None and not writer.done():
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        task = loop.create_task(self._send_runs(breaker), name=f"shared-state-run-{breaker.name}")
+        self._run_writers[breaker.name] = task
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send_runs(self, breaker: CircuitBreaker) -> None:
+        name = breaker.name
+        sent = None
+        while not self._closed and (run := self._runs.get(name, 0.0)) != sent:
+            sent = run
+            try:
+                total = await self._backend.report_run(name, self._member, run, FAILURE_RUN_TTL)
+            except SharedStateError as error:
+                self._lost(error)
+                return
+            limit = breaker.config.consecutive_failures
+            # A float sum of shares: a hair under the limit is the limit.
+            if run > 0 and total >= limit - 1e-6 and breaker.state is CircuitState.CLOSED:
+                self._trip_fleet(breaker, total)
+
+    def _trip_fleet(self, breaker: CircuitBreaker, run: float) -> None:
+        # The trip the breaker would make itself, through its durable-state seam; the
+        # transition listener then writes it for the fleet like any other trip.
+        snapshot = breaker.typed_snapshot()
+        local = breaker.export_state()
+        now = self._wall()
+        breaker.adopt_state(
+            DurableState(
+                version=local.version + 1,
+                state=CircuitState.OPEN,
+                reason=f"{run:.0f} failed requests in a row across the fleet",
+                opened_at=now,
+                open_until=now + snapshot.cooldown,
+                cooldown=snapshot.cooldown,
+                cooldown_level=snapshot.cooldown_level + 1,
+                calm_since=None,
+                trips=local.trips + 1,
+                consecutive_trips=local.consecutive_trips + 1,
+                tripped_by=TripFigures(
+                    TripCause.CONSECUTIVE_FAILURES, consecutive_failures=round(run)
+                ),
+            )
+        )
+        self.fleet_trips += 1
+
+    def _spawn(self, work: Awaitable[None], name: str) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        task = loop.create_task(_run(work), name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     # -- fleet-wide trials -------------------------------------------------------
 
     @contextlib.asynccontextmanager
@@ -316,11 +425,7 @@ class SharedBreakers:
 
     def _release_soon(self, name: str, token: str) -> None:
         # A task, so a cancelled trial returns its lease without awaiting in its cleanup.
-        task = asyncio.get_running_loop().create_task(
-            self._release(name, token), name=f"shared-state-lease-{name}"
-        )
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._spawn(self._release(name, token), f"shared-state-lease-{name}")
 
     async def _release(self, name: str, token: str) -> None:
         # A lease not returned expires after lease_ttl; the store's trouble is the poller's.
@@ -330,3 +435,7 @@ class SharedBreakers:
     def __repr__(self) -> str:
         mode = "fallback" if self.fallback else "shared"
         return f"<SharedBreakers {mode} breakers={len(self.breakers())}>"
+
+
+async def _run(work: Awaitable[None]) -> None:
+    await work

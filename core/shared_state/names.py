@@ -32,8 +32,9 @@ def check_name(name: str) -> str:
 
 class KeySpace:
     """Where one bot's shared state lives in Redis: ``PREFIX:breaker:NAME`` (a hash),
-    ``PREFIX:lease:NAME`` (a sorted set of trial leases), ``PREFIX:transitions`` (the
-    pub/sub channel). Several bots may share a Redis with different prefixes."""
+    ``PREFIX:lease:NAME`` (a sorted set of trial leases), ``PREFIX:failures:NAME`` (each
+    process's current run of failures), ``PREFIX:transitions`` (the pub/sub channel).
+    Several bots may share a Redis with different prefixes."""
 
     def __init__(self, prefix: str = DEFAULT_PREFIX) -> None:
         self.prefix = check_name(prefix)
@@ -46,3 +47,7 @@ class KeySpace:
     def lease(self, name: str) -> str:
         """The sorted set of ``name``'s trial leases (member: token, score: expiry in ms)."""
         return f"{self.prefix}:lease:{check_name(name)}"
+
+    def failures(self, name: str) -> str:
+        """The hash of each process's current run of ``name``'s failures."""
+        return f"{self.prefix}:failures:{check_name(name)}"

@@ -70,6 +70,7 @@ class RedisBackend:
         self._read = self._client.register_script(scripts.READ)
         self._acquire = self._client.register_script(scripts.LEASE_ACQUIRE)
         self._release = self._client.register_script(scripts.LEASE_RELEASE)
+        self._run = self._client.register_script(scripts.RUN)
         self._pubsub: PubSub | None = None
 
     async def transition(self, name: str, expected: int | None, payload: Payload) -> Written:
@@ -77,7 +78,8 @@ class RedisBackend:
         argv = ["*" if expected is None else str(expected), self.keys.channel, name]
         async with translated(self.timeout):
             answer: Any = await self._transition(
-                keys=[self.keys.record(name)], args=[*argv, *payload.args()]
+                keys=[self.keys.record(name), self.keys.failures(name)],
+                args=[*argv, *payload.args()],
             )
             applied, stamp, fields = answer
         return Written(bool(int(applied)), parse_time(stamp), parse_record(fields))
@@ -106,6 +108,15 @@ class RedisBackend:
         """See :meth:`~edge_voice.core.shared_state.backend.SharedBackend.release_lease`."""
         async with translated(self.timeout):
             await self._release(keys=[self.keys.lease(name)], args=[token])
+
+    async def report_run(self, name: str, member: str, run: float, ttl: float) -> float:
+        """See :meth:`~edge_voice.core.shared_state.backend.SharedBackend.report_run`."""
+        async with translated(self.timeout):
+            total: Any = await self._run(
+                keys=[self.keys.failures(name)],
+                args=[member, f"{run:.6f}", max(1, round(ttl * 1000))],
+            )
+        return parse_time(total)
 
     async def next_notice(self, wait: float) -> Notice | None:
         """See :meth:`~edge_voice.core.shared_state.backend.SharedBackend.next_notice`.

@@ -40,10 +40,10 @@ from edge_voice.core.text.speakable import CheckedText, check_speakable
 from edge_voice.core.tts.canary import CanaryProber
 from edge_voice.core.tts.edge import EdgeProvider, validate_settings
 from edge_voice.core.tts.errors import ErrorKind, TTSError
+from edge_voice.core.tts.fleet import OutcomeObserver, TrialGate, local_trial_gate
 from edge_voice.core.tts.outcomes import Attempt, SynthesisFailed, SynthesisReport
 from edge_voice.core.tts.policy import Backoff, is_retryable, is_voice_scoped
 from edge_voice.core.tts.provider import SynthesisRequest, TTSProvider, VoiceSettings
-from edge_voice.core.tts.trial_gate import TrialGate, local_trial_gate
 
 log = logging.getLogger(__name__)
 
@@ -53,15 +53,20 @@ Sleep = Callable[[float], Awaitable[None]]
 class _Held:
     """A permit that must be settled exactly once: success, failure, or release."""
 
-    def __init__(self, breaker: CircuitBreaker, permit: Permit) -> None:
+    def __init__(
+        self, breaker: CircuitBreaker, permit: Permit, observer: OutcomeObserver | None = None
+    ) -> None:
         self.breaker = breaker
         self.permit = permit
         self.settled = False
+        self.observer = observer
 
     def succeed(self) -> None:
         if not self.settled:
             self.settled = True
             self.breaker.record_success(self.permit)
+            if self.observer is not None:
+                self.observer.succeeded(self.breaker)
 
     def fail(self, reason: str) -> None:
         if not self.settled:
@@ -122,6 +127,8 @@ class TTSService:
             self.voice_breaker(voice)
         self.trial_gate: TrialGate = local_trial_gate
         """Asked before every trial call and canary (a fleet sharing breakers leases them)."""
+        self.outcomes: OutcomeObserver | None = None
+        """Told of every guarded outcome (a fleet sharing breakers counts failures)."""
         self.canary: CanaryProber | None = None
         if canaries:
             self.canary = CanaryProber(
@@ -306,7 +313,7 @@ class TTSService:
         trials = contextlib.AsyncExitStack()
         try:
             await self._gate_trial(trials, self.service_breaker)
-            service = _Held(self.service_breaker, self.service_breaker.acquire())
+            service = _Held(self.service_breaker, self.service_breaker.acquire(), self.outcomes)
         except BaseException:
             await trials.aclose()
             raise
@@ -321,7 +328,7 @@ class TTSService:
                     if self.canary is not None and not breaker.state.admits_all:
                         raise CircuitOpenError(breaker.name, breaker.state, breaker.retry_after)
                     await self._gate_trial(trials, breaker)
-                    held = _Held(breaker, breaker.acquire())
+                    held = _Held(breaker, breaker.acquire(), self.outcomes)
                 except CircuitOpenError as rejected:
                     attempts.append(Attempt(voice, 0, None, str(rejected)))
                     continue
@@ -389,6 +396,8 @@ class TTSService:
             except TTSError as error:
                 attempts.append(Attempt(voice, number, error.kind, error.message))
                 log.info("synthesis attempt %d with %s failed: %s", number, voice, error)
+                if self.outcomes is not None and _service_wide(error.kind):
+                    self.outcomes.attempt_failed(self.service_breaker, 1 / self.attempts)
                 if heard or number == self.attempts or not is_retryable(error.kind):
                     raise
                 delay = self.backoff.delay(number, self._jitter())
@@ -397,7 +406,17 @@ class TTSService:
                 if deadline - _loop_time() - delay < _loop_time() - started:
                     raise
                 await self._sleep(delay)
+                # Opened meanwhile (by other requests, or another process of a fleet):
+                # the service is known to be down, and a retry would only add load.
+                if self._opened(voice):
+                    raise
         raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _opened(self, voice: str) -> bool:
+        rejecting = (CircuitState.OPEN, CircuitState.FORCED_OPEN)
+        return (
+            self.service_breaker.state in rejecting or self.voice_breaker(voice).state in rejecting
+        )
 
     async def _attempt(
         self, request: SynthesisRequest, deadline: float, stall_limit: float | None = None
@@ -460,6 +479,11 @@ class TTSService:
         await asyncio.to_thread(partial.write_bytes, audio)
         await asyncio.to_thread(partial.replace, target)
         return target
+
+
+def _service_wide(kind: ErrorKind) -> bool:
+    # What the service breaker is charged for (bad input never counts).
+    return kind is not ErrorKind.INPUT and not is_voice_scoped(kind)
 
 
 def _loop_time() -> float:
