@@ -334,3 +334,32 @@ async def test_redis_paused_closed_calls_keep_their_latency(redis_server: RedisS
     assert calls > 100
     assert slowest < 0.02, f"a CLOSED call took {slowest * 1000:.1f} ms"
     assert trip_took < 0.05
+
+
+async def test_backend_redis_in_the_config_shares_the_services_breakers(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    from edge_voice.cogs.tts_context import build_tts_context
+    from edge_voice.core.config import parse_config
+
+    config = parse_config(
+        {
+            "state": {"backend": "redis", "redis_url": redis_server.url, "data_dir": str(tmp_path)},
+            "voices": {"refresh_interval": 0},
+        }
+    )
+    context = build_tts_context(config)
+    client = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
+    try:
+        assert context.shared is not None
+        assert context.store is None  # no SQLite breaker file beside a shared store
+        await context.open_state()
+        context.service.service_breaker.isolate("operator: maintenance")
+        key = KeySpace().record(context.service.service_breaker.name)
+        await until(lambda: not context.shared._pushers)  # type: ignore[union-attr]
+        assert await client.hget(key, "state") == "FORCED_OPEN"
+        assert await client.hget(key, "reason") == "operator: maintenance"
+    finally:
+        await context.close()
+        await client.aclose()
+    assert not (tmp_path / "breaker_state.sqlite3").exists()
