@@ -7,8 +7,8 @@ fleet shares is each breaker's durable record:
 * a local transition (a trip, a failed trial, a close, an operator's mode) is written
   by a background task with a compare-and-set on the record's version; a writer that
   lost the race adopts the record that won;
-* every other process adopts it from the published notice, within milliseconds, and
-  from a polling read every ``poll_interval`` seconds if a notice was lost;
+* every other process adopts it from the published notice, or from a polling read
+  every ``poll_interval`` seconds if a notice was lost: within a second either way;
 * failures in a row are counted across the fleet too (:meth:`SharedBreakers.attempt_failed`,
   in the background): each process writes its current run (in failed requests, each
   failed attempt a share of one) and the fleet trips when the runs add up to

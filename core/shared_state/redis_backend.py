@@ -28,8 +28,8 @@ from edge_voice.core.shared_state.names import KeySpace
 from edge_voice.core.shared_state.records import Payload, StoredRecord, parse_record, parse_time
 
 DEFAULT_TIMEOUT = 1.0
-"""Seconds one operation may take: a healthy Redis answers in well under a millisecond,
-so this only ever runs out on a paused, overloaded or unreachable one."""
+"""Seconds one operation may take before the store counts as not answering (paused,
+overloaded or unreachable): each process then falls back to its own breakers."""
 
 
 @contextlib.asynccontextmanager
