@@ -234,15 +234,17 @@ def make_service(clock: FakeClock) -> TTSService:
         clock.advance(seconds)
         await asyncio.sleep(0.001)
 
+    # A silent Edge holds a canary until the read deadline: 5 s, far longer than the test
+    # looks, so a second canary inside that time could only be a concurrent one.
     return TTSService(
-        EdgeProvider(connect_timeout=1, read_timeout=1),
+        EdgeProvider(connect_timeout=1, read_timeout=5),
         voices=["de-DE-KillianNeural"],
         breaker_config=CircuitBreakerConfig(
             consecutive_failures=2, success_threshold=2, cooldown_jitter=0
         ),
         attempts=1,
         backoff=Backoff(0, 0),
-        total_deadline=5,
+        total_deadline=10,
         clock=clock,
         wall_clock=clock.wall,
         sleep=sleep,
@@ -263,20 +265,21 @@ async def test_one_canary_at_a_time_across_two_processes(
         for service, shared in zip(services, coordinators, strict=True):
             shared.attach_service(service)
             await shared.start()
-        edge_server.plan = FaultPlan(FaultMode.NO_AUDIO)
+        # 503s trip the service breaker only (a voice breaker has its own lease).
+        edge_server.plan = FaultPlan(FaultMode.UNAVAILABLE)
         for _ in range(2):
-            with pytest.raises(Exception, match="no_audio"):
+            with pytest.raises(Exception, match="unavailable"):
                 await services[0].synthesize("Hallo")
-        # Both canary probers run from now on; a silent Edge holds a canary for 1 s.
+        # Both canary probers run from now on; a silent Edge holds a canary for 5 s.
         edge_server.plan = FaultPlan(FaultMode.SILENT)
         other = services[1].service_breaker
-        await until(lambda: other.state is CircuitState.OPEN, 1.0)
+        await until(lambda: other.state is CircuitState.OPEN)
 
         def canaries() -> int:
             return sum(1 for r in edge_server.requests if r.text == "Kanarienvogel.")
 
         await until(lambda: canaries() == 1)
-        await asyncio.sleep(0.4)
+        await until(lambda: sum(s.leases_refused for s in coordinators) >= 1)
         assert canaries() == 1
         assert sum(s.leases_refused for s in coordinators) >= 1
     finally:
