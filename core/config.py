@@ -340,6 +340,8 @@ def _check_values(values: dict[str, Any], source: str, section: str) -> None:
         problems = config_checks.offline_voice_problems(values.get("offline_voices", {}))
     elif section == "discord" and "admin_permission" in values:
         problems = config_checks.permission_problems(values["admin_permission"])
+    elif section == "state" and "redis_url" in values:
+        problems = config_checks.redis_url_problems(values["redis_url"])
     for key, expected, got in problems:
         raise ConfigError(source, f"{section}.{key}", expected, got)
 

@@ -97,6 +97,15 @@ def permission_problems(name: str) -> Iterator[Problem]:
     yield "admin_permission", expected, name
 
 
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def redis_url_problems(url: str) -> Iterator[Problem]:
+    """Check ``[state] redis_url``: a URL the Redis client can open."""
+    if not url.startswith(REDIS_SCHEMES):
+        yield "redis_url", "a URL starting with " + ", ".join(REDIS_SCHEMES), url
+
+
 def canary_problems(text: str, max_chars: int) -> Iterator[Problem]:
     """Check ``[canary] text``: speakable and within ``[text] max_chars``."""
     try:

@@ -12,6 +12,7 @@ import pytest
 
 from edge_voice.core.breaker import CircuitBreaker, CircuitBreakerConfig, CircuitState
 from edge_voice.core.clock import FakeClock
+from edge_voice.core.config import parse_config
 from edge_voice.core.shared_state import (
     InvalidBreakerName,
     KeySpace,
@@ -203,3 +204,12 @@ async def test_a_name_that_cannot_be_a_key_stays_local(caplog: pytest.LogCapture
     finally:
         await shared.close()
     assert sum("cannot be shared" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_a_redis_url_the_client_cannot_open_is_a_config_error() -> None:
+    config = parse_config({"state": {"backend": "redis", "redis_url": "rediss://cache:6380/1"}})
+    assert config.state.backend == "redis"
+    with pytest.raises(ValueError, match="redis_url"):
+        parse_config({"state": {"backend": "redis", "redis_url": "http://cache:6379"}})
+    with pytest.raises(ValueError, match="backend"):
+        parse_config({"state": {"backend": "etcd"}})
