@@ -46,6 +46,7 @@ WARM_UP, OUTAGE, AFTER = 120.0, 1800.0, 600.0
 FAILURE_COST, FIRST_AUDIO = 0.2, 0.25
 """A 503 handshake takes 0.2 s; a healthy answer's audio comes after 0.25 s."""
 STORE_LATENCY = 0.002
+"""Simulated seconds per shared-store round trip (a parameter, not a measurement)."""
 REJECT_TARGET = 1.0
 
 
@@ -86,6 +87,8 @@ class Process:
     not_spoken: int = 0
 
     def on_transition(self, event: TransitionEvent, clock: FakeClock) -> None:
+        """Note when the service breaker first left CLOSED in the outage, and when it
+        closed again after it."""
         if event.breaker != self.service.service_breaker.name:
             return
         outage_running = self.edge.down_from <= clock() < self.edge.down_until
@@ -103,18 +106,22 @@ class Result:
 
     @property
     def attempts(self) -> int:
+        """Downstream attempts during the outage, listener messages and canaries."""
         return sum(p.edge.listener_attempts + p.edge.canary_attempts for p in self.processes)
 
     @property
     def listener_attempts(self) -> int:
+        """Downstream attempts for listener messages during the outage."""
         return sum(p.edge.listener_attempts for p in self.processes)
 
     @property
     def canary_attempts(self) -> int:
+        """Canaries sent during the outage."""
         return sum(p.edge.canary_attempts for p in self.processes)
 
     @property
     def reject_spread(self) -> float:
+        """Seconds from the first process leaving CLOSED to the last (inf: one never did)."""
         times = [p.left_closed_at for p in self.processes]
         if any(t is None for t in times):
             return float("inf")
@@ -122,6 +129,7 @@ class Result:
         return max(known) - min(known)
 
     def recovered_after(self, outage_end: float) -> float:
+        """Seconds from the outage's end until every process was CLOSED again."""
         times = [p.closed_again_at for p in self.processes]
         if any(t is None for t in times):
             return float("inf")
@@ -129,6 +137,7 @@ class Result:
 
 
 def make_service(edge: SimulatedEdge, clock: FakeClock, rng: random.Random) -> TTSService:
+    """One process's service with the default config, on the simulated clock."""
     return TTSService(
         edge,
         voices=[VOICE],
@@ -148,6 +157,7 @@ def make_service(edge: SimulatedEdge, clock: FakeClock, rng: random.Random) -> T
 async def guild_traffic(
     process: Process, rng: random.Random, interval: float, until: float, clock: FakeClock
 ) -> None:
+    """One guild: a message every ``interval`` seconds on average (Poisson), until ``until``."""
     number = 0
     while True:
         await asyncio.sleep(rng.expovariate(1 / interval))
@@ -173,6 +183,7 @@ async def run_fleet(
     latency: float = STORE_LATENCY,
     fleet_runs: bool = True,
 ) -> Result:
+    """The whole fleet through warm-up, outage and recovery; independent unless ``shared``."""
     start = clock()
     down_from, down_until = start + WARM_UP, start + WARM_UP + OUTAGE
     end = down_until + AFTER
@@ -208,6 +219,7 @@ async def run_fleet(
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Both fleets side by side; 1 if a target is missed."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--processes", type=int, default=4)
     parser.add_argument("--guilds", type=int, default=25, help="per process")
