@@ -35,6 +35,7 @@ class RedisServer:
     def __init__(self, directory: Path, port: int | None = None) -> None:
         self.directory = directory
         self.port = port or free_port()
+        self._fixed_port = port is not None
         self.process: subprocess.Popen[bytes] | None = None
         self.paused = False
 
@@ -44,7 +45,18 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        """Start it and wait until it answers PING."""
+        """Start it and wait until it answers PING, as this process (another test's
+        server may have taken a port between :func:`free_port` and the bind: then a new
+        port, unless this server must come back on its old one)."""
+        for _ in range(5):
+            if self._start_once():
+                return
+            if self._fixed_port:
+                break
+            self.port = free_port()
+        raise RuntimeError(f"redis-server did not start on a free port (last {self.port})")
+
+    def _start_once(self) -> bool:
         self.directory.mkdir(parents=True, exist_ok=True)
         log = open(self.directory / "redis.log", "ab")  # noqa: SIM115 - the child writes it
         with log:
@@ -70,11 +82,37 @@ class RedisServer:
         deadline = time.monotonic() + START_DEADLINE
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"redis-server exited: {self.process.returncode}")
-            if self.ping():
-                return
+                self.process = None
+                return False  # the port was taken
+            if self.ping() and self.owner() == self.process.pid:
+                self._fixed_port = True  # a restart comes back here
+                return True
             time.sleep(0.02)
-        raise RuntimeError("redis-server did not answer PING")
+        self.stop()
+        return False
+
+    def owner(self) -> int | None:
+        """The pid of the server answering on the port (INFO server's process_id)."""
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as conn:
+                conn.sendall(b"INFO server\r\n")
+                data = b""
+                while b"\r\n" not in data:
+                    data += conn.recv(4096) or b"-EOF\r\n"
+                header, _, body = data.partition(b"\r\n")
+                if not header.startswith(b"$"):
+                    return None
+                while len(body) < int(header[1:]):
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        return None
+                    body += chunk
+        except (OSError, ValueError):
+            return None
+        for line in body.decode("ascii", "replace").splitlines():
+            if line.startswith("process_id:"):
+                return int(line.split(":", 1)[1])
+        return None
 
     def ping(self) -> bool:
         """True if it answers PING within 0.5 s."""

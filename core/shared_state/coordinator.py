@@ -288,13 +288,15 @@ class SharedBreakers:
             error,
         )
 
+    # Both loops also stop on _closed: a cancellation that lands as the client's own read
+    # deadline expires can come back as a timeout, and must not keep a loop alive.
     async def _poll_loop(self) -> None:
-        while True:
+        while not self._closed:
             await self._sleep(self.reconnect_interval if self.fallback else self.poll_interval)
             await self.sync()
 
     async def _notice_loop(self) -> None:
-        while True:
+        while not self._closed:
             if self.fallback:
                 await self._sleep(self.reconnect_interval)
                 continue

@@ -142,14 +142,17 @@ class RedisBackend:
     async def _drop_subscription(self) -> None:
         pubsub, self._pubsub = self._pubsub, None
         if pubsub is not None:
-            with contextlib.suppress(Exception):  # a dead connection may fail to close
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+            # A dead or frozen server may never answer the goodbye: bounded, then dropped.
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(self.timeout):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def close(self) -> None:
-        """Close the subscription and the connection pool."""
+        """Close the subscription and the connection pool (each within the deadline)."""
         await self._drop_subscription()
         with contextlib.suppress(Exception):
-            await self._client.aclose()
+            async with asyncio.timeout(self.timeout):
+                await self._client.aclose()
 
 
 def _notice(data: str) -> Notice | None:
