@@ -111,11 +111,15 @@ async def sync_commands(bot: commands.Bot, guild_ids: Sequence[int]) -> None:
 
 
 class _TTSHost:
-    """What both host classes add to discord.py's bot: the config and the cogs."""
+    """What both host classes add to discord.py's bot: the options, the config, the cogs."""
 
-    tts_config: Config
-
-    def _host_init(self, config: Config) -> None:
+    def __init__(self, config: Config, **options: Any) -> None:
+        super().__init__(  # type: ignore[call-arg]  # discord.py's bot, next in the MRO
+            command_prefix=commands.when_mentioned,
+            intents=bot_intents(),
+            allowed_mentions=discord.AllowedMentions.none(),
+            **options,
+        )
         self.tts_config = config  # read by cogs.tts_context before any cog loads
 
     async def setup_hook(self) -> None:
@@ -134,28 +138,10 @@ class TTSBot(_TTSHost, commands.Bot):
     """A bot that hosts the TTS cogs with ``config``: one connection, or one shard of
     several (``shard_id``, ``shard_count``)."""
 
-    def __init__(self, config: Config, **options: Any) -> None:
-        super().__init__(
-            command_prefix=commands.when_mentioned,
-            intents=bot_intents(),
-            allowed_mentions=discord.AllowedMentions.none(),
-            **options,
-        )
-        self._host_init(config)
-
 
 class ShardedTTSBot(_TTSHost, commands.AutoShardedBot):
     """The TTS host serving several shards in one process (``shard_ids``, ``shard_count``;
     without a count discord.py asks Discord how many)."""
-
-    def __init__(self, config: Config, **options: Any) -> None:
-        super().__init__(
-            command_prefix=commands.when_mentioned,
-            intents=bot_intents(),
-            allowed_mentions=discord.AllowedMentions.none(),
-            **options,
-        )
-        self._host_init(config)
 
 
 def host_for(config: Config, plan: ShardPlan, **options: Any) -> TTSBot | ShardedTTSBot:

@@ -282,21 +282,21 @@ def main(argv: list[str] | None = None) -> int:
         str(p.edge.listener_attempts + p.edge.canary_attempts) for p in alone.processes
     )
     print(f"independent attempts per process: {per_process}")
-    missed = []
-    attempts_ok = fleet.attempts <= one_process
-    print(
-        f"target: shared attempts <= one independent process's worth "
-        f"({one_process:.1f}): {fleet.attempts} {'met' if attempts_ok else 'MISSED'}"
-    )
-    if not attempts_ok:
-        missed.append("attempts")
-    spread_ok = fleet.reject_spread <= REJECT_TARGET
-    print(
-        f"target: every process rejects within {REJECT_TARGET:.0f} s of the first trip: "
-        f"{fleet.reject_spread:.3f} s {'met' if spread_ok else 'MISSED'}"
-    )
-    if not spread_ok:
-        missed.append("reject spread")
+    targets = [
+        (
+            f"shared attempts <= one independent process's worth ({one_process:.1f})",
+            f"{fleet.attempts}",
+            fleet.attempts <= one_process,
+        ),
+        (
+            f"every process rejects within {REJECT_TARGET:.0f} s of the first trip",
+            f"{fleet.reject_spread:.3f} s",
+            fleet.reject_spread <= REJECT_TARGET,
+        ),
+    ]
+    missed = [what for what, _, met in targets if not met]
+    for what, figure, met in targets:
+        print(f"target: {what}: {figure} {'met' if met else 'MISSED'}")
     return 1 if missed else 0
 
 

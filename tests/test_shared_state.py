@@ -22,7 +22,12 @@ from edge_voice.core.shared_state import (
     SharedStateErrorKind,
     check_name,
 )
-from edge_voice.core.shared_state.records import Payload, parse_record
+from edge_voice.core.shared_state.records import (
+    Payload,
+    on_wall_clock,
+    parse_record,
+    record_fields,
+)
 
 CONFIG = CircuitBreakerConfig(consecutive_failures=4, cooldown_jitter=0)
 
@@ -57,10 +62,10 @@ def test_a_record_travels_as_durations_between_clocks_that_disagree() -> None:
     assert (stored.opened_at, stored.open_until) == (4_990.0, 5_050.0)
     # A reader whose wall clock is a year off sees the same 50 s left.
     reader_wall = 1_730_000_000.0
-    durable = stored.to_durable(server_now=5_001.0, wall_now=reader_wall)
+    durable = on_wall_clock(stored, server_now=5_001.0, wall_now=reader_wall)
     assert durable.open_until == reader_wall + 49.0
     assert durable.version == 3
-    assert parse_record(stored.fields()) == stored
+    assert parse_record(record_fields(stored)) == stored
 
 
 def test_half_open_is_stored_as_an_outage_whose_time_is_up() -> None:

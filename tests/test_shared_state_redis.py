@@ -29,7 +29,7 @@ from edge_voice.core.breaker import (
 )
 from edge_voice.core.clock import FakeClock
 from edge_voice.core.shared_state import KeySpace, SharedBreakers
-from edge_voice.core.shared_state.records import Payload
+from edge_voice.core.shared_state.records import Payload, on_wall_clock
 from edge_voice.core.shared_state.redis_backend import RedisBackend
 from edge_voice.core.tts.edge import EdgeProvider
 from edge_voice.core.tts.policy import Backoff
@@ -182,7 +182,7 @@ async def test_the_lua_record_is_what_the_payload_describes_and_stale_writers_lo
         now, records = await second.read(["edge", "edge:other"])
         assert list(records) == ["edge"]
         assert now >= written.server_now
-        durable = records["edge"].to_durable(now, clock.wall())
+        durable = on_wall_clock(records["edge"], now, clock.wall())
         assert durable.open_until == pytest.approx(clock.wall() + 30.0 - (now - written.server_now))
     finally:
         await first.close()

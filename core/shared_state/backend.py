@@ -15,9 +15,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from edge_voice.core.breaker import DurableState
 from edge_voice.core.clock import Clock
 from edge_voice.core.shared_state.errors import SharedStateError, SharedStateErrorKind
-from edge_voice.core.shared_state.records import Payload, StoredRecord
+from edge_voice.core.shared_state.records import Payload
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +27,7 @@ class Written:
 
     applied: bool
     server_now: float
-    record: StoredRecord | None
+    record: DurableState | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +36,7 @@ class Notice:
 
     name: str
     server_now: float
-    record: StoredRecord
+    record: DurableState
 
 
 class SharedBackend(Protocol):
@@ -46,7 +47,7 @@ class SharedBackend(Protocol):
         ``expected`` (None: whatever it is), and publish it; else return the stored one."""
         ...
 
-    async def read(self, names: Sequence[str]) -> tuple[float, dict[str, StoredRecord]]:
+    async def read(self, names: Sequence[str]) -> tuple[float, dict[str, DurableState]]:
         """The server's time and the stored record of each name that has one."""
         ...
 
@@ -81,7 +82,7 @@ class MemoryHub:
     clock: Clock
     latency: float = 0.0
     down: bool = False
-    records: dict[str, StoredRecord] = field(default_factory=dict)
+    records: dict[str, DurableState] = field(default_factory=dict)
     leases: dict[str, dict[str, float]] = field(default_factory=dict)
     runs: dict[str, tuple[dict[str, float], float]] = field(default_factory=dict)
     """Per breaker: each member's run of failures, and when they all expire."""
@@ -125,7 +126,7 @@ class MemoryBackend:
         self._hub._publish(Notice(name, now, record))
         return Written(True, now, record)
 
-    async def read(self, names: Sequence[str]) -> tuple[float, dict[str, StoredRecord]]:
+    async def read(self, names: Sequence[str]) -> tuple[float, dict[str, DurableState]]:
         """See :meth:`SharedBackend.read`."""
         now = await self._round_trip()
         return now, {n: self._hub.records[n] for n in names if n in self._hub.records}

@@ -47,7 +47,7 @@ from edge_voice.core.clock import WallClock, wall_time
 from edge_voice.core.shared_state.backend import SharedBackend
 from edge_voice.core.shared_state.errors import SharedStateError
 from edge_voice.core.shared_state.names import InvalidBreakerName, check_name
-from edge_voice.core.shared_state.records import Payload, StoredRecord
+from edge_voice.core.shared_state.records import Payload, on_wall_clock
 from edge_voice.core.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -223,13 +223,13 @@ class SharedBreakers:
 
     # -- the fleet's transitions come in ---------------------------------------
 
-    def _adopt(self, name: str, stored: StoredRecord, server_now: float) -> bool:
+    def _adopt(self, name: str, stored: DurableState, server_now: float) -> bool:
         if stored.version <= self._versions.get(name, 0):
             return False
         breaker = self.breakers().get(name)
         if breaker is None:
             return False  # created later here: the next polling read brings it
-        record = stored.to_durable(server_now, self._wall())
+        record = on_wall_clock(stored, server_now, self._wall())
         # The fleet's version numbers its shared records; the breaker numbers its own
         # transitions (HALF_OPEN too). Adopt as newer than anything local.
         local = breaker.export_state()
@@ -257,7 +257,7 @@ class SharedBreakers:
             self._adopt(name, stored, now)
 
     def _converge(
-        self, shared: dict[str, CircuitBreaker], now: float, records: dict[str, StoredRecord]
+        self, shared: dict[str, CircuitBreaker], now: float, records: dict[str, DurableState]
     ) -> None:
         self.fallback = False
         dirty, self._dirty = self._dirty, set()

@@ -23,58 +23,27 @@ from edge_voice.core.shared_state.errors import SharedStateError, SharedStateErr
 _STORED = frozenset(s for s in CircuitState if s is not CircuitState.HALF_OPEN)
 
 
-@dataclass(frozen=True, slots=True)
-class StoredRecord:
-    """One breaker's record in the shared store; times on the Redis server's clock."""
+def record_fields(record: DurableState) -> dict[str, str]:
+    """A stored record's hash fields, as the transition script writes them."""
+    return {
+        "version": str(record.version),
+        "state": record.state.value,
+        "reason": record.reason,
+        "opened_at": _time(record.opened_at),
+        "open_until": _time(record.open_until),
+        "cooldown": repr(record.cooldown),
+        "cooldown_level": str(record.cooldown_level),
+        "calm_since": _time(record.calm_since),
+        "trips": str(record.trips),
+        "consecutive_trips": str(record.consecutive_trips),
+        "tripped_by": "" if record.tripped_by is None else _figures(record.tripped_by),
+    }
 
-    version: int
-    state: CircuitState
-    reason: str
-    opened_at: float | None
-    open_until: float | None
-    cooldown: float
-    cooldown_level: int
-    calm_since: float | None
-    trips: int
-    consecutive_trips: int
-    tripped_by: TripFigures | None
 
-    def to_durable(self, server_now: float, wall_now: float) -> DurableState:
-        """The record on a process's wall clock, given the server's time of the answer."""
-        offset = wall_now - server_now
-
-        def moved(at: float | None) -> float | None:
-            return None if at is None else at + offset
-
-        return DurableState(
-            version=self.version,
-            state=self.state,
-            reason=self.reason,
-            opened_at=moved(self.opened_at),
-            open_until=moved(self.open_until),
-            cooldown=self.cooldown,
-            cooldown_level=self.cooldown_level,
-            calm_since=moved(self.calm_since),
-            trips=self.trips,
-            consecutive_trips=self.consecutive_trips,
-            tripped_by=self.tripped_by,
-        )
-
-    def fields(self) -> dict[str, str]:
-        """The hash fields, as the transition script writes them."""
-        return {
-            "version": str(self.version),
-            "state": self.state.value,
-            "reason": self.reason,
-            "opened_at": _time(self.opened_at),
-            "open_until": _time(self.open_until),
-            "cooldown": repr(self.cooldown),
-            "cooldown_level": str(self.cooldown_level),
-            "calm_since": _time(self.calm_since),
-            "trips": str(self.trips),
-            "consecutive_trips": str(self.consecutive_trips),
-            "tripped_by": "" if self.tripped_by is None else _figures(self.tripped_by),
-        }
+def on_wall_clock(stored: DurableState, server_now: float, wall_now: float) -> DurableState:
+    """A stored record (server-clock times) on a process's wall clock, given the
+    server's time of the answer that brought it."""
+    return stored.shifted(wall_now - server_now)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,14 +103,14 @@ class Payload:
             _time(self.calm_for),
         ]
 
-    def stored(self, version: int, server_now: float) -> StoredRecord:
-        """What the transition script makes of this payload at ``server_now``: the same
-        arithmetic, for the in-memory store and the tests."""
+    def stored(self, version: int, server_now: float) -> DurableState:
+        """What the transition script makes of this payload at ``server_now`` (times on
+        the server's clock): the same arithmetic, for the in-memory store and the tests."""
 
         def back(duration: float | None) -> float | None:
             return None if duration is None else server_now - duration
 
-        return StoredRecord(
+        return DurableState(
             version=version,
             state=self.state,
             reason=self.reason,
@@ -156,8 +125,9 @@ class Payload:
         )
 
 
-def parse_record(raw: Mapping[str, str] | Sequence[str | bytes]) -> StoredRecord | None:
-    """A record from a hash (a mapping, or HGETALL's flat list); None for an empty hash.
+def parse_record(raw: Mapping[str, str] | Sequence[str | bytes]) -> DurableState | None:
+    """A stored record (times on the server's clock) from a hash (a mapping, or
+    HGETALL's flat list); None for an empty hash.
 
     Raises :class:`SharedStateError` (``protocol``) for fields that make no sense.
     """
@@ -168,7 +138,7 @@ def parse_record(raw: Mapping[str, str] | Sequence[str | bytes]) -> StoredRecord
         state = CircuitState(fields["state"])
         if state not in _STORED:
             raise ValueError(f"state {state.value} is never stored")
-        record = StoredRecord(
+        record = DurableState(
             version=_count(fields["version"]),
             state=state,
             reason=fields.get("reason", ""),

@@ -21,11 +21,12 @@ from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from edge_voice.core.breaker import DurableState
 from edge_voice.core.shared_state import scripts
 from edge_voice.core.shared_state.backend import Notice, Written
 from edge_voice.core.shared_state.errors import SharedStateError, SharedStateErrorKind
 from edge_voice.core.shared_state.names import KeySpace
-from edge_voice.core.shared_state.records import Payload, StoredRecord, parse_record, parse_time
+from edge_voice.core.shared_state.records import Payload, parse_record, parse_time
 
 DEFAULT_TIMEOUT = 1.0
 """Seconds one operation may take before the store counts as not answering (paused,
@@ -84,7 +85,7 @@ class RedisBackend:
             applied, stamp, fields = answer
         return Written(bool(int(applied)), parse_time(stamp), parse_record(fields))
 
-    async def read(self, names: Sequence[str]) -> tuple[float, dict[str, StoredRecord]]:
+    async def read(self, names: Sequence[str]) -> tuple[float, dict[str, DurableState]]:
         """See :meth:`~edge_voice.core.shared_state.backend.SharedBackend.read`."""
         async with translated(self.timeout):
             answer: Any = await self._read(keys=[self.keys.record(n) for n in names])
