@@ -37,6 +37,7 @@ from edge_voice.core.storage.database import Database
 from edge_voice.core.storage.store import IN_MEMORY, StateStore
 from edge_voice.core.tts.espeak import EspeakProvider
 from edge_voice.core.tts.service import TTSService
+from edge_voice.core.tts.service_from_config import service_from_config
 from edge_voice.core.voices.catalogue import VoiceCatalogue, shipped_catalogue
 from edge_voice.core.voices.refresh import CatalogueKeeper, keeper_from_config
 
@@ -66,6 +67,11 @@ class TTSContext:
     users: int = field(default=0, repr=False)
     _opening: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
     _opened: list[StateStore | CatalogueKeeper] = field(default_factory=list, repr=False)
+
+    def __post_init__(self) -> None:
+        # A canary the input check refuses is the operators' to fix: tell them there.
+        if self.service.canary is not None:
+            self.service.canary.warn = self.operator_log.warn
 
     @property
     def catalogue(self) -> VoiceCatalogue:
@@ -146,7 +152,7 @@ def _warn_if_relative(data_dir: str) -> None:
 def build_tts_context(config: Config) -> TTSContext:
     """A context from ``config``: Edge service, audio cache, saved breaker state,
     and the offline voice when ``[fallback] on_open`` asks for one."""
-    service = TTSService.from_config(config)
+    service = service_from_config(config)
     cache = None
     if config.cache.enabled:
         cache = AudioCache(
@@ -157,7 +163,7 @@ def build_tts_context(config: Config) -> TTSContext:
     store = None
     if config.state.persist:
         store = BreakerStateStore.in_data_dir(config.state.data_dir)
-        for name, outcome in store.attach_service(service).items():
+        for name, outcome in store.attach_service(service.breakers).items():
             log.info("breaker %s restored: %s", name, outcome.value)
     offline_voice = None
     if config.fallback.on_open != "text":

@@ -13,9 +13,11 @@ import pytest
 
 from edge_voice.core.breaker import CircuitBreakerConfig, CircuitOpenError
 from edge_voice.core.clock import FakeClock
+from edge_voice.core.config import CanaryConfig
+from edge_voice.core.tts.breakers import ServiceBreakers
 from edge_voice.core.tts.edge import EdgeProvider
 from edge_voice.core.tts.outcomes import SynthesisFailed
-from edge_voice.core.tts.policy import Backoff
+from edge_voice.core.tts.policy import Backoff, RetryPolicy
 from edge_voice.core.tts.service import TTSService
 from tests.fakes.edge_server import FakeEdgeServer, FaultMode, FaultPlan
 
@@ -31,18 +33,15 @@ def make_service(clock: FakeClock, idle_stop_after: float = 900.0) -> TTSService
     return TTSService(
         EdgeProvider(connect_timeout=1, read_timeout=1),
         voices=[KILLIAN, CONRAD],
-        breaker_config=CircuitBreakerConfig(
-            consecutive_failures=2, success_threshold=2, cooldown_jitter=0
+        breakers=ServiceBreakers(
+            "edge",
+            CircuitBreakerConfig(consecutive_failures=2, success_threshold=2, cooldown_jitter=0),
+            clock=clock,
+            wall_clock=clock.wall,
         ),
-        attempts=1,
-        backoff=Backoff(0, 0),
-        total_deadline=5,
-        clock=clock,
-        wall_clock=clock.wall,
+        retry=RetryPolicy(1, Backoff(0, 0), total_deadline=5),
         sleep=sleep,
-        canaries=True,
-        canary_text=CANARY,
-        canary_idle_stop_after=idle_stop_after,
+        canary=CanaryConfig(text=CANARY, idle_stop_after=idle_stop_after),
     )
 
 
@@ -127,7 +126,7 @@ async def test_a_blocked_voice_is_probed_with_that_voice(edge_server: FakeEdgeSe
     edge_server.plan = FaultPlan.fail_voice(KILLIAN)
     for _ in range(2):
         assert await service.synthesize("Hallo") == edge_server.audio
-    killian = service.voice_breaker(KILLIAN)
+    killian = service.breakers.voice(KILLIAN)
     assert killian.state.value != "CLOSED"
     assert service.service_breaker.state.value == "CLOSED"
     edge_server.plan = FaultPlan()
@@ -146,4 +145,5 @@ async def test_traffic_mode_has_no_prober(edge_server: FakeEdgeServer) -> None:
         "running": False,
         "sent": 0,
         "paused_idle": False,
+        "config_error": None,
     }
