@@ -184,8 +184,9 @@ class CanaryProber:
 
     async def _tell_operators(self, problem: str) -> None:
         text = (
-            f"{problem}. Canaries are off until the bot restarts with a [canary] text "
-            "that can be spoken; listeners' messages are the breakers' trial calls meanwhile."
+            f"{problem.rstrip('.')}. Canaries are off until the bot restarts with a [canary] "
+            "text and voices that can be spoken; listeners' messages are the breakers' trial "
+            "calls meanwhile."
         )
         log.error("configuration error: %s", text)
         if self.warn is None:

@@ -160,7 +160,8 @@ class TTSService:
     ) -> AsyncGenerator[bytes, None]:
         """Yield audio chunks for ``text`` as the provider delivers them.
 
-        Raises ``InvalidText``/``InvalidVoiceSettings`` for bad input,
+        Raises ``InvalidText``/``InvalidVoiceSettings`` for bad input (also when the
+        provider is the one to refuse it; nothing is counted then),
         :class:`CircuitOpenError` when the service breaker rejects the request or
         every voice's breaker is open, and :class:`SynthesisFailed` when the chain
         failed. Once audio has been yielded a later failure is not retried (the
@@ -212,6 +213,10 @@ class TTSService:
                             service.watch.waiting()
                             held.watch.waiting()
                 except TTSError as error:
+                    if error.kind is ErrorKind.INPUT:
+                        # The provider refused our input (a voice or prosody it cannot
+                        # use): the caller's to fix, nobody's failure; permits go back.
+                        raise
                     last = error
                     if is_voice_scoped(error.kind):
                         held.fail(str(error))
