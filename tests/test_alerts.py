@@ -451,3 +451,16 @@ def test_status_reports_the_cache_and_what_listeners_get_during_outages() -> Non
     outages = field(alert, "During outages")
     assert "offline voice speaks" in outages
     assert "canaries" in outages
+
+
+def test_status_says_when_the_canary_cannot_be_spoken() -> None:
+    service = TTSService(
+        EdgeProvider(connect_timeout=1.0, read_timeout=1.0),
+        voices=["v1"],
+        canary=CanaryConfig(text="..."),
+    )
+    assert service.canary is not None
+    service.canary.config_error = "canary '...' with v1 cannot be spoken: input: empty"
+    outages = field(status_alert(service.health(), on_open="text"), "During outages")
+    assert "next message is the trial call" in outages
+    assert "cannot be spoken" in outages
