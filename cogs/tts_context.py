@@ -78,8 +78,6 @@ class TTSContext:
 
     def __post_init__(self) -> None:
         self._uninstrument = instrument_service(self.metrics, self.service, self.cache)
-
-    def __post_init__(self) -> None:
         # A canary the input check refuses is the operators' to fix: tell them there.
         if self.service.canary is not None:
             self.service.canary.warn = self.operator_log.warn

@@ -80,12 +80,12 @@ def instrument_service(
     def count(event: TransitionEvent) -> None:
         metrics.transition(event.breaker, event.old.value, event.new.value)
 
-    service.add_listener(count)
+    service.breakers.add_listener(count)
     metrics.breaker_states = lambda: [(b.name, b.state.value) for b in service.breakers]
     if cache is not None:
         metrics.cache_stats = cache.stats
 
     def undo() -> None:
-        service.remove_listener(count)
+        service.breakers.remove_listener(count)
 
     return undo
