@@ -31,6 +31,10 @@ MOVED_CLOSE_CODE = 4014
 (tests/README.md), so it is given time to settle rather than taken for a fault."""
 
 
+CANCEL_RETRY = 0.05
+"""Seconds between two cancellations of a discord.py task that ignored the first."""
+
+
 class LinkedVoiceClient(discord.VoiceClient):
     """A ``discord.VoiceClient`` that remembers being disconnected by Discord.
 
@@ -92,16 +96,28 @@ def library_tasks(client: Any) -> list[asyncio.Task[Any]]:
 
 
 async def stop_library_tasks(client: Any, within: float) -> None:
-    """Cancel discord.py's tasks on ``client`` and wait for them, at most ``within`` s.
+    """Cancel discord.py's tasks on ``client`` until they have ended, at most ``within`` s.
 
     ``VoiceClient.disconnect()`` does not cancel a poller sleeping in its reconnect
-    backoff: that task would later leave and join the channel again on its own.
+    backoff: that task would later leave and join the channel again on its own. One
+    ``cancel()`` is not always enough: the poller reads the voice websocket through
+    ``asyncio.wait_for``, which on Python 3.11 returns the inner result and drops the
+    cancellation when both arrive in the same step; the poller then goes into its backoff
+    as if nothing happened. So cancel again until it is done.
     """
-    tasks = [t for t in library_tasks(client) if t is not asyncio.current_task()]
-    for task in tasks:
-        task.cancel()
-    if tasks:
-        await asyncio.wait(tasks, timeout=within)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        tasks = [t for t in library_tasks(client) if t is not asyncio.current_task()]
+        if not tasks:
+            return
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            log.warning("discord.py's voice tasks did not stop: %s", [t.get_name() for t in tasks])
+            return
+        for task in tasks:
+            task.cancel()
+        await asyncio.wait(tasks, timeout=min(remaining, CANCEL_RETRY))
 
 
 def register_again(bot: commands.Bot, guild: discord.Guild, client: Any) -> None:
