@@ -11,8 +11,6 @@ The voice link closes it and joins again.
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,14 @@ import pytest
 from edge_voice.bot import TTSBot
 from edge_voice.cogs.voice_link import library_view
 from edge_voice.core.voice_link import VOICE_LOST_NOTICE
-from tests.e2e_support import E2E, e2e_bot, text_post_for_member
+from tests.e2e_support import (
+    E2E,
+    e2e_bot,
+    open_voice_sockets,
+    text_post_for_member,
+    voice_tasks,
+    voice_threads,
+)
 from tests.fakes.audio_samples import edge_like_mp3
 
 FAULTS: dict[str, Callable[[E2E], Awaitable[None]]] = {
@@ -65,25 +70,6 @@ class QuickTTSBot(TTSBot):
         """No sleep: the fake has no identify rate limit (a public hook, meant for this)."""
 
 
-VOICE_THREADS = ("voice-socket-reader:", "voice-keep-alive-handler:", "audio-player:")
-VOICE_TASKS = ("Voice websocket poller", "Voice connector")
-
-
-def voice_threads() -> list[str]:
-    """discord.py's voice threads still alive."""
-    return [t.name for t in threading.enumerate() if t.name.startswith(VOICE_THREADS)]
-
-
-def voice_tasks() -> list[str]:
-    """discord.py's voice tasks still running."""
-    return [t.get_name() for t in asyncio.all_tasks() if t.get_name() in VOICE_TASKS]
-
-
-def open_voice_sockets(e2e: E2E) -> list[Any]:
-    """The fake's voice websockets that are still open."""
-    return [c for ep in e2e.fake.endpoints for c in ep.connections if c.close is None]
-
-
 def stranded_closed(client: Any) -> bool:
     """Whether ``client`` has let go of everything discord.py gave it."""
     connection = client._connection
@@ -121,12 +107,16 @@ async def test_a_new_session_closes_the_forgotten_voice_client_and_rejoins(
         assert e2e.notices() == [VOICE_LOST_NOTICE]
         # The forgotten client is closed, by discord.py's objects and by the fake's count.
         await e2e.wait_for(lambda: stranded_closed(stranded), 3)
-        await e2e.wait_for(lambda: len(open_voice_sockets(e2e)) == 1, 3)
+        await e2e.wait_for(lambda: len(open_voice_sockets(e2e.fake)) == 1, 3)
         assert e2e.bot.voice_clients == [e2e.voice_client()]
         voice = e2e.scene.voice.id
-        assert [r.channel_id for r in e2e.fake.voice_requests] == [voice, None, voice]
+        # The join, the forgotten client's leave, the rejoin (a rejoin that timed out on a
+        # loaded machine is retried, which adds a leave and a join).
+        op4 = [r.channel_id for r in e2e.fake.voice_requests]
+        assert (op4[:3], op4[-1]) == ([voice, None, voice], voice)
         assert e2e.voice_client().channel.id == voice
-        assert len(voice_threads()) == 2  # the new client's socket reader and keep-alive
+        # Only the new client's socket reader and keep-alive are left.
+        await e2e.wait_for(lambda: len(voice_threads()) == 2, 3)
 
         e2e.edge.audio = edge_like_mp3(0.4)
         await e2e.say_in_channel("Wieder da")
@@ -136,6 +126,6 @@ async def test_a_new_session_closes_the_forgotten_voice_client_and_rejoins(
         # Shutting down afterwards still leaves voice and lets go of everything.
         await e2e.bot.close()
         assert e2e.fake.voice_requests[-1].channel_id is None
-        await e2e.wait_for(lambda: not open_voice_sockets(e2e), 3)
+        await e2e.wait_for(lambda: not open_voice_sockets(e2e.fake), 3)
         await e2e.wait_for(lambda: not voice_threads() and not voice_tasks(), 3)
         assert e2e.bot.voice_clients == []
