@@ -247,8 +247,9 @@ class DiscordVoiceLink:
             except (TimeoutError, discord.HTTPException, ConnectionError) as exc:
                 log.warning("guild %s: leaving voice failed: %r", self.guild_id, exc)
             finally:
-                if guild is not None and guild.voice_client is client:
-                    client.cleanup()
+                left = guild.voice_client if guild is not None else None
+                if left is not None and left is client:  # its disconnect did not finish
+                    left.cleanup()
 
     async def notice(self, text: str) -> None:
         """Post ``text`` in the bound channel (the poster never raises)."""

@@ -56,10 +56,10 @@ POLL_INTERVAL = 0.1
 SETTLE = 0.75
 """Seconds the library may take to move to a new voice server or channel (it takes
 about 20 ms) before the silence counts as a fault."""
-RECOVER_WITHIN = 45.0
+RECOVER_WITHIN = 44.0
 """Seconds the library may spend reconnecting by itself before it is taken over: its
 first backoff (up to 2 s) and one connect attempt (``voice_connect_timeout``, 20 s by
-default), twice over; the cog derives it from the connect timeout."""
+default), twice over; the cog derives it from the configured connect timeout."""
 STABLE = 30.0
 """Seconds a connection must stay up after a fault before the outage is over: lost
 again sooner, it is the same outage (no new notice)."""
