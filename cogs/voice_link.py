@@ -81,10 +81,7 @@ def library_view(client: Any) -> LibraryView:
     # discord.py reads the close frame itself (no autoclose): the socket reports its close
     # code at once, and ``closed`` only once someone closes it from this side as well.
     closed = code is not None or bool(getattr(socket, "closed", False))
-    connection = getattr(client, "_connection", None)
-    tasks = (getattr(connection, "_runner", None), getattr(connection, "_connector", None))
-    working = any(isinstance(task, asyncio.Task) and not task.done() for task in tasks)
-    return LibraryView(closed, code, working)
+    return LibraryView(closed, code, bool(library_tasks(client)))
 
 
 def library_tasks(client: Any) -> list[asyncio.Task[Any]]:
