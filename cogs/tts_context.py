@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +33,8 @@ from edge_voice.core.alerts import OperatorLog
 from edge_voice.core.breaker.store import BreakerStateStore
 from edge_voice.core.cache import AudioCache
 from edge_voice.core.config import Config, load_default_config
+from edge_voice.core.metered import instrument_service
+from edge_voice.core.metrics import MetricsServer, TTSMetrics
 from edge_voice.core.player import OfflineVoice
 from edge_voice.core.storage.database import Database
 from edge_voice.core.storage.store import IN_MEMORY, StateStore
@@ -63,9 +66,17 @@ class TTSContext:
     as the host injected them)."""
     voices: CatalogueKeeper | None = None
     """The voice list in use, refreshed in the background (None: the shipped snapshot)."""
+    metrics: TTSMetrics = field(default_factory=TTSMetrics)
+    """The bot's Prometheus metrics; served on ``[metrics] port`` by a context built
+    here (a host that injects its context may serve ``metrics.registry`` itself)."""
+    metrics_server: MetricsServer | None = None
     users: int = field(default=0, repr=False)
     _opening: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
     _opened: list[StateStore | CatalogueKeeper] = field(default_factory=list, repr=False)
+    _uninstrument: Callable[[], None] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self._uninstrument = instrument_service(self.metrics, self.service, self.cache)
 
     @property
     def catalogue(self) -> VoiceCatalogue:
@@ -92,6 +103,20 @@ class TTSContext:
         async with self._opening:
             if self.state is not None:
                 return self.state
+            metrics = self.config.metrics
+            if self.owned and metrics.port and self.metrics_server is None:
+                # Binding is quick, but a thread start and a bind are still I/O.
+                try:
+                    self.metrics_server = await asyncio.to_thread(
+                        MetricsServer, self.metrics.registry, metrics.host, metrics.port
+                    )
+                except OSError as error:  # speech goes on; the operator reads why
+                    log.error(
+                        "metrics not served: cannot listen on %s:%d (%s)",
+                        metrics.host,
+                        metrics.port,
+                        error.strerror or error,
+                    )
             if self.voices is None and self.owned:
                 self.voices = keeper_from_config(self.config)
                 self.voices.start()
@@ -121,8 +146,15 @@ class TTSContext:
                 self.voices = None
 
     async def close(self) -> None:
-        """Stop the service's background work and close the state files."""
+        """Stop the service's background work, the metrics server, and close the state
+        files."""
         await self.service.close()
+        if self._uninstrument is not None:
+            self._uninstrument()
+            self._uninstrument = None
+        if self.metrics_server is not None:
+            server, self.metrics_server = self.metrics_server, None
+            await server.aclose()
         await self.close_state()
         if self.store is not None:
             self.store.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,7 @@ from edge_voice.cogs.voice_output import DiscordVoiceOutput
 from edge_voice.core.cache import AudioCache
 from edge_voice.core.clock import Clock
 from edge_voice.core.config import Config
+from edge_voice.core.metrics import PlayerFigures
 from edge_voice.core.player import OFFLINE_VOICE_REASON, GuildPlayer, OfflineVoice
 from edge_voice.core.posting import OperatorWarning
 from edge_voice.core.speech import FailureReason, SpeakerPrefixer, SpeechOutcome, SpeechResult
@@ -79,11 +81,13 @@ def open_session(
     offline_voice: OfflineVoice | None,
     clock: Clock,
     warn: OperatorWarning | None = None,
+    on_outcome: Callable[[SpeechResult], object] | None = None,
 ) -> VoiceSession:
     """A session speaking in ``voice_channel`` and reading ``channel``: a new player on
     ``service`` with ``config``'s player and speaker-announcement settings, and a
     supervisor for the voice connection (rejoins take ``lock``, the guild's join lock).
-    ``warn`` tells the operators when ``channel`` cannot be posted to."""
+    ``warn`` tells the operators when ``channel`` cannot be posted to; ``on_outcome``
+    hears what became of every message the player handled."""
     settings = config.player
     text = ChannelTextOutput(channel, warn=warn)
     link = DiscordVoiceLink(
@@ -114,12 +118,22 @@ def open_session(
         offline_voice=offline_voice,
         clock=clock,
         name=f"guild {guild.id}",
+        on_outcome=on_outcome,
     )
     prefixer = SpeakerPrefixer(
         every=config.text.announce_speaker_every,
         enabled=config.text.announce_speaker,
     )
     return VoiceSession(player, voice, text, prefixer, link, supervisor)
+
+
+def player_figures(sessions: Iterable[VoiceSession]) -> PlayerFigures:
+    """What a metrics scrape reads of ``sessions``: utterances playing, messages waiting."""
+    playing = queued = 0
+    for session in sessions:
+        playing += session.player.speaking
+        queued += session.player.pending
+    return PlayerFigures(playing=playing, queued=queued)
 
 
 LIBRARY_BACKOFF = 2.0
