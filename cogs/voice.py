@@ -388,7 +388,8 @@ class VoiceCog(commands.Cog, name="Voice"):
         if channel is None or before.channel != channel or after_channel == channel:
             return
         if not any(not listener.bot for listener in channel.members):
-            await self._end_session(member.guild.id, "👋 Left voice: nobody is listening anymore.")
+            notice = None if session.text_only else "👋 Left voice: nobody is listening anymore."
+            await self._end_session(member.guild.id, notice)
 
     @commands.Cog.listener()
     async def on_guild_remove(self, guild: discord.Guild) -> None:
@@ -430,6 +431,10 @@ class VoiceCog(commands.Cog, name="Voice"):
                 guild, channel, connect_timeout=timeout, cls=LinkedVoiceClient
             )
             if problem is None:
+                old = self._sessions.get(guild.id)
+                if old is not None and old.text_only:  # voice gave up on it: a fresh one
+                    del self._sessions[guild.id]
+                    await old.player.close()
                 self._bind(guild, channel, text_channel)
         if problem is None:
             await self._keeper.remember(guild, channel, text_channel)
@@ -477,10 +482,27 @@ class VoiceCog(commands.Cog, name="Voice"):
         )
 
     async def _watch_link(self, guild_id: int, session: VoiceSession) -> None:
-        """Run the session's supervisor; when it says the session is over, end it."""
+        """Run the session's supervisor; when it says the session is over, end it (or,
+        when voice gave up, only its voice part: the bound channel stays, as text)."""
         end = await session.supervisor.run()
         log.info("guild %s: ending the voice session: %s", guild_id, end.name.lower())
-        await self._end_session(guild_id, end.notice, only=session)
+        if end.keeps_channel:
+            await self._end_voice(guild_id, end.notice, session)
+        else:
+            await self._end_session(guild_id, end.notice, only=session)
+
+    async def _end_voice(self, guild_id: int, notice: str, session: VoiceSession) -> None:
+        """Leave voice but keep ``session`` reading its channel: its player posts every
+        message as text (the supervisor stays down) until /join, /leave or nobody is left."""
+        async with self._locks[guild_id]:
+            if self._sessions.get(guild_id) is not session:
+                return
+            session.text_only = True
+            guild = self.bot.get_guild(guild_id)
+            if guild is not None:
+                await self._keeper.left(guild)
+            await session.text.post(notice)
+            await leave_voice(guild.voice_client if guild is not None else None, DISCONNECT_TIMEOUT)
 
     async def _end_session(
         self,

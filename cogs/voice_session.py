@@ -53,6 +53,9 @@ class VoiceSession:
     supervisor: VoiceLinkSupervisor
     watch: asyncio.Task[Any] | None = field(default=None, repr=False)
     """The supervisor's task while it runs (the cog starts it)."""
+    text_only: bool = False
+    """Voice gave up (:attr:`core.voice_link.LinkEnd.keeps_channel`): the bot left voice,
+    and the bound channel's messages are posted as text until /join or /leave."""
 
     def voice_channel(self) -> Any:
         """The voice channel the session speaks in, also while the connection is down."""
@@ -96,7 +99,9 @@ def open_session(
         connect_timeout=settings.voice_connect_timeout,
     )
     policy = LinkPolicy(
-        rejoin_attempts=settings.rejoin_attempts, rejoin_backoff=settings.rejoin_backoff
+        rejoin_attempts=settings.rejoin_attempts,
+        rejoin_backoff=settings.rejoin_backoff,
+        recover_within=recover_within(settings.voice_connect_timeout),
     )
     supervisor = VoiceLinkSupervisor(link, policy, name=f"guild {guild.id}")
 
@@ -129,6 +134,18 @@ def player_figures(sessions: Iterable[VoiceSession]) -> PlayerFigures:
         playing += session.player.speaking
         queued += session.player.pending
     return PlayerFigures(playing=playing, queued=queued)
+
+
+LIBRARY_BACKOFF = 2.0
+"""The longest first wait of discord.py 2.7.1 before it reconnects after 4006/4009
+(``ExponentialBackoff``: uniform 0-2 s; tests/README.md)."""
+
+
+def recover_within(connect_timeout: float) -> float:
+    """How long discord.py may reconnect by itself before the supervisor takes over: its
+    first backoff and a whole connect attempt, twice (a refused session never connects,
+    and its backoff grows without end)."""
+    return 2 * (LIBRARY_BACKOFF + connect_timeout)
 
 
 def disconnect_timeout() -> float:
