@@ -31,8 +31,9 @@ cog's adapter over discord.py) and decides:
 * **The end**: the bot was disconnected on purpose or its channel deleted, the rejoins
   all failed, the connection kept dropping, or nobody is left to listen.
   :meth:`~VoiceLinkSupervisor.run` returns why (a :class:`LinkEnd`), and the cog ends
-  the session with that notice. After a give-up (:attr:`LinkEnd.keeps_channel`) the
-  bound channel stays: messages there are posted as text until ``/join`` or ``/leave``.
+  the session with that notice. Unless nobody is left (:attr:`LinkEnd.keeps_channel`),
+  the bound channel stays: messages there are posted as text until ``/join``, ``/leave``
+  or the last listener leaves, never ignored.
 
 No discord here: the port says what the connection is doing, this module what to do.
 """
@@ -92,8 +93,14 @@ class LinkState(Enum):
 class LinkEnd(Enum):
     """Why the session ends; the value is the notice the guild gets."""
 
-    KICKED = "🔌 I was disconnected from voice; /join again."
-    CHANNEL_DELETED = "🔌 My voice channel was deleted; /join another one."
+    KICKED = (
+        "🔌 I was disconnected from voice; /join again. "
+        "Until then I post the messages here as text (/leave stops that)."
+    )
+    CHANNEL_DELETED = (
+        "🔌 My voice channel was deleted; /join another one. "
+        "Until then I post the messages here as text (/leave stops that)."
+    )
     NOBODY_LISTENING = "👋 Left voice: nobody is listening anymore."
     REJOIN_FAILED = (
         "🔌 I lost the voice connection and could not get back in; /join again. "
@@ -111,9 +118,9 @@ class LinkEnd(Enum):
 
     @property
     def keeps_channel(self) -> bool:
-        """Whether the bound channel stays read (as text posts) after the end: voice gave
-        up on the listeners, not the other way round."""
-        return self in (LinkEnd.REJOIN_FAILED, LinkEnd.UNSTABLE)
+        """Whether the bound channel stays read (as text posts) after the end: voice went
+        away while the listeners are still there (only their leaving ends reading)."""
+        return self is not LinkEnd.NOBODY_LISTENING
 
 
 class LinkPort(Protocol):

@@ -256,6 +256,7 @@ async def test_an_outage_ends_once_the_connection_stayed_up_long_enough() -> Non
     assert port.abandons == 0
 
 
-def test_only_giving_up_keeps_the_channel_as_text() -> None:
+def test_every_end_but_nobody_listening_keeps_the_channel_as_text() -> None:
     keeps = {end for end in LinkEnd if end.keeps_channel}
-    assert keeps == {LinkEnd.REJOIN_FAILED, LinkEnd.UNSTABLE}
+    assert keeps == set(LinkEnd) - {LinkEnd.NOBODY_LISTENING}
+    assert all("as text" in end.notice for end in keeps)
