@@ -27,6 +27,7 @@ from bench._common import percentile  # noqa: E402
 from edge_voice.core.config import Config  # noqa: E402
 from edge_voice.core.tts.edge import edge_tts_version  # noqa: E402
 from edge_voice.core.tts.service import TTSService  # noqa: E402
+from edge_voice.core.tts.service_from_config import service_from_config  # noqa: E402
 from tests.fakes.edge_server import FakeEdgeServer, Pacing, edge_client_pointed_at  # noqa: E402
 
 TEXT = "Hallo zusammen, das ist ein kurzer Test der Sprachausgabe."
@@ -40,7 +41,7 @@ Measure = Callable[[], Awaitable[float]]
 
 def build_service(config: Config) -> TTSService:
     """Our layer as the bot builds it from the default configuration."""
-    return TTSService.from_config(config)
+    return service_from_config(config)
 
 
 def via_service(service: TTSService) -> Measure:

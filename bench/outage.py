@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import random
 import sys
 import tempfile
@@ -43,7 +44,7 @@ from edge_voice.core.tasks import cancel_and_wait  # noqa: E402
 from edge_voice.core.tts.errors import ErrorKind, TTSError  # noqa: E402
 from edge_voice.core.tts.policy import Backoff  # noqa: E402
 from edge_voice.core.tts.provider import EDGE_MP3, SynthesisRequest, VoiceSettings  # noqa: E402
-from edge_voice.core.tts.service import TTSService  # noqa: E402
+from edge_voice.core.tts.service_from_config import service_from_config  # noqa: E402
 
 CONFIG = Config()
 ANSWER_LIMIT = 0.1
@@ -190,7 +191,7 @@ def _ours(
     *,
     canaries: bool,
 ) -> Contender:
-    service = TTSService.from_config(
+    service = service_from_config(
         CONFIG,
         provider,
         validate=None,
@@ -198,7 +199,7 @@ def _ours(
         wall_clock=clock.wall,
         sleep=asyncio.sleep,  # on this loop, sleeping advances the FakeClock
         jitter=rng.random,
-        canaries=canaries,
+        canary=dataclasses.replace(CONFIG.canary, enabled=canaries),
     )
     return service.synthesize, lambda: _label(service.service_breaker)
 
@@ -322,13 +323,15 @@ def restart_loop(persist: bool, args: argparse.Namespace) -> RestartResult:
     result = RestartResult()
 
     async def one_run(directory: str, until: float) -> None:
-        service = TTSService.from_config(
+        service = service_from_config(
             CONFIG, edge, clock=clock, wall_clock=clock.wall, jitter=random.Random(args.seed).random
         )
         store = None
         if persist:
             store = BreakerStateStore.in_data_dir(directory, wall_clock=clock.wall)
-            result.restored[store.attach_service(service)[service.service_breaker.name]] += 1
+            result.restored[
+                store.attach_service(service.breakers)[service.service_breaker.name]
+            ] += 1
 
         async def deliver(text: str) -> None:
             try:
@@ -367,7 +370,7 @@ def report_restarts(args: argparse.Namespace) -> bool:
     print(
         f"\n## Restarts during the outage\n\nEdge answers 503 for {args.outage_minutes:g} min "
         f"({outage_features.FAILURE_COST} s per attempt); the bot restarts every "
-        f"{args.restart_every:g} s: a fresh TTSService.from_config(Config()) each time ("
+        f"{args.restart_every:g} s: a fresh service_from_config(Config()) each time ("
         "canaries, breaker defaults), messages in flight dropped. Same message schedule as the "
         "voice share below. The store's wall clock is the FakeClock."
     )

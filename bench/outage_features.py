@@ -46,6 +46,7 @@ from edge_voice.core.tts.espeak import EspeakProvider  # noqa: E402
 from edge_voice.core.tts.outcomes import SynthesisReport  # noqa: E402
 from edge_voice.core.tts.provider import EDGE_MP3, SynthesisRequest  # noqa: E402
 from edge_voice.core.tts.service import TTSService  # noqa: E402
+from edge_voice.core.tts.service_from_config import service_from_config  # noqa: E402
 from tests.fakes.audio_samples import edge_like_mp3  # noqa: E402
 
 FAILURE_COST = 0.2
@@ -246,8 +247,13 @@ def voice_share(config: Config, args: argparse.Namespace) -> ShareResult:
             result.opened_at = clock()
 
     async def run() -> None:
-        service = ObservedService.from_config(
-            config, edge, clock=clock, wall_clock=clock.wall, jitter=random.Random(args.seed).random
+        service = service_from_config(
+            config,
+            edge,
+            service_type=ObservedService,
+            clock=clock,
+            wall_clock=clock.wall,
+            jitter=random.Random(args.seed).random,
         )
         service.service_breaker.add_listener(on_transition)
         cache = AudioCache(config.cache.max_bytes) if config.cache.enabled else None
@@ -324,7 +330,7 @@ def describe(args: argparse.Namespace) -> str:
         f"audio), then 503 for {out:g} min ({FAILURE_COST} s per attempt), then healthy for "
         f"{rec:g} min. Per guild a real GuildPlayer (PlayerConfig from Config) whose voice "
         "output drains each PacketBuffer as fast as packets come; one AudioCache shared by "
-        "the guilds; the real EspeakProvider as offline voice; TTSService.from_config "
+        "the guilds; the real EspeakProvider as offline voice; service_from_config "
         "(canaries on, breaker defaults); no restart, so no state file."
     )
 

@@ -34,8 +34,9 @@ from edge_voice.core.breaker import CircuitState, TransitionEvent  # noqa: E402
 from edge_voice.core.clock import FakeClock  # noqa: E402
 from edge_voice.core.config import Config  # noqa: E402
 from edge_voice.core.shared_state import MemoryHub, SharedBreakers  # noqa: E402
+from edge_voice.core.tts.breakers import ServiceBreakers  # noqa: E402
 from edge_voice.core.tts.errors import ErrorKind, TTSError  # noqa: E402
-from edge_voice.core.tts.policy import Backoff  # noqa: E402
+from edge_voice.core.tts.policy import Backoff, RetryPolicy  # noqa: E402
 from edge_voice.core.tts.provider import EDGE_MP3, SynthesisRequest  # noqa: E402
 from edge_voice.core.tts.service import TTSService  # noqa: E402
 
@@ -138,19 +139,20 @@ class Result:
 
 def make_service(edge: SimulatedEdge, clock: FakeClock, rng: random.Random) -> TTSService:
     """One process's service with the default config, on the simulated clock."""
+    retry = CONFIG.retry
     return TTSService(
         edge,
         voices=[VOICE],
-        breaker_config=CONFIG.breaker,
-        attempts=CONFIG.retry.attempts,
-        backoff=Backoff(CONFIG.retry.backoff_base, CONFIG.retry.backoff_max),
-        total_deadline=CONFIG.deadlines.total,
-        clock=clock,
-        wall_clock=clock.wall,
-        jitter=rng.random,
-        canaries=True,
-        canary_text=CANARY,
-        canary_idle_stop_after=CONFIG.canary.idle_stop_after,
+        breakers=ServiceBreakers(
+            edge.name, CONFIG.breaker, clock=clock, wall_clock=clock.wall, jitter=rng.random
+        ),
+        retry=RetryPolicy(
+            retry.attempts,
+            Backoff(retry.backoff_base, retry.backoff_max),
+            CONFIG.deadlines.total,
+            rng.random,
+        ),
+        canary=CONFIG.canary,
     )
 
 
@@ -194,7 +196,7 @@ async def run_fleet(
         rng = random.Random(seed * 100 + index)
         edge = SimulatedEdge(clock, down_from, down_until)
         process = Process(edge, make_service(edge, clock, rng))
-        process.service.add_listener(lambda e, p=process: p.on_transition(e, clock))
+        process.service.breakers.add_listener(lambda e, p=process: p.on_transition(e, clock))
         if shared:
             coordinator = SharedBreakers(hub.member(), wall_clock=clock.wall)
             coordinator.attach_service(process.service)

@@ -43,6 +43,7 @@ from edge_voice.core.speech import Utterance  # noqa: E402
 from edge_voice.core.tts.edge import EdgeProvider, edge_tts_version  # noqa: E402
 from edge_voice.core.tts.provider import SynthesisRequest  # noqa: E402
 from edge_voice.core.tts.service import TTSService  # noqa: E402
+from edge_voice.core.tts.service_from_config import service_from_config  # noqa: E402
 from edge_voice.core.tts.text import clean_discord_message  # noqa: E402
 from tests.fakes.audio_samples import edge_like_mp3  # noqa: E402
 from tests.fakes.edge_server import FakeEdgeServer, Pacing, edge_client_pointed_at  # noqa: E402
@@ -181,7 +182,7 @@ async def measure(args: argparse.Namespace) -> dict[str, list[float]]:
                     connect_timeout=config.deadlines.connect, read_timeout=config.deadlines.read
                 )
             )
-            service = TTSService.from_config(config, tap)
+            service = service_from_config(config, tap)
             conversions: list[float] = []
             paths = {
                 "baseline": direct(config.speech.voice_chain[0]),

@@ -118,12 +118,12 @@ class AdminCog(commands.Cog, name="TTS admin"):
         except BaseException:
             await release_tts_context(self.bot)
             raise
-        self.service.add_listener(self.alerts.add)
+        self.service.breakers.add_listener(self.alerts.add)
         self.context.operator_log.connect(self.post_alert)
         self.startup_task = asyncio.create_task(self._startup_report(), name="tts-startup-report")
 
     async def cog_unload(self) -> None:
-        self.service.remove_listener(self.alerts.add)
+        self.service.breakers.remove_listener(self.alerts.add)
         self.context.operator_log.disconnect(self.post_alert)
         if self.startup_task is not None:
             await cancel_and_wait(self.startup_task)
@@ -182,7 +182,7 @@ class AdminCog(commands.Cog, name="TTS admin"):
             return
         user = interaction.user
         before = {b.name: b.state for b in self.service.breakers}
-        self.service.reset(f"reset by {user} with /tts reset")
+        self.service.breakers.reset(f"reset by {user} with /tts reset")
         troubled = [f"{n}: {s.value}" for n, s in before.items() if s is not CircuitState.CLOSED]
         was = ", ".join(troubled) if troubled else "all were CLOSED already"
         await respond(

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,12 +33,15 @@ from edge_voice.core.alerts import OperatorLog
 from edge_voice.core.breaker.store import BreakerStateStore
 from edge_voice.core.cache import AudioCache
 from edge_voice.core.config import Config, load_default_config
+from edge_voice.core.metered import instrument_service
+from edge_voice.core.metrics import MetricsServer, TTSMetrics
 from edge_voice.core.player import OfflineVoice
 from edge_voice.core.shared_state import SharedBreakers
 from edge_voice.core.storage.database import Database
 from edge_voice.core.storage.store import IN_MEMORY, StateStore
 from edge_voice.core.tts.espeak import EspeakProvider
 from edge_voice.core.tts.service import TTSService
+from edge_voice.core.tts.service_from_config import service_from_config
 from edge_voice.core.voices.catalogue import VoiceCatalogue, shipped_catalogue
 from edge_voice.core.voices.refresh import CatalogueKeeper, keeper_from_config
 
@@ -67,9 +71,20 @@ class TTSContext:
     shared: SharedBreakers | None = None
     """With ``[state] backend = "redis"``: the breakers every process of the bot shares
     (started by :meth:`open_state`, instead of the SQLite breaker store)."""
+    metrics: TTSMetrics = field(default_factory=TTSMetrics)
+    """The bot's Prometheus metrics; served on ``[metrics] port`` by a context built
+    here (a host that injects its context may serve ``metrics.registry`` itself)."""
+    metrics_server: MetricsServer | None = None
     users: int = field(default=0, repr=False)
     _opening: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
     _opened: list[StateStore | CatalogueKeeper] = field(default_factory=list, repr=False)
+    _uninstrument: Callable[[], None] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self._uninstrument = instrument_service(self.metrics, self.service, self.cache)
+        # A canary the input check refuses is the operators' to fix: tell them there.
+        if self.service.canary is not None:
+            self.service.canary.warn = self.operator_log.warn
 
     @property
     def catalogue(self) -> VoiceCatalogue:
@@ -99,6 +114,20 @@ class TTSContext:
             if self.shared is not None and self.owned:
                 await self.shared.start()
                 log.info("breaker state: shared through %s", self.config.state.redis_url)
+            metrics = self.config.metrics
+            if self.owned and metrics.port and self.metrics_server is None:
+                # Binding is quick, but a thread start and a bind are still I/O.
+                try:
+                    self.metrics_server = await asyncio.to_thread(
+                        MetricsServer, self.metrics.registry, metrics.host, metrics.port
+                    )
+                except OSError as error:  # speech goes on; the operator reads why
+                    log.error(
+                        "metrics not served: cannot listen on %s:%d (%s)",
+                        metrics.host,
+                        metrics.port,
+                        error.strerror or error,
+                    )
             if self.voices is None and self.owned:
                 self.voices = keeper_from_config(self.config)
                 self.voices.start()
@@ -128,8 +157,15 @@ class TTSContext:
                 self.voices = None
 
     async def close(self) -> None:
-        """Stop the service's background work and close the state files."""
+        """Stop the service's background work, the metrics server, and close the state
+        files."""
         await self.service.close()
+        if self._uninstrument is not None:
+            self._uninstrument()
+            self._uninstrument = None
+        if self.metrics_server is not None:
+            server, self.metrics_server = self.metrics_server, None
+            await server.aclose()
         await self.close_state()
         if self.store is not None:
             self.store.close()
@@ -155,7 +191,7 @@ def _warn_if_relative(data_dir: str) -> None:
 def build_tts_context(config: Config) -> TTSContext:
     """A context from ``config``: Edge service, audio cache, saved breaker state,
     and the offline voice when ``[fallback] on_open`` asks for one."""
-    service = TTSService.from_config(config)
+    service = service_from_config(config)
     cache = None
     if config.cache.enabled:
         cache = AudioCache(
@@ -170,7 +206,7 @@ def build_tts_context(config: Config) -> TTSContext:
         shared.attach_service(service)
     elif config.state.persist:
         store = BreakerStateStore.in_data_dir(config.state.data_dir)
-        for name, outcome in store.attach_service(service).items():
+        for name, outcome in store.attach_service(service.breakers).items():
             log.info("breaker %s restored: %s", name, outcome.value)
     offline_voice = None
     if config.fallback.on_open != "text":

@@ -44,9 +44,11 @@ from edge_voice.cogs.voice_session import (
     disconnect_timeout,
     leave_voice,
     open_session,
+    player_figures,
 )
 from edge_voice.core.clock import Clock, monotonic
 from edge_voice.core.config import Config
+from edge_voice.core.metrics import PlayerFigures
 from edge_voice.core.player import GuildPlayer
 from edge_voice.core.speaking import SpeakingPlan, reading_refusal, speaking_plan
 from edge_voice.core.speech import (
@@ -97,6 +99,7 @@ class VoiceCog(commands.Cog, name="Voice"):
             await release_tts_context(self.bot)
             raise
         self._keeper = SessionKeeper(state.sessions, self)
+        self.context.metrics.player_stats = lambda: player_figures(self._sessions.values())
         if self.bot.is_ready():  # loaded into a running bot: on_ready has passed
             self._keeper.restore_all(self.bot.guilds)
         intents = self.bot.intents
@@ -121,6 +124,7 @@ class VoiceCog(commands.Cog, name="Voice"):
         for failure in await asyncio.gather(*ending, return_exceptions=True):
             if isinstance(failure, Exception):
                 log.error("ending a voice session failed", exc_info=failure)
+        self.context.metrics.player_stats = lambda: PlayerFigures(0, 0)
         await release_tts_context(self.bot)
 
     # -- API for other cogs ------------------------------------------------
@@ -157,7 +161,7 @@ class VoiceCog(commands.Cog, name="Voice"):
         try:
             utterance, _ = self._utterance(guild, speaker, text, session, plan, announce=False)
         except InvalidText as exc:
-            return SpeechResult.failed(FailureReason.UNSPEAKABLE, exc.message)
+            return self._count(SpeechResult.failed(FailureReason.UNSPEAKABLE, exc.message))
         if session is not None and session.voice.is_connected():
             return await session.player.speak(utterance, plan.settings)
         why = TextPostReason.NOT_CONNECTED.value
@@ -167,12 +171,17 @@ class VoiceCog(commands.Cog, name="Voice"):
             output = ChannelTextOutput(fallback_channel, warn=self.context.operator_log.warn)
         else:
             detail = f"{why}, and there is no text channel to post in"
-            return SpeechResult.failed(FailureReason.TEXT_POST_FAILED, detail)
+            return self._count(SpeechResult.failed(FailureReason.TEXT_POST_FAILED, detail))
         posted = await output.post(text_post_for(utterance))
         if not posted.delivered:
             detail = f"{why}, and posting it as text failed: {posted.reason}"
-            return SpeechResult.failed(FailureReason.TEXT_POST_FAILED, detail)
-        return SpeechResult(SpeechOutcome.POSTED_AS_TEXT, why)
+            return self._count(SpeechResult.failed(FailureReason.TEXT_POST_FAILED, detail))
+        return self._count(SpeechResult(SpeechOutcome.POSTED_AS_TEXT, why))
+
+    def _count(self, result: SpeechResult) -> SpeechResult:
+        # The player counts what it handles (on_outcome); speak() counts the rest.
+        self.context.metrics.message(result.outcome.value)
+        return result
 
     async def leave_idle(self, now: float | None = None) -> list[discord.Guild]:
         """Leave every guild where nothing was said for ``player.idle_timeout`` seconds.
@@ -379,7 +388,8 @@ class VoiceCog(commands.Cog, name="Voice"):
         if channel is None or before.channel != channel or after_channel == channel:
             return
         if not any(not listener.bot for listener in channel.members):
-            await self._end_session(member.guild.id, "👋 Left voice: nobody is listening anymore.")
+            notice = None if session.text_only else "👋 Left voice: nobody is listening anymore."
+            await self._end_session(member.guild.id, notice)
 
     @commands.Cog.listener()
     async def on_guild_remove(self, guild: discord.Guild) -> None:
@@ -421,6 +431,10 @@ class VoiceCog(commands.Cog, name="Voice"):
                 guild, channel, connect_timeout=timeout, cls=LinkedVoiceClient
             )
             if problem is None:
+                old = self._sessions.get(guild.id)
+                if old is not None and old.text_only:  # voice gave up on it: a fresh one
+                    del self._sessions[guild.id]
+                    await old.player.close()
                 self._bind(guild, channel, text_channel)
         if problem is None:
             await self._keeper.remember(guild, channel, text_channel)
@@ -460,6 +474,7 @@ class VoiceCog(commands.Cog, name="Voice"):
             offline_voice=self.context.offline_voice,
             clock=self.clock,
             warn=self.context.operator_log.warn,
+            on_outcome=self._count,
         )
         self._sessions[guild.id] = session
         session.watch = asyncio.create_task(
@@ -467,10 +482,27 @@ class VoiceCog(commands.Cog, name="Voice"):
         )
 
     async def _watch_link(self, guild_id: int, session: VoiceSession) -> None:
-        """Run the session's supervisor; when it says the session is over, end it."""
+        """Run the session's supervisor; when it says the session is over, end it (or,
+        when voice gave up, only its voice part: the bound channel stays, as text)."""
         end = await session.supervisor.run()
         log.info("guild %s: ending the voice session: %s", guild_id, end.name.lower())
-        await self._end_session(guild_id, end.notice, only=session)
+        if end.keeps_channel:
+            await self._end_voice(guild_id, end.notice, session)
+        else:
+            await self._end_session(guild_id, end.notice, only=session)
+
+    async def _end_voice(self, guild_id: int, notice: str, session: VoiceSession) -> None:
+        """Leave voice but keep ``session`` reading its channel: its player posts every
+        message as text (the supervisor stays down) until /join, /leave or nobody is left."""
+        async with self._locks[guild_id]:
+            if self._sessions.get(guild_id) is not session:
+                return
+            session.text_only = True
+            guild = self.bot.get_guild(guild_id)
+            if guild is not None:
+                await self._keeper.left(guild)
+            await session.text.post(notice)
+            await leave_voice(guild.voice_client if guild is not None else None, DISCONNECT_TIMEOUT)
 
     async def _end_session(
         self,

@@ -3,9 +3,11 @@
 - :class:`LinkedVoiceClient`: the ``discord.VoiceClient`` the cog connects with. It
   overrides the documented ``VoiceProtocol.on_voice_state_update`` hook only to note
   when Discord disconnected it on purpose (kicked, or its channel deleted).
-- :func:`library_view`: the one place that reads discord.py's private voice state.
+- :func:`library_view`, :func:`stop_library_tasks`, :func:`register_again`: the one
+  place that reads (and, to abandon a connection, touches) discord.py's private voice
+  state.
 - :class:`DiscordVoiceLink`: a guild's connection for the supervisor: its state,
-  cutting the utterance in flight, who is listening, rejoining.
+  cutting the utterance in flight, who is listening, rejoining, abandoning.
 """
 
 from __future__ import annotations
@@ -27,6 +29,10 @@ log = logging.getLogger(__name__)
 MOVED_CLOSE_CODE = 4014
 """The voice websocket close code of a move or a new voice server: the library follows it
 (tests/README.md), so it is given time to settle rather than taken for a fault."""
+
+
+CANCEL_RETRY = 0.05
+"""Seconds between two cancellations of a discord.py task that ignored the first."""
 
 
 class LinkedVoiceClient(discord.VoiceClient):
@@ -75,10 +81,51 @@ def library_view(client: Any) -> LibraryView:
     # discord.py reads the close frame itself (no autoclose): the socket reports its close
     # code at once, and ``closed`` only once someone closes it from this side as well.
     closed = code is not None or bool(getattr(socket, "closed", False))
+    return LibraryView(closed, code, bool(library_tasks(client)))
+
+
+def library_tasks(client: Any) -> list[asyncio.Task[Any]]:
+    """discord.py **2.7.1**'s tasks still at work on ``client``: the websocket poller
+    (``_runner``, which also waits out reconnect backoffs) and the connector."""
     connection = getattr(client, "_connection", None)
     tasks = (getattr(connection, "_runner", None), getattr(connection, "_connector", None))
-    working = any(isinstance(task, asyncio.Task) and not task.done() for task in tasks)
-    return LibraryView(closed, code, working)
+    return [t for t in tasks if isinstance(t, asyncio.Task) and not t.done()]
+
+
+async def stop_library_tasks(client: Any, within: float) -> None:
+    """Cancel discord.py's tasks on ``client`` until they have ended, at most ``within`` s.
+
+    ``VoiceClient.disconnect()`` does not cancel a poller sleeping in its reconnect
+    backoff: that task would later leave and join the channel again on its own. One
+    ``cancel()`` is not always enough: the poller reads the voice websocket through
+    ``asyncio.wait_for``, which on Python 3.11 returns the inner result and drops the
+    cancellation when both arrive in the same step; the poller then goes into its backoff
+    as if nothing happened. So cancel again until it is done.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        tasks = [t for t in library_tasks(client) if t is not asyncio.current_task()]
+        if not tasks:
+            return
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            log.warning("discord.py's voice tasks did not stop: %s", [t.get_name() for t in tasks])
+            return
+        for task in tasks:
+            task.cancel()
+        await asyncio.wait(tasks, timeout=min(remaining, CANCEL_RETRY))
+
+
+def register_again(bot: commands.Bot, guild: discord.Guild, client: Any) -> None:
+    """Make ``client`` ``guild``'s voice client again in discord.py **2.7.1**'s state.
+
+    A new READY (a non-resumable op 9) empties ``ConnectionState._voice_clients`` and
+    leaves the old client connected. Its own ``disconnect()`` is the clean way out, and
+    it needs the registration: the echo of its leave is routed to the registered client
+    (it waits for it), and its ``cleanup()`` removes whatever client is registered.
+    """
+    bot._connection._add_voice_client(guild.id, client)
 
 
 class DiscordVoiceLink:
@@ -137,7 +184,7 @@ class DiscordVoiceLink:
         if getattr(client or self._last, "disconnected_by_discord", False):
             return LinkState.KICKED
         if client is None:
-            return LinkState.GONE
+            return LinkState.STRANDED if self._stranded() is not None else LinkState.GONE
         view = library_view(client)
         if client.is_connected():
             if not view.socket_closed:
@@ -145,9 +192,18 @@ class DiscordVoiceLink:
             return LinkState.SETTLING if view.close_code == MOVED_CLOSE_CODE else LinkState.DOWN
         return LinkState.SETTLING if view.working else LinkState.GONE
 
+    def _stranded(self) -> Any:
+        """The last client seen, if discord.py no longer has it registered but it still
+        holds a connection or a task (a new gateway session forgot it)."""
+        last = self._last
+        if last is None or last is self.client():
+            return None
+        alive = last.is_connected() or library_view(last).working
+        return last if alive else None
+
     def interrupt(self) -> None:
         """Stop discord.py's player: the utterance ends as cut off and is posted as text."""
-        client = self.client()
+        client = self.client() or self._stranded()
         if client is not None:
             client.stop()
 
@@ -169,6 +225,28 @@ class DiscordVoiceLink:
         if problem is not None:
             log.warning("guild %s: rejoining voice failed: %s", self.guild_id, problem)
         return problem is None
+
+    async def abandon(self) -> None:
+        """Take the connection from discord.py: its tasks stopped, voice left (op 4), its
+        websocket, UDP socket and threads closed, the client unregistered."""
+        async with self._lock:
+            guild, client = self.guild(), self.client()
+            if client is None:
+                client = self._stranded()
+                if client is None or guild is None:
+                    return
+                log.info("guild %s: closing the voice client a new session forgot", guild.id)
+                register_again(self.bot, guild, client)
+            await stop_library_tasks(client, self.connect_timeout)
+            try:
+                async with asyncio.timeout(self.connect_timeout):
+                    await client.disconnect(force=True)
+            except (TimeoutError, discord.HTTPException, ConnectionError) as exc:
+                log.warning("guild %s: leaving voice failed: %r", self.guild_id, exc)
+            finally:
+                left = guild.voice_client if guild is not None else None
+                if left is not None and left is client:  # its disconnect did not finish
+                    left.cleanup()
 
     async def notice(self, text: str) -> None:
         """Post ``text`` in the bound channel (the poster never raises)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,7 @@ from edge_voice.cogs.voice_output import DiscordVoiceOutput
 from edge_voice.core.cache import AudioCache
 from edge_voice.core.clock import Clock
 from edge_voice.core.config import Config
+from edge_voice.core.metrics import PlayerFigures
 from edge_voice.core.player import OFFLINE_VOICE_REASON, GuildPlayer, OfflineVoice
 from edge_voice.core.posting import OperatorWarning
 from edge_voice.core.speech import FailureReason, SpeakerPrefixer, SpeechOutcome, SpeechResult
@@ -51,6 +53,9 @@ class VoiceSession:
     supervisor: VoiceLinkSupervisor
     watch: asyncio.Task[Any] | None = field(default=None, repr=False)
     """The supervisor's task while it runs (the cog starts it)."""
+    text_only: bool = False
+    """Voice gave up (:attr:`core.voice_link.LinkEnd.keeps_channel`): the bot left voice,
+    and the bound channel's messages are posted as text until /join or /leave."""
 
     def voice_channel(self) -> Any:
         """The voice channel the session speaks in, also while the connection is down."""
@@ -76,11 +81,13 @@ def open_session(
     offline_voice: OfflineVoice | None,
     clock: Clock,
     warn: OperatorWarning | None = None,
+    on_outcome: Callable[[SpeechResult], object] | None = None,
 ) -> VoiceSession:
     """A session speaking in ``voice_channel`` and reading ``channel``: a new player on
     ``service`` with ``config``'s player and speaker-announcement settings, and a
     supervisor for the voice connection (rejoins take ``lock``, the guild's join lock).
-    ``warn`` tells the operators when ``channel`` cannot be posted to."""
+    ``warn`` tells the operators when ``channel`` cannot be posted to; ``on_outcome``
+    hears what became of every message the player handled."""
     settings = config.player
     text = ChannelTextOutput(channel, warn=warn)
     link = DiscordVoiceLink(
@@ -92,7 +99,9 @@ def open_session(
         connect_timeout=settings.voice_connect_timeout,
     )
     policy = LinkPolicy(
-        rejoin_attempts=settings.rejoin_attempts, rejoin_backoff=settings.rejoin_backoff
+        rejoin_attempts=settings.rejoin_attempts,
+        rejoin_backoff=settings.rejoin_backoff,
+        recover_within=recover_within(settings.voice_connect_timeout),
     )
     supervisor = VoiceLinkSupervisor(link, policy, name=f"guild {guild.id}")
 
@@ -109,12 +118,34 @@ def open_session(
         offline_voice=offline_voice,
         clock=clock,
         name=f"guild {guild.id}",
+        on_outcome=on_outcome,
     )
     prefixer = SpeakerPrefixer(
         every=config.text.announce_speaker_every,
         enabled=config.text.announce_speaker,
     )
     return VoiceSession(player, voice, text, prefixer, link, supervisor)
+
+
+def player_figures(sessions: Iterable[VoiceSession]) -> PlayerFigures:
+    """What a metrics scrape reads of ``sessions``: utterances playing, messages waiting."""
+    playing = queued = 0
+    for session in sessions:
+        playing += session.player.speaking
+        queued += session.player.pending
+    return PlayerFigures(playing=playing, queued=queued)
+
+
+LIBRARY_BACKOFF = 2.0
+"""The longest first wait of discord.py 2.7.1 before it reconnects after 4006/4009
+(``ExponentialBackoff``: uniform 0-2 s; tests/README.md)."""
+
+
+def recover_within(connect_timeout: float) -> float:
+    """How long discord.py may reconnect by itself before the supervisor takes over: its
+    first backoff and a whole connect attempt, twice (a refused session never connects,
+    and its backoff grows without end)."""
+    return 2 * (LIBRARY_BACKOFF + connect_timeout)
 
 
 def disconnect_timeout() -> float:

@@ -210,7 +210,9 @@ def _outage_report(canary: Mapping[str, Any], on_open: str) -> str:
         "offline_voice": "offline voice speaks",
         "offline_voice_and_text": "offline voice speaks, text posted too",
     }.get(on_open, on_open)
-    if canary.get("enabled"):
+    if canary.get("config_error"):
+        trials = "the next message is the trial call (canaries off: they cannot be spoken)"
+    elif canary.get("enabled"):
         prober = (
             "paused (no requests)"
             if canary.get("paused_idle")

@@ -199,6 +199,16 @@ class VoicesConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    """``[metrics]``: Prometheus ``/metrics`` over HTTP (see the README's Metrics)."""
+
+    port: int = 0
+    """0: no metrics server (the default). Each process of a fleet needs its own port."""
+    host: str = "127.0.0.1"
+    """The address to serve on; another one only behind a firewall or a proxy."""
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     """``[logging]``."""
 
@@ -223,6 +233,7 @@ class Config:
     state: StateConfig = field(default_factory=StateConfig)
     voices: VoicesConfig = field(default_factory=VoicesConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
 
 def load_config(path: str | Path) -> Config:
@@ -375,6 +386,10 @@ def _check_ranges(values: dict[str, Any], source: str, section: str) -> None:
             raise ConfigError(source, f"{section}.{key}", "a number >= 0", value)
     if section == "edge" and "port" in values and not 0 < values["port"] < 65536:
         raise ConfigError(source, f"{section}.port", "a port number 1-65535", values["port"])
+    if section == "metrics" and "port" in values and not 0 <= values["port"] < 65536:
+        raise ConfigError(source, f"{section}.port", "0 (off) or a port 1-65535", values["port"])
+    if section == "metrics" and "host" in values and not values["host"].strip():
+        raise ConfigError(source, f"{section}.host", "an address such as 127.0.0.1", "")
     if section == "player" and "bitrate_kbps" in values and not 8 <= values["bitrate_kbps"] <= 512:
         raise ConfigError(source, f"{section}.bitrate_kbps", "8 to 512", values["bitrate_kbps"])
 

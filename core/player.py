@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -106,10 +107,13 @@ class GuildPlayer:
         shutdown_deadline: float = SHUTDOWN_DEADLINE,
         finish_grace: float = FINISH_GRACE,
         name: str = "player",
+        on_outcome: Callable[[SpeechResult], object] | None = None,
     ) -> None:
         self.service = service
         self.name = name
         """Names the guild in the log line each message's outcome gets."""
+        self.on_outcome = on_outcome
+        """Called with every message's result once it is known (the metrics count them)."""
         self.voice = voice
         self.text = text
         self.settings = settings or PlayerConfig()
@@ -250,6 +254,8 @@ class GuildPlayer:
         if future.cancelled():
             return
         result = future.result()
+        if self.on_outcome is not None:
+            self.on_outcome(result)
         why = ": ".join(part for part in (result.reason, result.detail) if part)
         level = logging.WARNING if result.outcome is SpeechOutcome.FAILED else logging.INFO
         log.log(

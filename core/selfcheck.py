@@ -27,6 +27,7 @@ from edge_voice.core.tts.errors import ErrorKind, TTSError
 from edge_voice.core.tts.espeak import EspeakProvider
 from edge_voice.core.tts.provider import AudioFormat, SynthesisRequest, VoiceSettings
 from edge_voice.core.tts.service import TTSService
+from edge_voice.core.tts.service_from_config import service_from_config
 from edge_voice.core.tts.text import check_speakable
 
 TEST_PHRASE = "Dies ist ein Test der Sprachausgabe."
@@ -213,7 +214,7 @@ async def run_self_check(
 ) -> SelfCheckReport:
     """Diagnose the path to Edge, speak ``text`` through the whole pipeline (and with the
     offline voice when ``[fallback] on_open`` uses it), then read every breaker."""
-    service = service or TTSService.from_config(config)
+    service = service or service_from_config(config)
     diagnosis = await diagnose_service(service, config.edge, deadlines=deadlines)
     speech = await speak_test_phrase(service, text, bitrate_kbps=config.player.bitrate_kbps)
     offline = None

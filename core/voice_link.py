@@ -19,9 +19,21 @@ cog's adapter over discord.py) and decides:
   the next message; no second notice.
 * **Rejoin**: the library gave up (``GONE``). While someone who is not a bot is still
   in the channel, the supervisor rejoins it itself, with bounded backoff.
-* **The end**: the bot was disconnected on purpose or its channel deleted (``ENDED``),
-  the rejoins all failed, or nobody is left to listen. :meth:`~VoiceLinkSupervisor.run`
-  returns why, and the cog ends the session with that notice.
+* **Taking over**: the library forgot a client that still holds its sockets and tasks
+  (``STRANDED``: a new gateway session after a non-resumable op 9), or it has been
+  reconnecting for ``recover_within`` seconds without getting anywhere. The port
+  abandons that connection (:meth:`LinkPort.abandon`: its tasks stopped, voice left,
+  sockets and threads closed), then the supervisor rejoins as above.
+* **One outage, one notice**: the connection counts as back for good only once it has
+  stayed up for ``stable`` seconds. Lost again before that (a voice session taken over
+  on every reconnect), it is the same outage: the utterance is cut, no new notice; at
+  the ``max_faults``-th loss the supervisor abandons the connection and gives up.
+* **The end**: the bot was disconnected on purpose or its channel deleted, the rejoins
+  all failed, the connection kept dropping, or nobody is left to listen.
+  :meth:`~VoiceLinkSupervisor.run` returns why (a :class:`LinkEnd`), and the cog ends
+  the session with that notice. Unless nobody is left (:attr:`LinkEnd.keeps_channel`),
+  the bound channel stays: messages there are posted as text until ``/join``, ``/leave``
+  or the last listener leaves, never ignored.
 
 No discord here: the port says what the connection is doing, this module what to do.
 """
@@ -45,6 +57,15 @@ POLL_INTERVAL = 0.1
 SETTLE = 0.75
 """Seconds the library may take to move to a new voice server or channel (it takes
 about 20 ms) before the silence counts as a fault."""
+RECOVER_WITHIN = 44.0
+"""Seconds the library may spend reconnecting by itself before it is taken over: its
+first backoff (up to 2 s) and one connect attempt (``voice_connect_timeout``, 20 s by
+default), twice over; the cog derives it from the configured connect timeout."""
+STABLE = 30.0
+"""Seconds a connection must stay up after a fault before the outage is over: lost
+again sooner, it is the same outage (no new notice)."""
+MAX_FAULTS = 3
+"""Losses in one outage after which the connection is abandoned for good."""
 BACKOFF_CAP = 8.0
 """The longest rejoin backoff, as a multiple of the first one."""
 
@@ -60,6 +81,9 @@ class LinkState(Enum):
     """Audio sent now is lost (the voice websocket closed under a "connected" client)."""
     GONE = "gone"
     """The library gave up: no client, or one that is neither connected nor trying."""
+    STRANDED = "stranded"
+    """The library forgot a client that still has its connection, sockets and tasks (a
+    new gateway session): it must be abandoned before anyone joins again."""
     KICKED = "kicked"
     """Discord disconnected the bot on purpose (an admin's disconnect)."""
     CHANNEL_DELETED = "channel deleted"
@@ -69,15 +93,34 @@ class LinkState(Enum):
 class LinkEnd(Enum):
     """Why the session ends; the value is the notice the guild gets."""
 
-    KICKED = "🔌 I was disconnected from voice; /join again."
-    CHANNEL_DELETED = "🔌 My voice channel was deleted; /join another one."
+    KICKED = (
+        "🔌 I was disconnected from voice; /join again. "
+        "Until then I post the messages here as text (/leave stops that)."
+    )
+    CHANNEL_DELETED = (
+        "🔌 My voice channel was deleted; /join another one. "
+        "Until then I post the messages here as text (/leave stops that)."
+    )
     NOBODY_LISTENING = "👋 Left voice: nobody is listening anymore."
-    REJOIN_FAILED = "🔌 I lost the voice connection and could not get back in; /join again."
+    REJOIN_FAILED = (
+        "🔌 I lost the voice connection and could not get back in; /join again. "
+        "Until then I post the messages here as text."
+    )
+    UNSTABLE = (
+        "🔌 The voice connection kept dropping, so I left voice; /join again. "
+        "Until then I post the messages here as text."
+    )
 
     @property
     def notice(self) -> str:
         """The post that tells the guild."""
         return self.value
+
+    @property
+    def keeps_channel(self) -> bool:
+        """Whether the bound channel stays read (as text posts) after the end: voice went
+        away while the listeners are still there (only their leaving ends reading)."""
+        return self is not LinkEnd.NOBODY_LISTENING
 
 
 class LinkPort(Protocol):
@@ -100,6 +143,12 @@ class LinkPort(Protocol):
         Bounded by the port's own connect timeout."""
         ...
 
+    async def abandon(self) -> None:
+        """Take the connection away from the library: stop its tasks (a reconnect waiting
+        in its backoff too), leave the channel, close its sockets and threads; the same
+        for a stranded client. Bounded; never raises."""
+        ...
+
     async def notice(self, text: str) -> None:
         """Tell the guild (the bound text channel); never raises."""
         ...
@@ -113,6 +162,9 @@ class LinkPolicy:
     settle: float = SETTLE
     rejoin_attempts: int = 5
     rejoin_backoff: float = 1.0
+    recover_within: float = RECOVER_WITHIN
+    stable: float = STABLE
+    max_faults: int = MAX_FAULTS
 
     def backoff(self, failed: int) -> float:
         """Seconds to wait after ``failed`` rejoins failed (the first rejoin waits 0)."""
@@ -144,13 +196,18 @@ class VoiceLinkSupervisor:
         self._down = False
         self._settling_since: float | None = None
         self._fault_since: float | None = None
+        self._up_since: float | None = None
+        self._outage_faults = 0
+        """Losses in the current outage (0: none open)."""
         self._posts: set[asyncio.Future[None]] = set()
         self.faults = 0
-        """Faults seen (each got one notice)."""
+        """Faults seen (the first of each outage got the notice)."""
         self.recoveries = 0
         """Faults the library repaired by itself."""
         self.rejoins = 0
         """Rejoins that brought the connection back."""
+        self.takeovers = 0
+        """Connections abandoned: stranded, stuck reconnecting, or dropping too often."""
 
     @property
     def down(self) -> bool:
@@ -172,35 +229,67 @@ class VoiceLinkSupervisor:
             return LinkEnd.KICKED
         if state is LinkState.CHANNEL_DELETED:
             return LinkEnd.CHANNEL_DELETED
+        now = self._clock()
         if state is LinkState.UP:
             self._settling_since = None
             if self._down:
                 self._recovered("the library reconnected")
                 self.recoveries += 1
+            elif self._outage_faults and now - (self._up_since or now) >= self.policy.stable:
+                self._outage_faults = 0  # up long enough: the outage is over
             return None
         if state is LinkState.SETTLING and not self._down:
-            now = self._clock()
             if self._settling_since is None:
                 self._settling_since = now
             if now - self._settling_since < self.policy.settle:
                 return None
         if not self._down:
-            await self._fault(state)
+            end = await self._fault(state)
+            if end is not None:
+                return end
+        if state is LinkState.STRANDED:
+            await self._take_over("the library forgot a client that is still connected")
+            return await self._rejoin()
         if state is LinkState.GONE:
+            return await self._rejoin()
+        if now - (self._fault_since or now) >= self.policy.recover_within:
+            await self._take_over(
+                f"the library has not reconnected in {self.policy.recover_within:g}s"
+            )
             return await self._rejoin()
         return None
 
-    async def _fault(self, state: LinkState) -> None:
+    async def _fault(self, state: LinkState) -> LinkEnd | None:
         self._down = True
         self._fault_since = self._clock()
         self.faults += 1
-        log.warning(
-            "%s: voice connection fault (%s): speaking as text until it is back",
-            self.name,
-            state.value,
-        )
+        self._outage_faults += 1
         self.port.interrupt()
-        await self._notify(VOICE_LOST_NOTICE)
+        if self._outage_faults == 1:
+            log.warning(
+                "%s: voice connection fault (%s): speaking as text until it is back",
+                self.name,
+                state.value,
+            )
+            await self._notify(VOICE_LOST_NOTICE)
+            return None
+        if self._outage_faults < self.policy.max_faults:
+            log.warning(
+                "%s: voice connection lost again (%s), %d of %d in this outage",
+                self.name,
+                state.value,
+                self._outage_faults,
+                self.policy.max_faults,
+            )
+            return None
+        await self._take_over(f"the connection was lost {self._outage_faults} times")
+        return LinkEnd.UNSTABLE
+
+    async def _take_over(self, why: str) -> None:
+        """Abandon the library's connection (see :meth:`LinkPort.abandon`)."""
+        log.warning("%s: abandoning the voice connection: %s", self.name, why)
+        self.takeovers += 1
+        await self.port.abandon()
 
     async def _notify(self, text: str) -> None:
         # Shielded: stopping the supervisor (the session ending) must not cut a post off
@@ -217,6 +306,7 @@ class VoiceLinkSupervisor:
         self._down = False
         self._fault_since = None
         self._settling_since = None
+        self._up_since = self._clock()
 
     async def _rejoin(self) -> LinkEnd | None:
         """The library gave up: rejoin while someone listens, with bounded backoff."""

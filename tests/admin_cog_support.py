@@ -28,6 +28,7 @@ from edge_voice.core.cache import AudioCache
 from edge_voice.core.clock import FakeClock
 from edge_voice.core.config import Config, parse_config
 from edge_voice.core.tts.service import TTSService
+from edge_voice.core.tts.service_from_config import service_from_config
 from tests.fake_discord_support import QuickBot, Scene, build_scene, intents
 from tests.fakes.discord import FakeDiscord, discord_client_options, running_bot
 from tests.fakes.discord.interactions import InteractionRecord
@@ -130,8 +131,12 @@ async def running_admin_bot(
         config = config_for(port, **discord_settings)
 
         async def hook(bot: commands.Bot) -> None:
-            service = service_cls.from_config(
-                config, clock=clock, wall_clock=clock.wall, jitter=lambda: 0.0
+            service = service_from_config(
+                config,
+                service_type=service_cls,
+                clock=clock,
+                wall_clock=clock.wall,
+                jitter=lambda: 0.0,
             )
             bot.tts_context = TTSContext(config, service, cache=AudioCache(1 << 20))  # type: ignore[attr-defined]
             made["service"] = service

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -198,6 +199,27 @@ class E2E:
         await self.wait_for(
             lambda: (p := self.player()) is not None and not p.speaking and not p.pending, timeout
         )
+
+
+VOICE_THREADS = ("voice-socket-reader:", "voice-keep-alive-handler:", "audio-player:")
+"""The name prefixes of discord.py 2.7.1's voice threads."""
+VOICE_TASKS = ("Voice websocket poller", "Voice connector")
+"""The names of discord.py 2.7.1's voice tasks."""
+
+
+def voice_threads() -> list[str]:
+    """discord.py's voice threads still alive (this process's)."""
+    return [t.name for t in threading.enumerate() if t.name.startswith(VOICE_THREADS)]
+
+
+def voice_tasks() -> list[str]:
+    """discord.py's voice tasks still running on this loop."""
+    return [t.get_name() for t in asyncio.all_tasks() if t.get_name() in VOICE_TASKS]
+
+
+def open_voice_sockets(fake: FakeDiscord) -> list[Any]:
+    """The fake's voice websockets that are still open, on every voice server."""
+    return [c for ep in fake.endpoints for c in ep.connections if c.close is None]
 
 
 def text_post_for_member(member: Member, text: str) -> str:

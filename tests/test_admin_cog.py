@@ -20,6 +20,7 @@ from discord.ext import commands
 from edge_voice.cogs.tts_context import TTSContext
 from edge_voice.core.config import ConfigError
 from edge_voice.core.tts.service import TTSService
+from edge_voice.core.tts.service_from_config import service_from_config
 from tests.admin_cog_support import (
     ADMINISTRATOR,
     MANAGE_GUILD,
@@ -113,7 +114,7 @@ async def test_unknown_admin_permission_is_a_clear_error(port: int) -> None:
         valid, discord=dataclasses.replace(valid.discord, admin_permission="manage_guilds")
     )
     bot = commands.Bot(command_prefix="!", intents=discord.Intents.none())
-    bot.tts_context = TTSContext(config, TTSService.from_config(config))  # type: ignore[attr-defined]
+    bot.tts_context = TTSContext(config, service_from_config(config))  # type: ignore[attr-defined]
     with pytest.raises(commands.ExtensionFailed) as failed:
         await bot.load_extension("edge_voice.cogs.admin")
 
@@ -188,8 +189,8 @@ async def test_status_half_open_is_amber(ab: AdminBot) -> None:
 
 
 async def test_status_shows_a_failing_voice_while_the_service_speaks(ab: AdminBot) -> None:
-    fail(ab.service.voice_breaker("de-DE-KillianNeural"), 3)
-    failing: float = ab.service.voice_breaker("de-DE-KillianNeural").retry_after
+    fail(ab.service.breakers.voice("de-DE-KillianNeural"), 3)
+    failing: float = ab.service.breakers.voice("de-DE-KillianNeural").retry_after
 
     embed = only_embed(await ab.tts("status"))
 
@@ -229,7 +230,7 @@ async def test_diagnose_defers_then_reports_checks_diagnosis_and_fixes(
 
 async def test_reset_closes_every_breaker_confirms_and_logs_who(ab: AdminBot) -> None:
     fail(ab.service.service_breaker, 3)
-    fail(ab.service.voice_breaker("de-DE-ConradNeural"), 3)
+    fail(ab.service.breakers.voice("de-DE-ConradNeural"), 3)
     await ab.cog.alerts.drain()  # the openings are posted before the reset
     root = ab.scene.admin
     before = len(ab.log_posts())

@@ -151,7 +151,7 @@ async def test_unloading_posts_the_open_window_now_and_stops_listening(port: int
 
         await ab.bot.remove_cog("TTS admin")
         after_unload = ab.log_titles()
-        ab.service.reset()  # no cog listens any more
+        ab.service.breakers.reset()  # no cog listens any more
         await asyncio.sleep(0)
         final = ab.log_titles()
 

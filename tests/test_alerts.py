@@ -29,6 +29,7 @@ from edge_voice.core.breaker import (
     TransitionEvent,
 )
 from edge_voice.core.clock import FakeClock
+from edge_voice.core.config import CanaryConfig
 from edge_voice.core.diagnostics.report import (
     DiagnosticsResult,
     DnsResult,
@@ -38,6 +39,7 @@ from edge_voice.core.diagnostics.report import (
     TlsResult,
     diagnose,
 )
+from edge_voice.core.tts.breakers import ServiceBreakers
 from edge_voice.core.tts.edge import EdgeProvider
 from edge_voice.core.tts.service import TTSService
 from tests.admin_cog_support import WindowSleep
@@ -213,7 +215,7 @@ def test_status_alert_is_coloured_by_the_service_breaker(
 def test_status_shows_times_as_discord_timestamps_and_troubled_voices() -> None:
     clock = FakeClock()
     service = _service(clock)
-    breaker = service.voice_breaker("v2")
+    breaker = service.breakers.voice("v2")
     breaker.record_success(breaker.acquire())
     clock.advance(5)
     opened = clock.wall()
@@ -241,10 +243,9 @@ def _service(clock: FakeClock) -> TTSService:
     return TTSService(
         EdgeProvider(connect_timeout=1.0, read_timeout=1.0),
         voices=["v1", "v2"],
-        breaker_config=CONFIG,
-        clock=clock,
-        wall_clock=clock.wall,
-        jitter=lambda: 0.0,
+        breakers=ServiceBreakers(
+            "edge", CONFIG, clock=clock, wall_clock=clock.wall, jitter=lambda: 0.0
+        ),
     )
 
 
@@ -436,9 +437,8 @@ def test_status_reports_the_cache_and_what_listeners_get_during_outages() -> Non
     service = TTSService(
         EdgeProvider(connect_timeout=1.0, read_timeout=1.0),
         voices=["v1"],
-        clock=clock,
-        wall_clock=clock.wall,
-        canaries=True,
+        breakers=ServiceBreakers("edge", clock=clock, wall_clock=clock.wall),
+        canary=CanaryConfig(),
     )
     service.service_breaker.force_open("outage")
     stats = {"hits": 7, "misses": 3, "evictions": 2, "entries": 5, "bytes": 3 << 20,
@@ -451,3 +451,16 @@ def test_status_reports_the_cache_and_what_listeners_get_during_outages() -> Non
     outages = field(alert, "During outages")
     assert "offline voice speaks" in outages
     assert "canaries" in outages
+
+
+def test_status_says_when_the_canary_cannot_be_spoken() -> None:
+    service = TTSService(
+        EdgeProvider(connect_timeout=1.0, read_timeout=1.0),
+        voices=["v1"],
+        canary=CanaryConfig(text="..."),
+    )
+    assert service.canary is not None
+    service.canary.config_error = "canary '...' with v1 cannot be spoken: input: empty"
+    outages = field(status_alert(service.health(), on_open="text"), "During outages")
+    assert "next message is the trial call" in outages
+    assert "cannot be spoken" in outages

@@ -29,7 +29,7 @@ import bot as host
 from edge_voice.cogs.tts_context import TTSContext
 from edge_voice.core.config import ConfigError, parse_config
 from edge_voice.core.selfcheck import run_self_check
-from edge_voice.core.tts.service import TTSService
+from edge_voice.core.tts.service_from_config import service_from_config
 from tests.admin_cog_support import refused_port
 from tests.fakes.discord_harness import make_test_bot
 from tests.fakes.edge_server import FakeEdgeServer
@@ -187,7 +187,7 @@ async def test_a_failing_extension_is_logged_and_the_others_load(
         config = parse_config({"edge": {"host": "127.0.0.1", "port": port}})
 
         async def inject(bot: commands.Bot) -> None:
-            bot.tts_context = TTSContext(config, TTSService.from_config(config))  # type: ignore[attr-defined]
+            bot.tts_context = TTSContext(config, service_from_config(config))  # type: ignore[attr-defined]
 
         async with await make_test_bot(setup=inject) as tb:
             names = [*host.EXTENSIONS, "edge_voice.cogs.does_not_exist"]
@@ -213,7 +213,7 @@ async def test_commands_sync_to_listed_guilds_or_globally(
         config = parse_config({"edge": {"host": "127.0.0.1", "port": port}})
 
         async def inject(bot: commands.Bot) -> None:
-            bot.tts_context = TTSContext(config, TTSService.from_config(config))  # type: ignore[attr-defined]
+            bot.tts_context = TTSContext(config, service_from_config(config))  # type: ignore[attr-defined]
 
         async with await make_test_bot(["edge_voice.cogs.admin"], setup=inject) as tb:
             synced: list[tuple[str, int | None, list[str]]] = []

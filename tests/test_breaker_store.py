@@ -19,6 +19,7 @@ from edge_voice.core.breaker import (
 )
 from edge_voice.core.breaker.store import STATE_FILE_NAME, BreakerStateStore, RestoreOutcome
 from edge_voice.core.clock import FakeClock
+from edge_voice.core.tts.breakers import ServiceBreakers
 from edge_voice.core.tts.provider import EDGE_MP3, SynthesisRequest
 from edge_voice.core.tts.service import TTSService
 from tests.breaker_store_support import Downstream, rebooted, start, store_warnings, trip
@@ -240,13 +241,15 @@ class CountingProvider:
 async def test_service_breakers_are_restored_and_saved(path: Path) -> None:
     clock = FakeClock()
     service = TTSService(
-        CountingProvider(), voices=["de-DE-KillianNeural"], clock=clock, wall_clock=clock.wall
+        CountingProvider(),
+        voices=["de-DE-KillianNeural"],
+        breakers=ServiceBreakers("edge", clock=clock, wall_clock=clock.wall),
     )
     store = BreakerStateStore(path, wall_clock=clock.wall)
-    outcomes = store.attach_service(service)
+    outcomes = store.attach_service(service.breakers)
     assert set(outcomes) == {"edge", "edge:de-DE-KillianNeural"}
     service.service_breaker.force_open("outage")
-    service.voice_breaker("de-DE-ConradNeural").force_open("voice gone")
+    service.breakers.voice("de-DE-ConradNeural").force_open("voice gone")
     store.close()
 
     later = rebooted(clock, after=10)
@@ -254,11 +257,10 @@ async def test_service_breakers_are_restored_and_saved(path: Path) -> None:
     service = TTSService(
         provider,
         voices=["de-DE-KillianNeural", "de-DE-ConradNeural"],
-        clock=later,
-        wall_clock=later.wall,
+        breakers=ServiceBreakers("edge", clock=later, wall_clock=later.wall),
     )
     store = BreakerStateStore(path, wall_clock=later.wall)
-    outcomes = store.attach_service(service)
+    outcomes = store.attach_service(service.breakers)
     assert outcomes["edge"] is RestoreOutcome.OPEN
     assert outcomes["edge:de-DE-ConradNeural"] is RestoreOutcome.OPEN
     assert outcomes["edge:de-DE-KillianNeural"] is RestoreOutcome.NOTHING_STORED

@@ -67,6 +67,9 @@ from edge_voice.core.discord_permissions import DISCORD_PERMISSIONS
             "manage_guidl",
         ),
         ({"canary": {"text": "..."}}, "canary.text", "no letter or digit", "..."),
+        ({"canary": {"text": ""}}, "canary.text", "text is empty", ""),
+        ({"canary": {"text": "   "}}, "canary.text", "only whitespace", "   "),
+        ({"canary": {"text": "👍👍"}}, "canary.text", "only emoji or symbols", "👍👍"),
         (
             {"canary": {"text": "Probe " * 10}, "text": {"max_chars": 20}},
             "canary.text",

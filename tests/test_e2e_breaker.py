@@ -11,7 +11,7 @@ from edge_voice.core.player import OUTAGE_NOTICE, RECOVERY_NOTICE
 from tests.e2e_support import E2E, e2e_bot, text_post_for_member
 from tests.fakes.discord.interactions import EPHEMERAL
 from tests.fakes.discord.rest import MESSAGES
-from tests.fakes.edge_server import FaultMode, FaultPlan
+from tests.fakes.edge_server import FaultMode, FaultPlan, Pacing
 
 NO_PINGS = {"parse": []}
 QUICK_RECOVERY = {
@@ -96,3 +96,46 @@ async def test_tts_status_and_reset_are_for_admins_only(tmp_path: Path) -> None:
 
 def _titled(message: object, title: str) -> bool:
     return any(embed.get("title") == title for embed in getattr(message, "embeds", []))
+
+
+STALL_LIMIT = 0.3
+TRICKLE_GAP = 2.5
+"""Seconds between the trickling Edge's chunks: past the packet buffer's own limit
+(``STALL_LIMIT`` + ``core.playback.STALL_MARGIN`` = 2.3 s), short of the read deadline
+(3 s in e2e_config): where the defect lived, each message a fragment, then text."""
+
+
+async def test_a_trickling_edge_opens_the_breaker_at_the_configured_stall_limit(
+    tmp_path: Path,
+) -> None:
+    # Issue 10 §1: each message played a fragment, stalled and was posted, yet the breaker
+    # stayed CLOSED with 0 failures. The stall limit is [player] stall_limit: with the
+    # default 10 s, this trickle would be heard in full, slowly.
+    async with e2e_bot(
+        tmp_path,
+        pacing=Pacing(chunk_bytes=576),
+        player={"stall_limit": STALL_LIMIT},
+        breaker={"consecutive_failures": 2, "cooldown_period": 60.0},
+        canary={"enabled": False},
+    ) as e2e:
+        await e2e.join()
+        service = e2e.voice_cog.service
+        e2e.edge.plan = FaultPlan(FaultMode.SLOW_TRICKLE, trickle_gap=TRICKLE_GAP)
+        for text in ("Eins", "Zwei"):
+            await e2e.say_in_channel(text)
+        await e2e.wait_for(lambda: len(e2e.text_posts()) == 2, 10)
+        assert e2e.text_posts() == [text_post_for_member(e2e.member, t) for t in ("Eins", "Zwei")]
+        assert service.service_breaker.state is CircuitState.OPEN
+        health = service.health()
+        assert health["consecutive_failures"] == 2  # kept while OPEN: what tripped it
+        assert health["tripped_by"]["cause"] == "consecutive_failures"
+        assert f"nothing for {STALL_LIMIT:g}s" in health["last_failure_reason"]
+        # Each message reached Edge and got audio before it stalled: fragments, not silence.
+        trickled = [r for r in e2e.edge.requests if r.text in ("Eins", "Zwei")]
+        assert len(trickled) == 2
+        assert all(r.audio_bytes_sent > 0 for r in trickled)
+
+        # Open now: the next message is posted at once, without reaching Edge.
+        await e2e.say_in_channel("Drei")
+        await e2e.wait_for(lambda: len(e2e.text_posts()) == 3, 5)
+        assert "Drei" not in [r.text for r in e2e.edge.requests]

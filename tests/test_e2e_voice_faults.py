@@ -10,6 +10,7 @@ come quickly; its 4006/4009 backoff (0-2 s, no public knob) is waited out twice 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -52,6 +53,23 @@ async def until_ended(e2e: E2E, end: LinkEnd) -> None:
     """Wait for the notice that ends the session (posted after the queue)."""
     await e2e.wait_for(lambda: end.notice in e2e.posts(), 4)
     assert not e2e.voice_cog._sessions
+
+
+async def until_text_only(e2e: E2E, end: LinkEnd) -> None:
+    """Wait for the notice that ends voice; the bound channel stays, read as text."""
+    await e2e.wait_for(lambda: end.notice in e2e.posts(), 4)
+    assert e2e.voice_cog._sessions[e2e.scene.guild.id].text_only
+
+
+async def still_posted_then_left(e2e: E2E) -> None:
+    """A message after voice ended is posted as text, not ignored; /leave stops that."""
+    await e2e.say_in_channel("Danach")
+    await e2e.wait_for(lambda: post_of(e2e, "Danach") in e2e.text_posts(), 4)
+    await e2e.slash("leave")
+    await e2e.wait_for(lambda: not e2e.voice_cog._sessions, 4)
+    await e2e.say_in_channel("Nach dem Leave")
+    await asyncio.sleep(0.5)  # an absence: nothing to wait for but time
+    assert post_of(e2e, "Nach dem Leave") not in e2e.text_posts()
 
 
 async def speaks_again(e2e: E2E, text: str = "Wieder da") -> None:
@@ -190,28 +208,35 @@ async def test_after_an_admin_move_listeners_in_the_new_channel_are_read(
         assert supervisor(e2e).faults == 0
 
 
-async def test_a_deleted_voice_channel_ends_the_session_with_a_notice(tmp_path: Path) -> None:
+async def test_a_deleted_voice_channel_ends_voice_and_later_messages_are_posted(
+    tmp_path: Path,
+) -> None:
     async with e2e_bot(tmp_path, audio_seconds=LONG) as e2e:
         await speaking(e2e)
         await e2e.say_in_channel("In der Schlange")
         await e2e.wait_for(lambda: e2e.player().pending == 1)
         await e2e.fake.delete_channel(e2e.scene.voice)
 
-        await until_ended(e2e, LinkEnd.CHANNEL_DELETED)
+        await until_text_only(e2e, LinkEnd.CHANNEL_DELETED)
+        await e2e.wait_for(lambda: len(e2e.text_posts()) == 2, 4)
         assert e2e.text_posts() == [post_of(e2e, FIRST), post_of(e2e, "In der Schlange")]
         assert e2e.notices() == [LinkEnd.CHANNEL_DELETED.notice]
         assert not e2e.bot.voice_clients
+        await still_posted_then_left(e2e)
 
 
-async def test_a_kick_ends_the_session_with_a_notice_and_no_rejoin(tmp_path: Path) -> None:
+async def test_a_kick_ends_voice_without_rejoin_and_later_messages_are_posted(
+    tmp_path: Path,
+) -> None:
     async with e2e_bot(tmp_path, audio_seconds=LONG) as e2e:
         await speaking(e2e)
         await e2e.fake.kick_bot(e2e.scene.guild)
 
-        await until_ended(e2e, LinkEnd.KICKED)
+        await until_text_only(e2e, LinkEnd.KICKED)
         assert e2e.text_posts() == [post_of(e2e, FIRST)]
         assert e2e.notices() == [LinkEnd.KICKED.notice]
         assert op4_channels(e2e) == [e2e.scene.voice.id, None]
+        await still_posted_then_left(e2e)
 
 
 async def test_no_rejoin_when_nobody_is_left_to_listen(tmp_path: Path) -> None:

@@ -24,8 +24,9 @@ from edge_voice.core.player import (
 )
 from edge_voice.core.posting import PostOutcome
 from edge_voice.core.speech import SpeechOutcome, TextPostReason, Utterance
+from edge_voice.core.tts.breakers import ServiceBreakers
 from edge_voice.core.tts.edge import EdgeProvider
-from edge_voice.core.tts.policy import Backoff
+from edge_voice.core.tts.policy import Backoff, RetryPolicy
 from edge_voice.core.tts.service import TTSService
 from tests.fakes.audio_samples import edge_like_mp3
 from tests.fakes.edge_server import FakeEdgeServer, FaultMode, FaultPlan, Pacing
@@ -100,10 +101,8 @@ def make_service(**breaker: object) -> TTSService:
     return TTSService(
         EdgeProvider(connect_timeout=1, read_timeout=1),
         voices=["de-DE-KillianNeural"],
-        breaker_config=CircuitBreakerConfig(**breaker),  # type: ignore[arg-type]
-        attempts=1,
-        backoff=Backoff(0, 0),
-        total_deadline=5,
+        breakers=ServiceBreakers("edge", CircuitBreakerConfig(**breaker)),  # type: ignore[arg-type]
+        retry=RetryPolicy(1, Backoff(0, 0), total_deadline=5),
     )
 
 
@@ -153,7 +152,7 @@ async def test_open_circuit_posts_text_with_one_notice_per_outage(
     assert text.posts == [OUTAGE_NOTICE, "🔇 Anna: Erste Nachricht", "🔇 Ben: Zweite Nachricht"]
     assert edge_server.connection_count == 0
     assert voice.plays == 0
-    service.reset()
+    service.breakers.reset()
     assert (await player.speak(utterance("Wieder da"))).spoken
     assert text.posts[-1] == RECOVERY_NOTICE
     await player.close()

@@ -134,7 +134,7 @@ async def test_offline_voice_notices_once_per_outage_and_recovery(
         "🔇 Anna: Nummer zwei",
         "🔇 Anna: Nummer drei",
     ]
-    service.reset()
+    service.breakers.reset()
     edge_server.plan = FaultPlan()
     before = len(voice.packets)
     assert (await player.speak(utterance("Wieder da"))).reason == ""

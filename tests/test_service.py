@@ -17,9 +17,11 @@ import pytest
 
 from edge_voice.core.breaker import CircuitBreakerConfig, CircuitOpenError, TransitionEvent
 from edge_voice.core.clock import FakeClock
+from edge_voice.core.tts.audio_file import synthesize_to_file
+from edge_voice.core.tts.breakers import ServiceBreakers
 from edge_voice.core.tts.errors import ErrorKind, InvalidText, InvalidVoiceSettings, TTSError
 from edge_voice.core.tts.outcomes import SynthesisFailed
-from edge_voice.core.tts.policy import Backoff
+from edge_voice.core.tts.policy import Backoff, RetryPolicy
 from edge_voice.core.tts.provider import EDGE_MP3, SynthesisRequest, VoiceSettings
 from edge_voice.core.tts.service import TTSService
 
@@ -76,25 +78,34 @@ def clock() -> FakeClock:
 
 
 def make_service(
-    provider: ScriptedProvider, clock: FakeClock, sleeps: list[float] | None = None, **kw: object
+    provider: ScriptedProvider,
+    clock: FakeClock,
+    sleeps: list[float] | None = None,
+    *,
+    breaker_config: CircuitBreakerConfig | None = None,
+    attempts: int = 3,
+    backoff: Backoff | None = None,
+    total_deadline: float = 45.0,
+    **kw: object,
 ) -> TTSService:
     async def fake_sleep(seconds: float) -> None:
         if sleeps is not None:
             sleeps.append(seconds)
         clock.advance(seconds)
 
-    options: dict[str, object] = {
-        "voices": [KILLIAN, CONRAD],
-        "breaker_config": CircuitBreakerConfig(cooldown_jitter=0.0),
-        "attempts": 3,
-        "backoff": Backoff(base=0.5, cap=4.0),
-        "clock": clock,
-        "wall_clock": clock.wall,
-        "sleep": fake_sleep,
-        "jitter": lambda: 0.0,
-    }
+    breakers = ServiceBreakers(
+        provider.name,
+        breaker_config or CircuitBreakerConfig(cooldown_jitter=0.0),
+        clock=clock,
+        wall_clock=clock.wall,
+        jitter=lambda: 0.0,
+    )
+    retry = RetryPolicy(
+        attempts, backoff or Backoff(base=0.5, cap=4.0), total_deadline, lambda: 0.0
+    )
+    options: dict[str, object] = {"voices": [KILLIAN, CONRAD], "sleep": fake_sleep}
     options.update(kw)
-    return TTSService(provider, **options)  # type: ignore[arg-type]
+    return TTSService(provider, breakers=breakers, retry=retry, **options)  # type: ignore[arg-type]
 
 
 async def collect(service: TTSService, text: str = "Hallo zusammen") -> bytes:
@@ -170,7 +181,7 @@ async def test_blocked_voice_opens_only_its_own_breaker(clock: FakeClock) -> Non
     service = make_service(provider, clock)
     for _ in range(5):
         await collect(service)
-    assert service.voice_breaker(KILLIAN).state.value == "OPEN"
+    assert service.breakers.voice(KILLIAN).state.value == "OPEN"
     assert service.service_breaker.state.value == "CLOSED"
     killian_calls = provider.calls[KILLIAN]
     await collect(service)
@@ -263,7 +274,7 @@ async def test_backoff_that_would_overrun_the_deadline_is_not_slept(clock: FakeC
 
 async def test_total_deadline_bounds_a_hanging_provider() -> None:
     provider = ScriptedProvider(de_DE_KillianNeural=[HANG] * 3)
-    service = TTSService(provider, voices=[KILLIAN], total_deadline=0.2, attempts=3)
+    service = TTSService(provider, voices=[KILLIAN], retry=RetryPolicy(3, total_deadline=0.2))
     loop = asyncio.get_running_loop()
     started = loop.time()
     with pytest.raises(SynthesisFailed) as info:
@@ -276,14 +287,18 @@ async def test_total_deadline_bounds_a_hanging_provider() -> None:
 
 async def test_no_retry_that_the_total_deadline_would_cut_short() -> None:
     provider = ScriptedProvider(de_DE_KillianNeural=[SLOW_TIMEOUT] * 3)
-    service = TTSService(provider, voices=[KILLIAN], total_deadline=0.5, backoff=Backoff(0, 0))
+    service = TTSService(
+        provider, voices=[KILLIAN], retry=RetryPolicy(backoff=Backoff(0, 0), total_deadline=0.5)
+    )
     with pytest.raises(SynthesisFailed) as info:
         await collect(service)
     assert info.value.kind is ErrorKind.TIMEOUT
     # 0.2 s would be left after a 0.3 s silence: a retry could not wait as long again.
     assert provider.calls == {KILLIAN: 1}
     roomy = ScriptedProvider(de_DE_KillianNeural=[SLOW_TIMEOUT, "ok"])
-    service = TTSService(roomy, voices=[KILLIAN], total_deadline=2.0, backoff=Backoff(0, 0))
+    service = TTSService(
+        roomy, voices=[KILLIAN], retry=RetryPolicy(backoff=Backoff(0, 0), total_deadline=2.0)
+    )
     assert await collect(service) == b"".join(AUDIO)
     assert roomy.calls == {KILLIAN: 2}
 
@@ -324,8 +339,8 @@ async def test_closing_the_stream_early_counts_nothing(clock: FakeClock) -> None
 async def test_all_voices_open_is_a_rejection_not_a_failure(clock: FakeClock) -> None:
     provider = ScriptedProvider()
     service = make_service(provider, clock)
-    service.voice_breaker(KILLIAN).force_open("blocked", duration=30)
-    service.voice_breaker(CONRAD).force_open("blocked", duration=20)
+    service.breakers.voice(KILLIAN).force_open("blocked", duration=30)
+    service.breakers.voice(CONRAD).force_open("blocked", duration=20)
     with pytest.raises(CircuitOpenError) as info:
         await collect(service)
     assert info.value.retry_after == 20
@@ -337,11 +352,11 @@ async def test_listeners_reach_voice_breakers_made_later(clock: FakeClock) -> No
     provider = ScriptedProvider(de_DE_KillianNeural=[ErrorKind.NO_AUDIO] * 100)
     service = make_service(provider, clock, attempts=1)
     events: list[TransitionEvent] = []
-    service.add_listener(events.append)
+    service.breakers.add_listener(events.append)
     for _ in range(5):
         await collect(service)
     assert [(e.breaker, e.new.value) for e in events] == [(f"edge:{KILLIAN}", "OPEN")]
-    service.reset("admin reset")
+    service.breakers.reset("admin reset")
     assert (events[-1].breaker, events[-1].new.value, events[-1].reason) == (
         f"edge:{KILLIAN}",
         "CLOSED",
@@ -362,7 +377,7 @@ async def test_synthesize_to_file_is_atomic(clock: FakeClock, tmp_path: Path) ->
     service = make_service(provider, clock)
     target = tmp_path / "out.mp3"
     with pytest.raises(SynthesisFailed):
-        await service.synthesize_to_file("Hallo", target)
+        await synthesize_to_file(service, "Hallo", target)
     assert list(tmp_path.iterdir()) == []
-    assert await service.synthesize_to_file("Hallo", target) == target
+    assert await synthesize_to_file(service, "Hallo", target) == target
     assert target.read_bytes() == b"".join(AUDIO)

@@ -80,7 +80,7 @@ async def test_an_open_chosen_chain_is_a_rejection_with_its_own_retry_time(
 ) -> None:
     service = make_service(ScriptedProvider(), clock)
     for voice, seconds in ((ARIA, 30), (GUY, 25), (JENNY, 40)):
-        service.voice_breaker(voice).force_open("blocked", duration=seconds)
+        service.breakers.voice(voice).force_open("blocked", duration=seconds)
     with pytest.raises(CircuitOpenError) as info:
         await service.synthesize("Hello", ENGLISH)
     assert info.value.retry_after == 25
@@ -91,7 +91,7 @@ async def test_cached_audio_of_a_backup_voice_stands_in_while_the_voice_is_open(
 ) -> None:
     service = make_service(ScriptedProvider(), clock)
     assert service.cache_lookup_voices(ENGLISH) == (ARIA,)
-    service.voice_breaker(ARIA).force_open("blocked", duration=30)
+    service.breakers.voice(ARIA).force_open("blocked", duration=30)
     assert service.cache_lookup_voices(ENGLISH) == (ARIA, GUY, JENNY)
     # A cache key names the voice and prosody only: the chain does not split the cache.
     with_chain = SynthesisRequest("Hello", ENGLISH.with_voice(GUY))

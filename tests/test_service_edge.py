@@ -16,11 +16,11 @@ from dataclasses import dataclass
 
 import pytest
 
-from edge_voice.core.breaker import CircuitBreakerConfig, CircuitOpenError
+from edge_voice.core.breaker import CircuitOpenError
 from edge_voice.core.tts.edge import EdgeProvider, validate_settings
 from edge_voice.core.tts.errors import ErrorKind, InvalidText, TTSError
 from edge_voice.core.tts.outcomes import SynthesisFailed
-from edge_voice.core.tts.policy import Backoff
+from edge_voice.core.tts.policy import Backoff, RetryPolicy
 from edge_voice.core.tts.service import TTSService
 from tests.fakes.edge_server import FakeEdgeServer, FaultMode, FaultPlan, Pacing
 
@@ -33,10 +33,7 @@ def make_service(total: float = TOTAL) -> TTSService:
     return TTSService(
         EdgeProvider(connect_timeout=CONNECT, read_timeout=READ),
         voices=[KILLIAN, CONRAD],
-        breaker_config=CircuitBreakerConfig(),
-        attempts=ATTEMPTS,
-        backoff=Backoff(base=0.01, cap=0.02),
-        total_deadline=total,
+        retry=RetryPolicy(ATTEMPTS, Backoff(base=0.01, cap=0.02), total),
         validate=validate_settings,
     )
 

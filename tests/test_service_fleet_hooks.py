@@ -4,38 +4,45 @@ retries once the circuit opened meanwhile (scripted provider, fake clock)."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
 from edge_voice.core.breaker import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError
 from edge_voice.core.clock import FakeClock
+from edge_voice.core.tts.breakers import ServiceBreakers
 from edge_voice.core.tts.errors import ErrorKind
 from edge_voice.core.tts.outcomes import SynthesisFailed
-from edge_voice.core.tts.policy import Backoff
+from edge_voice.core.tts.policy import Backoff, RetryPolicy
 from edge_voice.core.tts.service import TTSService
 from tests.test_service import KILLIAN, ScriptedProvider
 
 
-def service_for(provider: ScriptedProvider, clock: FakeClock, **kw: object) -> TTSService:
+def service_for(
+    provider: ScriptedProvider,
+    clock: FakeClock,
+    *,
+    attempts: int = 3,
+    during_sleep: Callable[[], None] | None = None,
+) -> TTSService:
     async def sleep(seconds: float) -> None:
         clock.advance(seconds)
-        hook = kw.get("during_sleep")
-        if callable(hook):
-            hook()
+        if during_sleep is not None:
+            during_sleep()
 
-    options: dict[str, object] = {
-        "voices": [KILLIAN],
-        "breaker_config": CircuitBreakerConfig(cooldown_jitter=0.0, consecutive_failures=2),
-        "attempts": 3,
-        "backoff": Backoff(base=0.5, cap=4.0),
-        "clock": clock,
-        "wall_clock": clock.wall,
-        "sleep": sleep,
-        "jitter": lambda: 0.0,
-    }
-    options.update({k: v for k, v in kw.items() if k != "during_sleep"})
-    return TTSService(provider, **options)  # type: ignore[arg-type]
+    return TTSService(
+        provider,
+        voices=[KILLIAN],
+        breakers=ServiceBreakers(
+            provider.name,
+            CircuitBreakerConfig(cooldown_jitter=0.0, consecutive_failures=2),
+            clock=clock,
+            wall_clock=clock.wall,
+            jitter=lambda: 0.0,
+        ),
+        retry=RetryPolicy(attempts, Backoff(base=0.5, cap=4.0), 45.0, lambda: 0.0),
+        sleep=sleep,
+    )
 
 
 class RecordingObserver:

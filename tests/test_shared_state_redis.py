@@ -28,11 +28,13 @@ from edge_voice.core.breaker import (
     CircuitState,
 )
 from edge_voice.core.clock import FakeClock
+from edge_voice.core.config import CanaryConfig
 from edge_voice.core.shared_state import KeySpace, SharedBreakers
 from edge_voice.core.shared_state.records import Payload, on_wall_clock
 from edge_voice.core.shared_state.redis_backend import RedisBackend
+from edge_voice.core.tts.breakers import ServiceBreakers
 from edge_voice.core.tts.edge import EdgeProvider
-from edge_voice.core.tts.policy import Backoff
+from edge_voice.core.tts.policy import Backoff, RetryPolicy
 from edge_voice.core.tts.service import TTSService
 from tests.fakes.edge_server import FakeEdgeServer, FaultMode, FaultPlan
 from tests.redis_support import RedisServer, running_redis
@@ -239,17 +241,15 @@ def make_service(clock: FakeClock) -> TTSService:
     return TTSService(
         EdgeProvider(connect_timeout=1, read_timeout=5),
         voices=["de-DE-KillianNeural"],
-        breaker_config=CircuitBreakerConfig(
-            consecutive_failures=2, success_threshold=2, cooldown_jitter=0
+        breakers=ServiceBreakers(
+            "edge",
+            CircuitBreakerConfig(consecutive_failures=2, success_threshold=2, cooldown_jitter=0),
+            clock=clock,
+            wall_clock=clock.wall,
         ),
-        attempts=1,
-        backoff=Backoff(0, 0),
-        total_deadline=10,
-        clock=clock,
-        wall_clock=clock.wall,
+        retry=RetryPolicy(1, Backoff(0, 0), total_deadline=10),
         sleep=sleep,
-        canaries=True,
-        canary_text="Kanarienvogel.",
+        canary=CanaryConfig(text="Kanarienvogel."),
     )
 
 

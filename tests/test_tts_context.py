@@ -31,7 +31,7 @@ from edge_voice.core.config import (
     VoicesConfig,
 )
 from edge_voice.core.tts.outcomes import SynthesisFailed
-from edge_voice.core.tts.service import TTSService
+from edge_voice.core.tts.service_from_config import service_from_config
 from tests.fakes.edge_server import FakeEdgeServer, FaultMode, FaultPlan
 
 
@@ -154,7 +154,7 @@ async def test_an_injected_context_gets_a_store_in_memory_closed_by_the_last_cog
 ) -> None:
     config = config_in(tmp_path)
     bot = commands.Bot(command_prefix="!", intents=discord.Intents.none())
-    injected = TTSContext(config, TTSService.from_config(config))
+    injected = TTSContext(config, service_from_config(config))
     bot.tts_context = injected  # type: ignore[attr-defined]
     assert acquire_tts_context(bot) is injected
     state = await injected.open_state()

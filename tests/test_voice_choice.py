@@ -6,7 +6,7 @@ import discord
 import pytest
 
 from edge_voice.core.config import Config, SpeechConfig, parse_config
-from edge_voice.core.tts.service import TTSService
+from edge_voice.core.tts.service_from_config import service_from_config
 from edge_voice.core.voices.catalogue import VoiceCatalogue, VoiceInfo, shipped_catalogue
 from edge_voice.core.voices.choice import (
     MAX_BACKUPS,
@@ -122,15 +122,15 @@ def test_locales_discord_does_not_use_are_matched_in_the_catalogue() -> None:
 
 
 def test_from_config_speaks_the_default_chain_with_auto() -> None:
-    service = TTSService.from_config(Config())
+    service = service_from_config(Config())
     assert service.voices == (KILLIAN, CONRAD)
     assert service.default_settings.voice == KILLIAN
-    named = TTSService.from_config(parse_config({"speech": {"voice": "en-US-AriaNeural"}}))
+    named = service_from_config(parse_config({"speech": {"voice": "en-US-AriaNeural"}}))
     assert named.voices == ("en-US-AriaNeural",)
 
 
 async def test_auto_speaks_end_to_end(edge_server: FakeEdgeServer) -> None:
-    service = TTSService.from_config(parse_config({"canary": {"enabled": False}}))
+    service = service_from_config(parse_config({"canary": {"enabled": False}}))
     audio = await service.synthesize("Hallo")
     assert audio
     assert edge_server.requests[-1].voice is not None

@@ -21,6 +21,7 @@ from edge_voice.core.voice_link import (
 )
 
 UP, SETTLING, DOWN, GONE = LinkState.UP, LinkState.SETTLING, LinkState.DOWN, LinkState.GONE
+STRANDED = LinkState.STRANDED
 
 
 class ScriptedPort:
@@ -32,6 +33,7 @@ class ScriptedPort:
         self.rejoin_calls = 0
         self.listeners = True
         self.interrupts = 0
+        self.abandons = 0
         self.notices: list[str] = []
 
     def state(self) -> LinkState:
@@ -52,6 +54,10 @@ class ScriptedPort:
 
     async def notice(self, text: str) -> None:
         self.notices.append(text)
+
+    async def abandon(self) -> None:
+        self.abandons += 1
+        self.current = GONE
 
 
 class Sleeps:
@@ -191,3 +197,66 @@ async def test_stopping_it_while_it_posts_lets_the_notice_finish() -> None:
         while not port.notices:
             await asyncio.sleep(0.005)
     assert port.notices == [VOICE_LOST_NOTICE]
+
+
+async def test_a_stranded_client_is_abandoned_before_the_rejoin() -> None:
+    port = ScriptedPort(rejoins=[True])
+    watch, _, _ = supervisor(port)
+    port.current = STRANDED
+    assert await watch.check() is None
+    assert (port.interrupts, port.abandons, port.rejoin_calls) == (1, 1, 1)
+    assert (watch.takeovers, watch.rejoins, watch.down) == (1, 1, False)
+    assert port.notices == [VOICE_LOST_NOTICE]
+
+
+async def test_a_library_reconnecting_too_long_is_taken_over() -> None:
+    port = ScriptedPort(rejoins=[True])
+    watch, clock, _ = supervisor(port, recover_within=10.0)
+    port.current = DOWN
+    await watch.check()
+    for state in (SETTLING, DOWN, SETTLING):  # discord.py's backoff and reconnects
+        clock.advance(3.0)
+        port.current = state
+        assert await watch.check() is None
+    assert (port.abandons, port.rejoin_calls) == (0, 0)
+    clock.advance(1.0)
+    assert await watch.check() is None
+    assert (port.abandons, port.rejoin_calls, watch.down) == (1, 1, False)
+    assert port.notices == [VOICE_LOST_NOTICE]
+
+
+async def test_lost_again_soon_after_coming_back_is_the_same_outage_until_it_gives_up() -> None:
+    port = ScriptedPort()
+    watch, clock, _ = supervisor(port, stable=30.0, max_faults=3)
+    ends = []
+    for _ in range(3):  # every reconnect is taken over a moment later
+        port.current = UP
+        ends.append(await watch.check())
+        clock.advance(2.0)
+        port.current = DOWN
+        ends.append(await watch.check())
+    assert ends == [None] * 5 + [LinkEnd.UNSTABLE]
+    assert LinkEnd.UNSTABLE.keeps_channel
+    assert port.notices == [VOICE_LOST_NOTICE]  # one notice for the whole outage
+    assert (watch.faults, port.interrupts, port.abandons, watch.recoveries) == (3, 3, 1, 2)
+
+
+async def test_an_outage_ends_once_the_connection_stayed_up_long_enough() -> None:
+    port = ScriptedPort()
+    watch, clock, _ = supervisor(port, stable=30.0, max_faults=2)
+    port.current = DOWN
+    await watch.check()
+    port.current = UP
+    await watch.check()
+    clock.advance(30.0)
+    await watch.check()  # up for 30 s: the outage is over
+    port.current = DOWN
+    assert await watch.check() is None  # a new outage: its own notice, no give-up
+    assert port.notices == [VOICE_LOST_NOTICE, VOICE_LOST_NOTICE]
+    assert port.abandons == 0
+
+
+def test_every_end_but_nobody_listening_keeps_the_channel_as_text() -> None:
+    keeps = {end for end in LinkEnd if end.keeps_channel}
+    assert keeps == set(LinkEnd) - {LinkEnd.NOBODY_LISTENING}
+    assert all("as text" in end.notice for end in keeps)

@@ -67,6 +67,22 @@ async def test_failure_and_open_circuit_return_none(
     assert not (tmp_path / "x.mp3").exists()
 
 
+async def test_health_while_open_keeps_the_figures_that_tripped_it(
+    facade: FakeEdgeServer, tmp_path: Path
+) -> None:
+    # Issue 10 §1: after the trip the seed's health said "OPEN, 0 failures".
+    facade.plan = FaultPlan(FaultMode.UNAVAILABLE)
+    for _ in range(2):
+        assert await voice_tts.text_to_speech("Hallo", tmp_path / "x.mp3") is None
+    health = voice_tts.get_tts_service_health()
+    assert health["state"] == "OPEN"
+    assert health["consecutive_failures"] == 2
+    assert health["failure_rate"] == 1.0
+    assert (health["window_calls"], health["window_failures"]) == (2, 2)
+    assert health["tripped_by"]["cause"] == "consecutive_failures"
+    assert "unavailable" in health["last_failure_reason"]
+
+
 async def test_reset_closes_the_circuit(facade: FakeEdgeServer, tmp_path: Path) -> None:
     facade.plan = FaultPlan(FaultMode.UNAVAILABLE)
     for _ in range(2):

@@ -117,8 +117,9 @@ class SharedBreakers:
 
     def attach_service(self, service: Any) -> None:
         """Share every breaker of ``service`` (a ``TTSService``: present and future
-        breakers), and make its trials and canaries take fleet-wide leases."""
-        group: BreakerGroup = service
+        breakers, through its ``ServiceBreakers``), and make its trials and canaries take
+        fleet-wide leases and its failed attempts count in the fleet's runs."""
+        group: BreakerGroup = service.breakers
         self._groups.append(group)
         group.add_listener(self._on_transition)
         service.trial_gate = self.trial

@@ -11,6 +11,13 @@ While nobody asks for speech, probing an idle outage is traffic for nothing:
 after ``idle_stop_after`` seconds without a request (counted from the later of
 the last request and the start of the probing) the prober stops, and the next
 request starts it again.
+
+A canary our own input check refuses (``[canary] text`` that cannot be spoken, a voice
+or prosody that cannot be used: :attr:`ErrorKind.INPUT`) is a configuration error, not
+Edge's failure: its permit is handed back, the operators are told once, and the prober
+stands down so that listeners' calls are the trials again (a breaker no canary can test
+would otherwise stay open for good). ``[canary] text`` is refused at startup already
+(:func:`core.config_checks.canary_problems`); this covers what only a request shows.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from typing import TYPE_CHECKING
 from edge_voice.core.breaker import CircuitBreaker, CircuitOpenError, CircuitState, TransitionEvent
 from edge_voice.core.clock import Clock
 from edge_voice.core.tasks import cancel_and_wait
-from edge_voice.core.tts.errors import TTSError
+from edge_voice.core.tts.errors import ErrorKind, TTSError
 from edge_voice.core.tts.policy import is_voice_scoped
 
 if TYPE_CHECKING:
@@ -32,6 +39,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Sleep = Callable[[float], Awaitable[None]]
+Warn = Callable[[str], Awaitable[None]]
+
+WARN_DEADLINE = 10.0
+"""Seconds the operators' warning may take to post before the prober moves on."""
 
 TRIAL_GAP_SECONDS = 1.0
 """Pause between two canaries while HALF_OPEN, and after an inconclusive one."""
@@ -58,6 +69,17 @@ class CanaryProber:
         self._last_activity = clock()
         self.canaries_sent = 0
         self.stopped_idle = False
+        self.config_error: str | None = None
+        """Why canaries cannot be spoken (set once, by the first refused canary)."""
+        self.warn: Warn | None = None
+        """Where the operators hear of :attr:`config_error` (the cogs connect their
+        ``OperatorLog.warn``); it is logged either way."""
+
+    @property
+    def takes_trials(self) -> bool:
+        """Whether listeners are kept from the trial permits: not once a canary turned
+        out to be unspeakable, since then nothing else could ever close a breaker."""
+        return self.config_error is None
 
     @property
     def running(self) -> bool:
@@ -76,7 +98,7 @@ class CanaryProber:
             self._ensure_running()
 
     def _ensure_running(self) -> None:
-        if self.running or not self._needs_probing():
+        if self.running or self.config_error is not None or not self._needs_probing():
             return
         try:
             loop = asyncio.get_running_loop()
@@ -111,6 +133,9 @@ class CanaryProber:
                 continue
             for breaker in due:
                 await self._probe(breaker)
+                if self.config_error is not None:
+                    await self._tell_operators(self.config_error)
+                    return
             await self._sleep(TRIAL_GAP_SECONDS)
 
     def _targets(self) -> list[CircuitBreaker]:
@@ -120,6 +145,18 @@ class CanaryProber:
             return [service_breaker] if service_breaker.state.recovering else []
         return [b for b in self.service.breakers if b.state.recovering]
 
+    def _voice_for(self, breaker: CircuitBreaker) -> str:
+        """The voice a canary for ``breaker`` uses: the voice itself, or, for the
+        service breaker, the first voice of the chain whose own breaker is CLOSED."""
+        breakers = self.service.breakers
+        voice = breakers.voice_of(breaker)
+        if voice is not None:
+            return voice
+        for voice in self.service.voices:
+            if breakers.voice(voice).state.admits_all:
+                return voice
+        return self.service.voices[0]
+
     async def _probe(self, breaker: CircuitBreaker) -> None:
         # A fleet sharing its breakers runs one canary at a time across every process.
         async with self.service.trial_gate(breaker) as granted:
@@ -127,7 +164,7 @@ class CanaryProber:
                 await self._probe_granted(breaker)
 
     async def _probe_granted(self, breaker: CircuitBreaker) -> None:
-        voice = self.service.voice_for_breaker(breaker)
+        voice = self._voice_for(breaker)
         try:
             permit = breaker.acquire()
         except CircuitOpenError:
@@ -136,7 +173,11 @@ class CanaryProber:
         try:
             await self.service.synthesize_unguarded(self.phrase, voice=voice)
         except TTSError as error:
-            if breaker is self.service.service_breaker or is_voice_scoped(error.kind):
+            if error.kind is ErrorKind.INPUT:
+                # Our phrase or voice, not Edge: neither a failure nor a success.
+                breaker.release(permit)
+                self.config_error = f"canary {self.phrase!r} with {voice} cannot be spoken: {error}"
+            elif breaker is self.service.service_breaker or is_voice_scoped(error.kind):
                 breaker.record_failure(permit, f"canary: {error}")
             else:
                 breaker.release(permit)
@@ -146,6 +187,21 @@ class CanaryProber:
             breaker.release(permit)
             raise
         breaker.record_success(permit)
+
+    async def _tell_operators(self, problem: str) -> None:
+        text = (
+            f"{problem.rstrip('.')}. Canaries are off until the bot restarts with a [canary] "
+            "text and voices that can be spoken; listeners' messages are the breakers' trial "
+            "calls meanwhile."
+        )
+        log.error("configuration error: %s", text)
+        if self.warn is None:
+            return
+        try:
+            async with asyncio.timeout(WARN_DEADLINE):
+                await self.warn(text)
+        except TimeoutError:
+            log.warning("the operators' warning took over %gs; given up", WARN_DEADLINE)
 
     def __repr__(self) -> str:
         return f"<CanaryProber running={self.running} sent={self.canaries_sent}>"

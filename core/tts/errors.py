@@ -55,8 +55,13 @@ class TTSError(Exception):
 
     @property
     def retryable(self) -> bool:
-        """Whether trying the same request again can succeed."""
-        return self.kind is not ErrorKind.INPUT
+        """Whether the same voice may be tried again: :func:`core.tts.policy.is_retryable`
+        of this error's kind (not for input, a refused client or a rate limit)."""
+        # Imported here: the policy module's table is keyed on ErrorKind, defined above,
+        # and one table decides retries for the service and for anyone asking an error.
+        from edge_voice.core.tts.policy import is_retryable
+
+        return is_retryable(self.kind)
 
     def __str__(self) -> str:
         where = f" [{self.voice}]" if self.voice else ""

@@ -6,7 +6,9 @@ service so they can be read (and tested) as a table.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from edge_voice.core.tts.errors import ErrorKind
 
@@ -44,3 +46,22 @@ class Backoff:
         """Seconds to wait after ``failed_attempts`` failures; ``jitter`` is in [0, 1)."""
         exponential: float = min(self.cap, self.base * 2.0 ** max(0, failed_attempts - 1))
         return exponential * (0.5 + jitter / 2)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How hard one request tries: ``attempts`` per voice, ``backoff`` between them
+    (scaled by ``jitter()``, in [0, 1)), everything within ``total_deadline`` seconds."""
+
+    attempts: int = 3
+    backoff: Backoff = field(default_factory=Backoff)
+    total_deadline: float = 45.0
+    jitter: Callable[[], float] = field(default=random.random, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1 or self.total_deadline <= 0:
+            raise ValueError("attempts and total_deadline must be positive")
+
+    def delay(self, failed_attempts: int) -> float:
+        """Seconds to wait after ``failed_attempts`` failures of one voice."""
+        return self.backoff.delay(failed_attempts, self.jitter())

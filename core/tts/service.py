@@ -14,6 +14,8 @@ backoff, all inside one total deadline. Two layers of breakers watch it:
 
 Input is checked before any breaker is asked, so bad text never counts.
 Cancellation and an early ``aclose()`` settle nothing: permits are handed back.
+A request whose first audio, or any later chunk, took at least the breakers'
+``slow_call_duration`` to arrive is reported slow, whether it succeeded or failed.
 """
 
 from __future__ import annotations
@@ -21,28 +23,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
-from pathlib import Path
 from typing import Any
 
-from edge_voice.core.breaker import (
-    CircuitBreaker,
-    CircuitBreakerConfig,
-    CircuitOpenError,
-    CircuitState,
-    Permit,
-)
-from edge_voice.core.breaker.events import Listener
-from edge_voice.core.clock import Clock, WallClock, monotonic, wall_time
-from edge_voice.core.config import Config
+from edge_voice.core.breaker import CircuitBreaker, CircuitOpenError, CircuitState
+from edge_voice.core.config import CanaryConfig
 from edge_voice.core.text.speakable import CheckedText, check_speakable
+from edge_voice.core.tts.breakers import ServiceBreakers
 from edge_voice.core.tts.canary import CanaryProber
-from edge_voice.core.tts.edge import EdgeProvider, validate_settings
 from edge_voice.core.tts.errors import ErrorKind, TTSError
 from edge_voice.core.tts.fleet import OutcomeObserver, TrialGate, local_trial_gate
 from edge_voice.core.tts.outcomes import Attempt, SynthesisFailed, SynthesisReport
-from edge_voice.core.tts.policy import Backoff, is_retryable, is_voice_scoped
+from edge_voice.core.tts.policy import RetryPolicy, is_retryable, is_voice_scoped
 from edge_voice.core.tts.provider import SynthesisRequest, TTSProvider, VoiceSettings
 
 log = logging.getLogger(__name__)
@@ -50,37 +42,12 @@ log = logging.getLogger(__name__)
 Sleep = Callable[[float], Awaitable[None]]
 
 
-class _Held:
-    """A permit that must be settled exactly once: success, failure, or release."""
-
-    def __init__(
-        self, breaker: CircuitBreaker, permit: Permit, observer: OutcomeObserver | None = None
-    ) -> None:
-        self.breaker = breaker
-        self.permit = permit
-        self.settled = False
-        self.observer = observer
-
-    def succeed(self) -> None:
-        if not self.settled:
-            self.settled = True
-            self.breaker.record_success(self.permit)
-            if self.observer is not None:
-                self.observer.succeeded(self.breaker)
-
-    def fail(self, reason: str) -> None:
-        if not self.settled:
-            self.settled = True
-            self.breaker.record_failure(self.permit, reason)
-
-    def release(self) -> None:
-        if not self.settled:
-            self.settled = True
-            self.breaker.release(self.permit)
-
-
 class TTSService:
-    """Text in, audio chunks out, through breakers, retries and backup voices."""
+    """Text in, audio chunks out, through breakers, retries and backup voices.
+
+    Built from a config by :func:`core.tts.service_from_config.service_from_config`;
+    :func:`core.tts.audio_file.synthesize_to_file` writes an utterance to a file.
+    """
 
     def __init__(
         self,
@@ -88,126 +55,47 @@ class TTSService:
         *,
         voices: Sequence[str],
         prosody: VoiceSettings | None = None,
-        breaker_config: CircuitBreakerConfig | None = None,
-        attempts: int = 3,
-        backoff: Backoff | None = None,
-        total_deadline: float = 45.0,
+        breakers: ServiceBreakers | None = None,
+        retry: RetryPolicy | None = None,
         max_chars: int = 300,
         validate: Callable[[VoiceSettings], None] | None = None,
-        clock: Clock = monotonic,
-        wall_clock: WallClock = wall_time,
         sleep: Sleep = asyncio.sleep,
-        jitter: Callable[[], float] = random.random,
-        canaries: bool = False,
-        canary_text: str = "Test.",
-        canary_idle_stop_after: float = 900.0,
+        canary: CanaryConfig | None = None,
     ) -> None:
+        """``breakers`` default to plain ones named after the provider, ``retry`` to
+        :class:`RetryPolicy`'s defaults; ``canary`` (when ``enabled``) starts a
+        :class:`CanaryProber` that takes the trial permits."""
         if not voices:
             raise ValueError("at least one voice is needed")
-        if attempts < 1 or total_deadline <= 0 or max_chars < 1:
-            raise ValueError("attempts, total_deadline and max_chars must be positive")
+        if max_chars < 1:
+            raise ValueError("max_chars must be positive")
         self.provider = provider
         self.voices = tuple(dict.fromkeys(voices))
         template = prosody or VoiceSettings(voice=self.voices[0])
         self.default_settings = template.with_voice(self.voices[0])
-        self.breaker_config = breaker_config or CircuitBreakerConfig()
-        self.attempts = attempts
-        self.backoff = backoff or Backoff()
-        self.total_deadline = total_deadline
+        self.retry = retry or RetryPolicy()
         self.max_chars = max_chars
         self._validate = validate
-        self._clock = clock
-        self._wall = wall_clock
         self._sleep = sleep
-        self._jitter = jitter
-        self._listeners: list[Listener] = []
-        self.service_breaker = self._new_breaker(provider.name)
-        self._voice_breakers: dict[str, CircuitBreaker] = {}
+        self.breakers = breakers or ServiceBreakers(provider.name)
+        """Every breaker of this service, and their listeners."""
+        self.service_breaker = self.breakers.service
         for voice in self.voices:
-            self.voice_breaker(voice)
+            self.breakers.voice(voice)
         self.trial_gate: TrialGate = local_trial_gate
         """Asked before every trial call and canary (a fleet sharing breakers leases them)."""
         self.outcomes: OutcomeObserver | None = None
-        """Told of every guarded outcome (a fleet sharing breakers counts failures)."""
+        """Told of failed attempts and successes (a fleet sharing breakers counts runs)."""
         self.canary: CanaryProber | None = None
-        if canaries:
+        if canary is not None and canary.enabled:
             self.canary = CanaryProber(
                 self,
-                phrase=canary_text,
-                idle_stop_after=canary_idle_stop_after,
-                clock=clock,
+                phrase=canary.text,
+                idle_stop_after=canary.idle_stop_after,
+                clock=self.breakers.clock,
                 sleep=sleep,
             )
-            self.add_listener(self.canary.on_transition)
-
-    @classmethod
-    def from_config(
-        cls, config: Config, provider: TTSProvider | None = None, **overrides: Any
-    ) -> TTSService:
-        """A service built from ``config``; Edge is the provider unless one is given."""
-        if provider is None:
-            provider = EdgeProvider(
-                connect_timeout=config.deadlines.connect, read_timeout=config.deadlines.read
-            )
-        speech = config.speech
-        # voice_chain resolves voice = "auto" to the default chain (no guild to match).
-        chain = speech.voice_chain
-        options: dict[str, Any] = {
-            "voices": chain,
-            "prosody": VoiceSettings(chain[0], speech.rate, speech.volume, speech.pitch),
-            "breaker_config": config.breaker,
-            "attempts": config.retry.attempts,
-            "backoff": Backoff(config.retry.backoff_base, config.retry.backoff_max),
-            "total_deadline": config.deadlines.total,
-            "max_chars": config.text.max_chars,
-            "validate": validate_settings if provider.name == "edge" else None,
-            "canaries": config.canary.enabled,
-            "canary_text": config.canary.text,
-            "canary_idle_stop_after": config.canary.idle_stop_after,
-        }
-        options.update(overrides)
-        return cls(provider, **options)
-
-    # -- breakers ----------------------------------------------------------
-
-    def _new_breaker(self, name: str) -> CircuitBreaker:
-        breaker = CircuitBreaker(
-            name, self.breaker_config, self._clock, wall_clock=self._wall, jitter=self._jitter
-        )
-        for listener in self._listeners:
-            breaker.add_listener(listener)
-        return breaker
-
-    def voice_breaker(self, voice: str) -> CircuitBreaker:
-        """The breaker for ``voice``, created on first use."""
-        breaker = self._voice_breakers.get(voice)
-        if breaker is None:
-            breaker = self._new_breaker(f"{self.provider.name}:{voice}")
-            self._voice_breakers[voice] = breaker
-        return breaker
-
-    @property
-    def breakers(self) -> list[CircuitBreaker]:
-        """The service breaker, then every voice breaker."""
-        return [self.service_breaker, *self._voice_breakers.values()]
-
-    def add_listener(self, listener: Listener) -> None:
-        """Deliver transitions of every breaker, present and future, to ``listener``."""
-        self._listeners.append(listener)
-        for breaker in self.breakers:
-            breaker.add_listener(listener)
-
-    def remove_listener(self, listener: Listener) -> None:
-        """Stop delivering transitions to ``listener``."""
-        if listener in self._listeners:
-            self._listeners.remove(listener)
-        for breaker in self.breakers:
-            breaker.remove_listener(listener)
-
-    def reset(self, reason: str = "manual reset") -> None:
-        """Close every breaker and clear its counters."""
-        for breaker in self.breakers:
-            breaker.reset(reason)
+            self.breakers.add_listener(self.canary.on_transition)
 
     def health(self) -> dict[str, Any]:
         """The service breaker's snapshot at the top level, each voice's under ``voices``."""
@@ -219,20 +107,10 @@ class TTSService:
             "running": canary is not None and canary.running,
             "sent": 0 if canary is None else canary.canaries_sent,
             "paused_idle": canary is not None and canary.stopped_idle,
+            "config_error": None if canary is None else canary.config_error,
         }
-        health["voices"] = {v: b.snapshot() for v, b in self._voice_breakers.items()}
+        health["voices"] = {v: b.snapshot() for v, b in self.breakers.by_voice().items()}
         return health
-
-    def voice_for_breaker(self, breaker: CircuitBreaker) -> str:
-        """The voice a canary for ``breaker`` should use: the voice itself, or, for the
-        service breaker, the first voice of the chain whose own breaker is CLOSED."""
-        for voice, voice_breaker in self._voice_breakers.items():
-            if voice_breaker is breaker:
-                return voice
-        for voice in self.voices:
-            if self.voice_breaker(voice).state.admits_all:
-                return voice
-        return self.voices[0]
 
     async def close(self) -> None:
         """Stop background work (the canary prober)."""
@@ -272,7 +150,7 @@ class TTSService:
         """
         voice = settings.voice
         if self.service_breaker.state is CircuitState.CLOSED and (
-            self.voice_breaker(voice).state is CircuitState.CLOSED
+            self.breakers.voice(voice).state is CircuitState.CLOSED
         ):
             return (voice,)
         return self.chain_for(settings)
@@ -287,7 +165,8 @@ class TTSService:
     ) -> AsyncGenerator[bytes, None]:
         """Yield audio chunks for ``text`` as the provider delivers them.
 
-        Raises ``InvalidText``/``InvalidVoiceSettings`` for bad input,
+        Raises ``InvalidText``/``InvalidVoiceSettings`` for bad input (also when the
+        provider is the one to refuse it; nothing is counted then),
         :class:`CircuitOpenError` when the service breaker rejects the request or
         every voice's breaker is open, and :class:`SynthesisFailed` when the chain
         failed. Once audio has been yielded a later failure is not retried (the
@@ -299,40 +178,41 @@ class TTSService:
         for the handshake and the first audio, and is longer).
         """
         request = self.prepare(text, settings)
-        if self.canary is not None:
-            self.canary.note_request()
+        canary = self.canary
+        if canary is not None:
+            canary.note_request()
             # Trial permits are the canaries' to take: a listener is never the trial.
-            if not self.service_breaker.state.admits_all:
+            if canary.takes_trials and not self.service_breaker.state.admits_all:
                 raise CircuitOpenError(
                     self.service_breaker.name,
                     self.service_breaker.state,
                     self.service_breaker.retry_after,
                 )
-        # Trials (only without canaries: else the states above rejected) take the gate's
-        # lease first; the CLOSED path never awaits it.
+        # Trials (only without canaries taking them: else the states above rejected) take
+        # the gate's lease first; the CLOSED path never awaits it.
         trials = contextlib.AsyncExitStack()
         try:
             await self._gate_trial(trials, self.service_breaker)
-            service = _Held(self.service_breaker, self.service_breaker.acquire(), self.outcomes)
+            service = self.breakers.hold(self.service_breaker)
         except BaseException:
             await trials.aclose()
             raise
-        deadline = _loop_time() + self.total_deadline
+        deadline = _loop_time() + self.retry.total_deadline
         attempts: list[Attempt] = []
         last: TTSError | None = None
         try:
             chain = self.chain_for(request.settings)
             for voice in chain:
-                breaker = self.voice_breaker(voice)
+                breaker = self.breakers.voice(voice)
                 try:
-                    if self.canary is not None and not breaker.state.admits_all:
+                    if canary is not None and canary.takes_trials and not breaker.state.admits_all:
                         raise CircuitOpenError(breaker.name, breaker.state, breaker.retry_after)
                     await self._gate_trial(trials, breaker)
-                    held = _Held(breaker, breaker.acquire(), self.outcomes)
+                    held = self.breakers.hold(breaker)
                 except CircuitOpenError as rejected:
                     attempts.append(Attempt(voice, 0, None, str(rejected)))
                     continue
-                voiced = SynthesisRequest(request.text, request.settings.with_voice(voice))
+                voiced = request.with_voice(voice)
                 heard = False
                 try:
                     async with contextlib.aclosing(
@@ -340,8 +220,17 @@ class TTSService:
                     ) as chunks:
                         async for chunk in chunks:
                             heard = True
+                            service.watch.arrived()
+                            held.watch.arrived()
                             yield chunk
+                            # The listener's time with a chunk is not Edge's slowness.
+                            service.watch.waiting()
+                            held.watch.waiting()
                 except TTSError as error:
+                    if error.kind is ErrorKind.INPUT:
+                        # The provider refused our input (a voice or prosody it cannot
+                        # use): the caller's to fix, nobody's failure; permits go back.
+                        raise
                     last = error
                     if is_voice_scoped(error.kind):
                         held.fail(str(error))
@@ -352,13 +241,16 @@ class TTSService:
                 else:
                     held.succeed()
                     service.succeed()
+                    if self.outcomes is not None:
+                        self.outcomes.succeeded(breaker)
+                        self.outcomes.succeeded(self.service_breaker)
                     if report is not None:
                         report.request = voiced
                     return
                 finally:
                     held.release()
             if last is None:
-                retry = min(self.voice_breaker(v).retry_after for v in chain)
+                retry = min(self.breakers.voice(v).retry_after for v in chain)
                 service.release()
                 raise CircuitOpenError(f"{self.provider.name} voices", CircuitState.OPEN, retry)
             service.fail(str(last))
@@ -380,9 +272,9 @@ class TTSService:
         attempts: list[Attempt],
         stall_limit: float | None = None,
     ) -> AsyncGenerator[bytes, None]:
-        """Up to ``self.attempts`` tries of one voice; raises the last error."""
+        """Up to ``retry.attempts`` tries of one voice; raises the last error."""
         voice = request.settings.voice
-        for number in range(1, self.attempts + 1):
+        for number in range(1, self.retry.attempts + 1):
             heard = False
             started = _loop_time()
             try:
@@ -397,10 +289,10 @@ class TTSService:
                 attempts.append(Attempt(voice, number, error.kind, error.message))
                 log.info("synthesis attempt %d with %s failed: %s", number, voice, error)
                 if self.outcomes is not None and _service_wide(error.kind):
-                    self.outcomes.attempt_failed(self.service_breaker, 1 / self.attempts)
-                if heard or number == self.attempts or not is_retryable(error.kind):
+                    self.outcomes.attempt_failed(self.service_breaker, 1 / self.retry.attempts)
+                if heard or number == self.retry.attempts or not is_retryable(error.kind):
                     raise
-                delay = self.backoff.delay(number, self._jitter())
+                delay = self.retry.delay(number)
                 # A retry left less time than the attempt that just failed took (a
                 # silent server eats the read deadline) would only be cut off.
                 if deadline - _loop_time() - delay < _loop_time() - started:
@@ -415,7 +307,7 @@ class TTSService:
     def _opened(self, voice: str) -> bool:
         rejecting = (CircuitState.OPEN, CircuitState.FORCED_OPEN)
         return (
-            self.service_breaker.state in rejecting or self.voice_breaker(voice).state in rejecting
+            self.service_breaker.state in rejecting or self.breakers.voice(voice).state in rejecting
         )
 
     async def _attempt(
@@ -439,7 +331,7 @@ class TTSService:
                             f"the audio stalled: nothing for {stall_limit:g}s",
                             voice=voice,
                         ) from None
-                    raise _total_deadline_error(self.total_deadline, voice) from None
+                    raise _total_deadline_error(self.retry.total_deadline, voice) from None
                 yield chunk
                 if stall_limit is not None:
                     wait_until = min(deadline, _loop_time() + stall_limit)
@@ -453,8 +345,8 @@ class TTSService:
         """
         request = self.prepare(text)
         if voice is not None:
-            request = SynthesisRequest(request.text, request.settings.with_voice(voice))
-        deadline = _loop_time() + self.total_deadline
+            request = request.with_voice(voice)
+        deadline = _loop_time() + self.retry.total_deadline
         parts = []
         async with contextlib.aclosing(self._attempt(request, deadline)) as chunks:
             async for chunk in chunks:
@@ -468,17 +360,6 @@ class TTSService:
             async for chunk in chunks:
                 parts.append(chunk)
         return b"".join(parts)
-
-    async def synthesize_to_file(
-        self, text: str, path: str | Path, settings: VoiceSettings | None = None
-    ) -> Path:
-        """Write the whole utterance to ``path`` (only once it is complete)."""
-        audio = await self.synthesize(text, settings)
-        target = Path(path)
-        partial = target.with_name(target.name + ".partial")
-        await asyncio.to_thread(partial.write_bytes, audio)
-        await asyncio.to_thread(partial.replace, target)
-        return target
 
 
 def _service_wide(kind: ErrorKind) -> bool:

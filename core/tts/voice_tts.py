@@ -17,8 +17,10 @@ from edge_voice.core.config import Config, EdgeConfig, find_config, load_config
 from edge_voice.core.diagnostics.checks import check_dns, check_tcp
 from edge_voice.core.diagnostics.report import render_text
 from edge_voice.core.diagnostics.service_check import TEST_PHRASE, diagnose_service
+from edge_voice.core.tts.audio_file import synthesize_to_file
 from edge_voice.core.tts.errors import TTSError
 from edge_voice.core.tts.service import TTSService
+from edge_voice.core.tts.service_from_config import service_from_config
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +35,7 @@ def configure(config: Config | TTSService) -> TTSService:
     if isinstance(config, TTSService):
         _service = config
     else:
-        _service = TTSService.from_config(config)
+        _service = service_from_config(config)
         _edge = config.edge
     return _service
 
@@ -62,7 +64,7 @@ async def text_to_speech(text: str, output_file: str | Path | None = None) -> st
         with tempfile.NamedTemporaryFile(prefix="tts-", suffix=".mp3", delete=False) as handle:
             output_file = handle.name
     try:
-        written = await service.synthesize_to_file(text, output_file)
+        written = await synthesize_to_file(service, text, output_file)
     except CircuitOpenError as exc:
         _last_error = str(exc)
         log.warning("TTS skipped: %s", exc)
@@ -97,7 +99,7 @@ def get_error_state() -> dict[str, Any]:
 def reset_tts_circuit_breaker() -> None:
     """Close every breaker of the service and clear the last error."""
     global _last_error
-    get_service().reset("manual reset")
+    get_service().breakers.reset("manual reset")
     _last_error = None
 
 

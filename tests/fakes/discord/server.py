@@ -43,7 +43,11 @@ from tests.fakes.discord.requests_log import RequestLog
 from tests.fakes.discord.rest import RestAPI
 from tests.fakes.discord.tls import HOST, CAFile, certificates
 from tests.fakes.discord.voice import VoiceControl, VoiceStateRequest
-from tests.fakes.discord.voice_gateway import DISCONNECTED, VoiceEndpoint
+from tests.fakes.discord.voice_gateway import (
+    DISCONNECTED,
+    SESSION_NO_LONGER_VALID,
+    VoiceEndpoint,
+)
 from tests.fakes.discord.voice_udp import StreamStore
 from tests.fakes.discord.world import World
 
@@ -320,6 +324,20 @@ class FakeDiscord(Driver):
     async def close_voice(self, guild: Guild, code: int) -> bool:
         """Close the bot's voice websocket in ``guild`` with ``code``."""
         return await self.voice.close_voice(guild, code)
+
+    async def refuse_voice_sessions(self, guild: Guild, *, after: float | None = None) -> None:
+        """From now on refuse the bot's voice sessions in ``guild`` with 4006, as when
+        another client keeps taking the session over, on every voice server: its voice
+        websocket is closed with 4006 now, and every new one at IDENTIFY (``after`` None)
+        or ``after`` seconds once it is connected. :meth:`allow_voice_sessions` ends it."""
+        for endpoint in self.endpoints:
+            endpoint.refuse_sessions[guild.id] = after
+        await self.voice.close_voice(guild, SESSION_NO_LONGER_VALID)
+
+    def allow_voice_sessions(self, guild: Guild) -> None:
+        """Accept voice IDENTIFYs in ``guild`` again."""
+        for endpoint in self.endpoints:
+            endpoint.refuse_sessions.pop(guild.id, None)
 
     def refuse_voice_resume(self, guild: Guild) -> None:
         """Close the guild's next voice RESUME with 4006."""

@@ -22,7 +22,9 @@ import logging
 import secrets
 import ssl
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import WSMsgType, web
 
@@ -130,12 +132,17 @@ class VoiceEndpoint:
         self.connections: list[VoiceConnection] = []
         self.refuse_resumes: set[int] = set()
         """Guilds whose next RESUME is refused with 4006."""
+        self.refuse_sessions: dict[int, float | None] = {}
+        """Guilds whose voice sessions are all refused with 4006, as when another client
+        takes the session over (``FakeDiscord.refuse_voice_sessions``): None at IDENTIFY,
+        a number that many seconds after the session was described (connected)."""
         self.describe_on_resume = False
         """Send SESSION_DESCRIPTION again after RESUMED (discord.py 2.7.1 waits for one)."""
         self.port = 0
         self.udp_port = 0
         self._runner: web.AppRunner | None = None
         self._closing: set[asyncio.Task[bool]] = set()
+        self._pending: set[asyncio.Task[object]] = set()
 
     @property
     def endpoint(self) -> str:
@@ -157,6 +164,10 @@ class VoiceEndpoint:
 
     async def close(self) -> None:
         """Close every voice websocket and both sockets."""
+        for task in self._pending:
+            task.cancel()
+        if self._pending:
+            await asyncio.wait(self._pending, timeout=2)
         if self._closing:
             await asyncio.wait(self._closing, timeout=2)
         for conn in self.connections:
@@ -267,6 +278,11 @@ class VoiceEndpoint:
             conn.server_action = f"close {AUTHENTICATION_FAILED}"
             await conn.ws.close(code=AUTHENTICATION_FAILED)
             return
+        if grant.guild_id in self.refuse_sessions and self.refuse_sessions[grant.guild_id] is None:
+            conn.guild_id = grant.guild_id
+            conn.server_action = f"close {SESSION_NO_LONGER_VALID}"
+            await conn.ws.close(code=SESSION_NO_LONGER_VALID)
+            return
         previous = self.sessions.get(grant.guild_id)
         if previous is not None:
             self.udp.forget(previous.ssrc)
@@ -298,6 +314,19 @@ class VoiceEndpoint:
         conn.state.key, conn.state.mode = key, mode
         self.udp.set_key(conn.state.ssrc, key)
         await self._describe(conn, mode, key)
+        after = self.refuse_sessions.get(conn.guild_id or 0)
+        if after is not None:
+            self._later(self._take_over(conn, after))
+
+    async def _take_over(self, conn: VoiceConnection, after: float) -> None:
+        await asyncio.sleep(after)
+        if conn.guild_id is not None and self.active(conn.guild_id) is conn:
+            await self.close_guild(conn.guild_id, SESSION_NO_LONGER_VALID)
+
+    def _later(self, work: Coroutine[Any, Any, object]) -> None:
+        task = asyncio.create_task(work)
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
 
     async def _describe(self, conn: VoiceConnection, mode: str, key: bytes) -> None:
         description = {
