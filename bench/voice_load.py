@@ -88,7 +88,8 @@ def bot_config(guild_ids: Sequence[int], data_dir: str, overlay: dict[str, Any])
         "state": {"persist": False, "data_dir": data_dir},
         "canary": {"enabled": False},
         "text": {"announce_speaker": False},
-        "player": {"idle_timeout": 0.0},
+        # discord.py sends at most 110 gateway frames a minute: 200 joins take two.
+        "player": {"idle_timeout": 0.0, "voice_connect_timeout": 170.0},
         "edge": {"host": "127.0.0.1", "port": 9},  # the startup check fails fast, offline
     }
     for section, values in overlay.items():
@@ -217,7 +218,7 @@ async def join_all(fake: FakeDiscord, rooms: Sequence[Room]) -> None:
     async def join(room: Room) -> None:
         async with gate:
             await fake.set_voice_state(room.member, room.voice)
-            reply = await fake.invoke_slash(room.member, room.text, "join", timeout=30.0)
+            reply = await fake.invoke_slash(room.member, room.text, "join", timeout=180.0)
             if not reply.texts or "Joined" not in reply.texts[-1]:
                 raise RuntimeError(f"/join failed in {room.guild.name}: {reply.texts}")
 

@@ -46,7 +46,7 @@ async def probe_loop_lag(out: IO[str]) -> None:
             out.flush()
 
 
-async def serve(config_json: str, lag_path: str) -> None:
+async def serve(config_json: str, lag_file: IO[str]) -> None:
     """Run the bot until SIGTERM, with the lag probe beside it."""
     import aiohttp
 
@@ -61,7 +61,7 @@ async def serve(config_json: str, lag_path: str) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
-    with open(lag_path, "w") as lag_file, edge_client_pointed_at(os.environ[EDGE_ENV]):
+    with edge_client_pointed_at(os.environ[EDGE_ENV]):
         options: dict[str, Any] = {
             "connector": aiohttp.TCPConnector(ssl=context, limit=0),
             "guild_ready_timeout": 0.05,
@@ -83,8 +83,9 @@ def main() -> int:
     """Pin to the CPU, then serve."""
     config_json, lag_path, cpu = sys.argv[1], sys.argv[2], int(sys.argv[3])
     os.sched_setaffinity(0, {cpu})
-    logging.basicConfig(level=logging.ERROR)
-    asyncio.run(serve(config_json, lag_path))
+    logging.basicConfig(level=os.environ.get("VOICE_LOAD_LOG", "ERROR"))
+    with open(lag_path, "w") as lag_file:
+        asyncio.run(serve(config_json, lag_file))
     return 0
 
 
