@@ -45,7 +45,7 @@ format: $(DEV_STAMP)
 
 # Each benchmark exits 1 when it misses a target it prints. All of them run; then
 # `make bench` fails, naming the ones that missed.
-BENCHES := breaker_overhead outage first_audio voice_latency settings_writes text_cleanup e2e_latency
+BENCHES := breaker_overhead outage first_audio voice_latency settings_writes text_cleanup e2e_latency opus_levers
 bench: $(DEV_STAMP) $(PEERS_STAMP)
 	@missed=""; for name in $(BENCHES); do \
 		echo "== bench/$$name.py"; \

@@ -28,7 +28,9 @@ from pathlib import Path
 
 from discord.ext import commands
 
+from edge_voice.core.admission import StreamAdmission, admission_config
 from edge_voice.core.alerts import OperatorLog
+from edge_voice.core.audio import Converter
 from edge_voice.core.breaker.store import BreakerStateStore
 from edge_voice.core.cache import AudioCache
 from edge_voice.core.config import Config, load_default_config
@@ -63,6 +65,10 @@ class TTSContext:
     as the host injected them)."""
     voices: CatalogueKeeper | None = None
     """The voice list in use, refreshed in the background (None: the shipped snapshot)."""
+    admission: StreamAdmission | None = None
+    """The process's voice streams and admission control, shared by every guild."""
+    converter: Converter = field(default_factory=Converter)
+    """The one worker thread every guild's audio conversion runs on."""
     users: int = field(default=0, repr=False)
     _opening: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
     _opened: list[StateStore | CatalogueKeeper] = field(default_factory=list, repr=False)
@@ -130,6 +136,8 @@ class TTSContext:
             self.offline_voice.provider, EspeakProvider
         ):
             self.offline_voice.provider.close()
+        # Joining waits for the piece in hand: off the loop.
+        await asyncio.to_thread(self.converter.close)
 
 
 def _warn_if_relative(data_dir: str) -> None:
@@ -171,6 +179,7 @@ def build_tts_context(config: Config) -> TTSContext:
         cache=cache,
         store=store,
         offline_voice=offline_voice,
+        admission=StreamAdmission(admission_config(config.player)),
         owned=True,
     )
 

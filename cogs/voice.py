@@ -460,6 +460,8 @@ class VoiceCog(commands.Cog, name="Voice"):
             offline_voice=self.context.offline_voice,
             clock=self.clock,
             warn=self.context.operator_log.warn,
+            admission=self.context.admission,
+            converter=self.context.converter,
         )
         self._sessions[guild.id] = session
         session.watch = asyncio.create_task(

@@ -20,6 +20,8 @@ from discord.ext import commands
 from edge_voice.cogs.text_output import ChannelTextOutput
 from edge_voice.cogs.voice_link import DiscordVoiceLink
 from edge_voice.cogs.voice_output import DiscordVoiceOutput
+from edge_voice.core.admission import StreamAdmission
+from edge_voice.core.audio import Converter
 from edge_voice.core.cache import AudioCache
 from edge_voice.core.clock import Clock
 from edge_voice.core.config import Config
@@ -76,6 +78,8 @@ def open_session(
     offline_voice: OfflineVoice | None,
     clock: Clock,
     warn: OperatorWarning | None = None,
+    admission: StreamAdmission | None = None,
+    converter: Converter | None = None,
 ) -> VoiceSession:
     """A session speaking in ``voice_channel`` and reading ``channel``: a new player on
     ``service`` with ``config``'s player and speaker-announcement settings, and a
@@ -107,6 +111,8 @@ def open_session(
         settings,
         cache=cache,
         offline_voice=offline_voice,
+        admission=admission,
+        converter=converter,
         clock=clock,
         name=f"guild {guild.id}",
     )

@@ -113,6 +113,18 @@ class PlayerConfig:
     """Times the bot rejoins its voice channel itself once discord.py gave up (0: never)."""
     rejoin_backoff: float = 1.0
     """Seconds before the first rejoin; doubled for each further one, up to 8 times it."""
+    opus_complexity: int = 10
+    """libopus complexity, 0 (cheapest) to 10 (libopus's default, best quality)."""
+    cpu_budget: float = 0.0
+    """Share of one core the voice streams may use (admission control; 0: off). A
+    message that would need more is posted as text at once, with the reason."""
+    stream_cost_ms: float = 25.0
+    """CPU per second of audio of a stream that is converted (Edge, offline voice),
+    in ms; measured by bench/voice_load.py (CPU ms/s/stream)."""
+    replay_cost_ms: float = 5.0
+    """The same for a cached phrase, whose packets are only sent."""
+    max_streams: int = 0
+    """Streams playing at once in this process, at most (0: no cap)."""
 
     @property
     def bitrate(self) -> int:
@@ -345,13 +357,13 @@ def _check_breaker(values: dict[str, Any], source: str, section: str) -> None:
 _POSITIVE = {
     "attempts", "connect", "read", "total", "max_chars", "queue_size", "max_bytes",
     "fetch_timeout",
-    "voice_connect_timeout", "rejoin_backoff",
+    "voice_connect_timeout", "rejoin_backoff", "stream_cost_ms", "replay_cost_ms",
 }  # fmt: skip
 _NON_NEGATIVE = {
     "backoff_base", "backoff_max", "announce_speaker_every", "max_wait", "idle_timeout",
     "log_coalesce_seconds", "max_disk_bytes", "idle_stop_after", "log_channel_id",
     "refresh_interval",
-    "rejoin_attempts",
+    "rejoin_attempts", "cpu_budget", "max_streams",
 }  # fmt: skip
 
 
@@ -367,6 +379,9 @@ def _check_ranges(values: dict[str, Any], source: str, section: str) -> None:
         raise ConfigError(source, f"{section}.port", "a port number 1-65535", values["port"])
     if section == "player" and "bitrate_kbps" in values and not 8 <= values["bitrate_kbps"] <= 512:
         raise ConfigError(source, f"{section}.bitrate_kbps", "8 to 512", values["bitrate_kbps"])
+    complexity = values.get("opus_complexity") if section == "player" else None
+    if complexity is not None and not 0 <= complexity <= 10:
+        raise ConfigError(source, f"{section}.opus_complexity", "0 to 10", complexity)
 
 
 def _coerce(raw: Any, hint: Any, source: str, key: str) -> Any:
