@@ -27,8 +27,10 @@ the message as text. Per level:
   second of audio per stream; **RSS/stream**: peak RSS over the idle RSS, per stream;
 * **text**: messages the bot posted as text instead.
 
-``--paths`` names the configurations to run (each a fresh bot): ``mp3`` is the current
-path (MP3 -> PCM -> Opus, libopus at its default complexity); see ``PATHS`` for the others.
+``--paths`` names the configurations to run (each a fresh bot, default ``main,mp3``):
+``main`` is the branch ``main``'s code (MP3 -> PCM -> Opus, converted on the loop or on
+asyncio's default pool, one discord.py player thread per guild); ``mp3`` is this
+checkout's with the default config; see ``PATHS`` for the others.
 Target, for the last path named: at N = 150 every stream fully heard, at most 1 % of
 packets late, no silence inserted. Exit 1 when it is missed.
 """
@@ -46,7 +48,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,9 +78,12 @@ SPARE_ROOMS = 5
 BOT_CPU = 0
 
 PATHS: dict[str, dict[str, Any]] = {
+    "main": {},
     "mp3": {},
 }
-"""Config overlays per path (merged into ``[player]`` / ``[edge]``); ``mp3`` is today's."""
+"""Config overlays per path (merged into the config's sections). ``main`` runs the code
+of the branch ``main`` (``git archive``), the path before this work; the others run this
+checkout's."""
 
 
 def bot_config(guild_ids: Sequence[int], data_dir: str, overlay: dict[str, Any]) -> dict[str, Any]:
@@ -143,9 +148,19 @@ class Level:
 class BotProcess:
     """The child running the bot; reads its CPU time, RSS and loop lag."""
 
-    def __init__(self, fake: FakeDiscord, edge: FakeEdgeServer, config: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        fake: FakeDiscord,
+        edge: FakeEdgeServer,
+        config: dict[str, Any],
+        code: Path | None = None,
+    ) -> None:
         self._lag = tempfile.NamedTemporaryFile("r", suffix=".lag", delete=False)  # noqa: SIM115
         env = launch_env(fake, edge_url=edge.url)
+        if code is not None:
+            # A folder holding an ``edge_voice`` link comes first on the path, before the
+            # editable install's finder: the child imports that code.
+            env["PYTHONPATH"] = os.pathsep.join([str(code), env["PYTHONPATH"]])
         command = [
             sys.executable,
             str(ROOT / "bench" / "voice_load_host.py"),
@@ -311,6 +326,23 @@ async def run_level(
     return level
 
 
+@contextlib.contextmanager
+def code_of(path: str) -> Iterator[Path | None]:
+    """For ``main``: a folder with ``edge_voice`` linked to that branch's files; else None."""
+    if path != "main":
+        yield None
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        tree = Path(folder, "tree")
+        tree.mkdir()
+        archive = subprocess.run(
+            ["git", "archive", "main"], cwd=ROOT, check=True, capture_output=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+        Path(folder, "edge_voice").symlink_to(tree)
+        yield Path(folder)
+
+
 async def run_path(
     path: str, levels: Sequence[int], mp3: bytes, expected: int, warmup: int
 ) -> list[Level]:
@@ -318,9 +350,9 @@ async def run_path(
     pacing = Pacing.faster_than_realtime(3.0, first_chunk_delay=0.15)
     async with FakeDiscord() as fake, FakeEdgeServer(pacing=pacing, audio=mp3) as edge:
         rooms = build_rooms(fake, max(levels) + SPARE_ROOMS)
-        with tempfile.TemporaryDirectory() as data:
+        with tempfile.TemporaryDirectory() as data, code_of(path) as code:
             config = bot_config([r.guild.id for r in rooms], data, PATHS[path])
-            bot = BotProcess(fake, edge, config)
+            bot = BotProcess(fake, edge, config, code)
             try:
                 await fake.wait_for(lambda: fake.gateway.live_sessions(), 60.0)
                 await asyncio.sleep(2.0)  # the GUILD_CREATEs read, on_ready past
@@ -365,7 +397,7 @@ def loadavg() -> str:
 
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--paths", default="mp3", help=f"comma-separated, of {sorted(PATHS)}")
+    parser.add_argument("--paths", default="main,mp3", help=f"comma-separated, of {sorted(PATHS)}")
     parser.add_argument("--levels", default=",".join(map(str, LEVELS)))
     parser.add_argument("--warmup", type=int, default=3, help="streams spoken before the ladder")
     args = parser.parse_args()

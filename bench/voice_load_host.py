@@ -50,11 +50,13 @@ async def serve(config_json: str, lag_file: IO[str]) -> None:
     """Run the bot until SIGTERM, with the lag probe beside it."""
     import aiohttp
 
+    import edge_voice
     from edge_voice.bot import TTSBot
     from edge_voice.core.config import parse_config
     from tests.fakes.discord.launch import API_ENV, CA_ENV, EDGE_ENV, GATEWAY_ENV, point_discord
     from tests.fakes.edge_server import edge_client_pointed_at
 
+    print(f"voice_load_host: edge_voice from {list(edge_voice.__path__)}", file=sys.stderr)
     point_discord(os.environ[API_ENV], os.environ[GATEWAY_ENV])
     config = parse_config(json.loads(config_json), "<voice_load>")
     context = ssl.create_default_context(cafile=os.environ[CA_ENV])

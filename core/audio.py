@@ -252,9 +252,9 @@ async def opus_packets(
     """Yield 20 ms Opus packets for ``chunks`` (in ``audio_format``) as they arrive.
 
     Every conversion runs on a worker thread (``converter``'s, else asyncio's default
-    pool), in pieces of at most half a second of audio. Errors from ``chunks`` pass through unchanged; bad audio raises
-    :class:`AudioDecodeError`. Closing this generator closes ``chunks`` too, so an
-    abandoned utterance stops its synthesis.
+    pool), in pieces of at most half a second of audio. Errors from ``chunks`` pass
+    through unchanged; bad audio raises :class:`AudioDecodeError`. Closing this
+    generator closes ``chunks`` too, so an abandoned utterance stops its synthesis.
     """
     encoder = OpusStreamEncoder(audio_format, bitrate=bitrate, complexity=complexity)
     piece = _piece_bytes(audio_format)

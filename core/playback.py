@@ -161,7 +161,8 @@ class Playback:
             return Heard(SpeechResult.failed(FailureReason.UNSPEAKABLE, exc.message))
         cached = await self._cached(request)
         kind = StreamKind.TRANSCODE if cached is None else StreamKind.REPLAY
-        ticket = None if self.admission is None else self.admission.admit(kind)
+        admission = self.admission
+        ticket = None if admission is None else admission.admit(kind)
         if isinstance(ticket, Refusal):
             return Heard(text_post_reason=TextPostReason.AT_CAPACITY, detail=ticket.reason)
         try:
@@ -173,8 +174,8 @@ class Playback:
                 return await self._cut_off(exc)
             return self._ended(end, "cached")
         finally:
-            if ticket is not None:
-                self.admission.release(ticket)  # type: ignore[union-attr]
+            if admission is not None and ticket is not None:
+                admission.release(ticket)
 
     async def _speak_with_service(self, utterance: Utterance, request: SynthesisRequest) -> Heard:
         report = SynthesisReport()
