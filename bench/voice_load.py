@@ -30,7 +30,8 @@ the message as text. Per level:
 ``--paths`` names the configurations to run (each a fresh bot, default ``main,mp3``):
 ``main`` is the branch ``main``'s code (MP3 -> PCM -> Opus, converted on the loop or on
 asyncio's default pool, one discord.py player thread per guild); ``mp3`` is this
-checkout's with the default config; see ``PATHS`` for the others.
+checkout's with the default config; ``shared`` adds the shared pacer (one thread sends
+every guild's packets), ``c5`` libopus complexity 5, ``shared-c5`` both.
 Target, for the last path named: at N = 150 every stream fully heard, at most 1 % of
 packets late, no silence inserted. Exit 1 when it is missed.
 """
@@ -80,6 +81,9 @@ BOT_CPU = 0
 PATHS: dict[str, dict[str, Any]] = {
     "main": {},
     "mp3": {},
+    "shared": {"player": {"pacer": "shared"}},
+    "c5": {"player": {"opus_complexity": 5}},
+    "shared-c5": {"player": {"pacer": "shared", "opus_complexity": 5}},
 }
 """Config overlays per path (merged into the config's sections). ``main`` runs the code
 of the branch ``main`` (``git archive``), the path before this work; the others run this

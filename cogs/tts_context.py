@@ -34,6 +34,7 @@ from edge_voice.core.audio import Converter
 from edge_voice.core.breaker.store import BreakerStateStore
 from edge_voice.core.cache import AudioCache
 from edge_voice.core.config import Config, load_default_config
+from edge_voice.core.pacing import Pacer
 from edge_voice.core.player import OfflineVoice
 from edge_voice.core.storage.database import Database
 from edge_voice.core.storage.store import IN_MEMORY, StateStore
@@ -69,6 +70,8 @@ class TTSContext:
     """The process's voice streams and admission control, shared by every guild."""
     converter: Converter = field(default_factory=Converter)
     """The one worker thread every guild's audio conversion runs on."""
+    pacer: Pacer = field(default_factory=Pacer)
+    """The one thread sending every guild's packets (``[player] pacer = "shared"``)."""
     users: int = field(default=0, repr=False)
     _opening: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
     _opened: list[StateStore | CatalogueKeeper] = field(default_factory=list, repr=False)
@@ -136,8 +139,9 @@ class TTSContext:
             self.offline_voice.provider, EspeakProvider
         ):
             self.offline_voice.provider.close()
-        # Joining waits for the piece in hand: off the loop.
+        # Joining waits for the piece or tick in hand: off the loop.
         await asyncio.to_thread(self.converter.close)
+        await asyncio.to_thread(self.pacer.close)
 
 
 def _warn_if_relative(data_dir: str) -> None:

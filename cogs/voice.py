@@ -462,6 +462,7 @@ class VoiceCog(commands.Cog, name="Voice"):
             warn=self.context.operator_log.warn,
             admission=self.context.admission,
             converter=self.context.converter,
+            pacer=self.context.pacer,
         )
         self._sessions[guild.id] = session
         session.watch = asyncio.create_task(

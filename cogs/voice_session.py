@@ -20,11 +20,13 @@ from discord.ext import commands
 from edge_voice.cogs.text_output import ChannelTextOutput
 from edge_voice.cogs.voice_link import DiscordVoiceLink
 from edge_voice.cogs.voice_output import DiscordVoiceOutput
+from edge_voice.cogs.voice_pacing import PacedVoiceOutput
 from edge_voice.core.admission import StreamAdmission
 from edge_voice.core.audio import Converter
 from edge_voice.core.cache import AudioCache
 from edge_voice.core.clock import Clock
 from edge_voice.core.config import Config
+from edge_voice.core.pacing import Pacer
 from edge_voice.core.player import OFFLINE_VOICE_REASON, GuildPlayer, OfflineVoice
 from edge_voice.core.posting import OperatorWarning
 from edge_voice.core.speech import FailureReason, SpeakerPrefixer, SpeechOutcome, SpeechResult
@@ -80,6 +82,7 @@ def open_session(
     warn: OperatorWarning | None = None,
     admission: StreamAdmission | None = None,
     converter: Converter | None = None,
+    pacer: Pacer | None = None,
 ) -> VoiceSession:
     """A session speaking in ``voice_channel`` and reading ``channel``: a new player on
     ``service`` with ``config``'s player and speaker-announcement settings, and a
@@ -103,7 +106,11 @@ def open_session(
     def usable() -> bool:
         return not supervisor.down and link.state() in (LinkState.UP, LinkState.SETTLING)
 
-    voice = DiscordVoiceOutput(link.client, usable=usable)
+    voice = (
+        PacedVoiceOutput(link.client, usable=usable, pacer=pacer)
+        if pacer is not None and settings.pacer == "shared"
+        else DiscordVoiceOutput(link.client, usable=usable)
+    )
     player = GuildPlayer(
         service,
         voice,

@@ -125,6 +125,9 @@ class PlayerConfig:
     """The same for a cached phrase, whose packets are only sent."""
     max_streams: int = 0
     """Streams playing at once in this process, at most (0: no cap)."""
+    pacer: Literal["per_guild", "shared"] = "per_guild"
+    """Who sends each 20 ms packet: discord.py's player thread per guild, or one shared
+    pacing thread for every guild (core/pacing.py)."""
 
     @property
     def bitrate(self) -> int:
