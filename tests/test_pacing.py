@@ -117,6 +117,7 @@ def test_the_thread_plays_a_packet_buffer_and_close_ends_what_is_left() -> None:
     endless: list[BaseException | None] = []
     pacer.add(PacedStream(read=lambda: b"x", send=lambda p: None, on_end=endless.append))
     pacer.close()
-    assert len(endless) == 1 and isinstance(endless[0], RuntimeError)
+    assert len(endless) == 1
+    assert isinstance(endless[0], RuntimeError)
     with pytest.raises(RuntimeError, match="closed"):
         pacer.add(PacedStream(read=lambda: b"", send=lambda p: None, on_end=endless.append))
