@@ -38,6 +38,7 @@ from edge_voice.core.pacing import Pacer
 from edge_voice.core.player import OfflineVoice
 from edge_voice.core.storage.database import Database
 from edge_voice.core.storage.store import IN_MEMORY, StateStore
+from edge_voice.core.tts import edge_webm
 from edge_voice.core.tts.espeak import EspeakProvider
 from edge_voice.core.tts.service import TTSService
 from edge_voice.core.voices.catalogue import VoiceCatalogue, shipped_catalogue
@@ -158,7 +159,7 @@ def _warn_if_relative(data_dir: str) -> None:
 def build_tts_context(config: Config) -> TTSContext:
     """A context from ``config``: Edge service, audio cache, saved breaker state,
     and the offline voice when ``[fallback] on_open`` asks for one."""
-    service = TTSService.from_config(config)
+    service = TTSService.from_config(config, edge_webm.provider_for(config))
     cache = None
     if config.cache.enabled:
         cache = AudioCache(

@@ -33,6 +33,7 @@ from av.codec.codec import UnknownCodecError
 
 from edge_voice.core.tts.errors import ErrorKind, TTSError
 from edge_voice.core.tts.provider import AudioFormat
+from edge_voice.core.webm import WebmError, WebmOpusReader
 
 OPUS_SAMPLE_RATE = 48_000
 OPUS_CHANNELS = 2
@@ -46,6 +47,8 @@ DEFAULT_COMPLEXITY = 10
 """libopus's own default (0 cheapest .. 10 best); ``[player] opus_complexity``."""
 
 SUPPORTED_CODECS = ("mp3", "pcm_s16le")
+"""What :class:`OpusStreamEncoder` converts; ``webm_opus`` passes through without it."""
+WEBM_OPUS = "webm_opus"
 
 _LAYOUTS = {1: "mono", 2: "stereo"}
 # The largest MP3 frame is under 3 KiB; this much input without one decoded frame
@@ -256,6 +259,10 @@ async def opus_packets(
     through unchanged; bad audio raises :class:`AudioDecodeError`. Closing this
     generator closes ``chunks`` too, so an abandoned utterance stops its synthesis.
     """
+    if audio_format.codec == WEBM_OPUS:
+        async for packet in _passed_through(chunks):
+            yield packet
+        return
     encoder = OpusStreamEncoder(audio_format, bitrate=bitrate, complexity=complexity)
     piece = _piece_bytes(audio_format)
     convert = asyncio.to_thread if converter is None else converter.run
@@ -303,6 +310,50 @@ class Converter:
         executor, self._executor = self._executor, None
         if executor is not None:
             executor.shutdown(wait=True, cancel_futures=True)
+
+
+async def _passed_through(chunks: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
+    """Opus frames out of WebM as they are: no decoding, no encoding, on the loop (taking
+    a block apart is a slice; bench/opus_levers.py measures it)."""
+    reader = WebmOpusReader()
+    try:
+        async for chunk in chunks:
+            try:
+                frames = reader.feed(chunk)
+            except WebmError as exc:
+                raise AudioDecodeError(f"cannot read WebM: {exc}") from exc
+            for frame in frames:
+                if opus_frame_ms(frame) != OPUS_FRAME_SECONDS * 1000:
+                    # Discord plays 20 ms packets; repacketizing is not done here.
+                    raise AudioDecodeError(
+                        f"Opus packet of {opus_frame_ms(frame):g} ms, not one 20 ms frame"
+                    )
+                yield frame
+    finally:
+        if isinstance(chunks, AsyncGenerator):
+            await chunks.aclose()
+
+
+def opus_frame_ms(packet: bytes) -> float:
+    """The audio in an Opus packet, in ms, from its TOC byte (RFC 6716, section 3.1)."""
+    if not packet:
+        return 0.0
+    toc = packet[0]
+    config = toc >> 3
+    if config < 12:
+        per_frame = (10.0, 20.0, 40.0, 60.0)[config % 4]
+    elif config < 16:
+        per_frame = (10.0, 20.0)[config % 2]
+    else:
+        per_frame = (2.5, 5.0, 10.0, 20.0)[config % 4]
+    code = toc & 0x03
+    if code == 0:
+        frames = 1
+    elif code in (1, 2):
+        frames = 2
+    else:
+        frames = packet[1] & 0x3F if len(packet) > 1 else 0
+    return per_frame * frames
 
 
 def decode_opus_packets(packets: list[bytes]) -> tuple[bytes, float]:

@@ -155,6 +155,11 @@ class EdgeConfig:
 
     host: str = "speech.platform.bing.com"
     port: int = 443
+    output_format: Literal["audio-24khz-48kbitrate-mono-mp3", "webm-24khz-16bit-mono-opus"] = (
+        "audio-24khz-48kbitrate-mono-mp3"
+    )
+    """What Edge is asked for: MP3 through edge-tts (converted to Opus), or WebM Opus on
+    our own request path, passed to Discord without decoding (core/tts/edge_webm.py)."""
 
 
 @dataclass(frozen=True)
