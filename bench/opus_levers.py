@@ -1,4 +1,4 @@
-"""CPU per second of audio: MP3 -> Opus at libopus's default complexity, at 5, and none.
+"""CPU per second of audio: MP3 -> Opus at libopus's default complexity, at 5, and passthrough.
 
 Run ``.venv/bin/python bench/opus_levers.py`` from the repo root (``make bench`` runs it).
 
@@ -6,13 +6,16 @@ Each row converts the same 5 s of Edge-like MP3 (``tests/fakes/audio_samples.py`
 mono, 48 kbit/s, fed in Edge's 1440-byte chunks) with :class:`OpusStreamEncoder`, the
 player's converter, and reads the process's CPU time (``time.process_time``) around
 ``--rounds`` conversions; the figure is ms of CPU per second of audio, best round and
-median. The last row is what a stream costs that needs no conversion (a cached phrase):
-its ready packets put into a :class:`PacketBuffer` and read back as discord.py's player
-thread would.
+median. The passthrough row takes the same sweep as Edge's WebM Opus
+(``tests/fakes/audio_samples.py``, the same 1440-byte chunks) apart with
+:class:`WebmOpusReader` and checks each frame's duration, as ``opus_packets`` does for
+``[edge] output_format = "webm-24khz-16bit-mono-opus"``. The last row is what a stream
+costs whose packets are ready (a cached phrase): put into a :class:`PacketBuffer` and
+read back as discord.py's player thread would.
 
 Targets: complexity 5 costs at most 80 % of the default (else ``[player]
-opus_complexity`` is not worth its quality loss), and ready packets at most 1 ms per
-second of audio. Exit 1 when one is missed.
+opus_complexity`` is not worth its quality loss); passthrough and ready packets at most
+1 ms per second of audio. Exit 1 when one is missed.
 """
 
 from __future__ import annotations
@@ -27,10 +30,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from edge_voice.core.audio import DEFAULT_COMPLEXITY, OpusStreamEncoder  # noqa: E402
+from edge_voice.core.audio import DEFAULT_COMPLEXITY, OpusStreamEncoder, opus_frame_ms  # noqa: E402
 from edge_voice.core.packet_buffer import PacketBuffer  # noqa: E402
 from edge_voice.core.tts.provider import AudioFormat  # noqa: E402
-from tests.fakes.audio_samples import edge_like_mp3  # noqa: E402
+from edge_voice.core.webm import WebmOpusReader  # noqa: E402
+from tests.fakes.audio_samples import edge_like_mp3, edge_like_webm  # noqa: E402
 
 AUDIO_SECONDS = 5.0
 CHUNK = 1440
@@ -46,6 +50,17 @@ def convert(mp3: bytes, complexity: int) -> list[bytes]:
     for start in range(0, len(mp3), CHUNK):
         packets += encoder.feed(mp3[start : start + CHUNK])
     return packets + encoder.flush()
+
+
+def pass_through(webm: bytes) -> list[bytes]:
+    """Edge's WebM taken apart into its Opus frames, each checked to be 20 ms."""
+    reader = WebmOpusReader()
+    frames: list[bytes] = []
+    for start in range(0, len(webm), CHUNK):
+        frames += reader.feed(webm[start : start + CHUNK])
+    if any(opus_frame_ms(frame) != 20.0 for frame in frames):
+        raise RuntimeError("the sample's frames are not 20 ms")
+    return frames
 
 
 def move_ready(packets: list[bytes]) -> None:
@@ -75,6 +90,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=15)
     args = parser.parse_args()
     mp3 = edge_like_mp3(AUDIO_SECONDS)
+    webm = edge_like_webm(AUDIO_SECONDS)
     packets = convert(mp3, DEFAULT_COMPLEXITY)
     load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     print(
@@ -90,13 +106,18 @@ def main() -> int:
     works: list[Callable[[], object]] = [
         lambda: convert(mp3, DEFAULT_COMPLEXITY),
         lambda: convert(mp3, 5),
+        lambda: pass_through(webm),
         lambda: move_ready(packets),
     ]
-    *converted, ready = costs(works, args.rounds)
+    *converted, passed, ready = costs(works, args.rounds)
     results = dict(zip((DEFAULT_COMPLEXITY, 5), converted, strict=True))
     default = results[DEFAULT_COMPLEXITY][1]
     for (label, _), (best, median) in zip(rows, results.values(), strict=True):
         print(f"| {label} | {best:.2f} | {median:.2f} | {median / default:.2f}x |")
+    print(
+        f"| WebM Opus passthrough: block reader, no decoding | {passed[0]:.3f} "
+        f"| {passed[1]:.3f} | {passed[1] / default:.3f}x |"
+    )
     print(
         f"| ready Opus packets (cache hit): buffer in and out | {ready[0]:.3f} | {ready[1]:.3f} "
         f"| {ready[1] / default:.3f}x |"
@@ -104,15 +125,20 @@ def main() -> int:
     share = results[5][1] / default
     met_complexity = share <= COMPLEXITY_TARGET
     met_ready = ready[1] <= READY_TARGET_MS
+    met_passed = passed[1] <= READY_TARGET_MS
     print(
         f"\ncomplexity 5 costs {share * 100:.0f} % of the default; target <= "
         f"{COMPLEXITY_TARGET * 100:.0f} %: {'met' if met_complexity else 'MISSED'}"
     )
     print(
+        f"passthrough costs {passed[1]:.3f} ms per s of audio; target <= "
+        f"{READY_TARGET_MS:g} ms: {'met' if met_passed else 'MISSED'}"
+    )
+    print(
         f"ready packets cost {ready[1]:.3f} ms per s of audio; target <= "
         f"{READY_TARGET_MS:g} ms: {'met' if met_ready else 'MISSED'}"
     )
-    return 0 if met_complexity and met_ready else 1
+    return 0 if met_complexity and met_ready and met_passed else 1
 
 
 if __name__ == "__main__":
