@@ -26,7 +26,8 @@ class StreamKind(StrEnum):
     TRANSCODE = "transcode"
     """Audio converted to Opus as it plays (Edge's MP3, the offline voice)."""
     REPLAY = "replay"
-    """Opus packets that are ready (a cached phrase): only paced and sent."""
+    """Opus packets that need no conversion (a cached phrase, Edge's WebM Opus passed
+    through): only paced and sent."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -122,7 +122,7 @@ class PlayerConfig:
     """CPU per second of audio of a stream that is converted (Edge, offline voice),
     in ms; measured by bench/voice_load.py (CPU ms/s/stream)."""
     replay_cost_ms: float = 5.0
-    """The same for a cached phrase, whose packets are only sent."""
+    """The same for a stream needing no conversion (a cached phrase, Edge's WebM Opus)."""
     max_streams: int = 0
     """Streams playing at once in this process, at most (0: no cap)."""
     pacer: Literal["per_guild", "shared"] = "per_guild"

@@ -22,7 +22,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Protocol
 
 from edge_voice.core.admission import Refusal, StreamAdmission, StreamKind
-from edge_voice.core.audio import Converter, opus_packets
+from edge_voice.core.audio import WEBM_OPUS, Converter, opus_packets
 from edge_voice.core.breaker import CircuitOpenError
 from edge_voice.core.cache import AudioCache, CacheKey, PacketRecorder
 from edge_voice.core.config import PlayerConfig
@@ -160,7 +160,8 @@ class Playback:
                 raise
             return Heard(SpeechResult.failed(FailureReason.UNSPEAKABLE, exc.message))
         cached = await self._cached(request)
-        kind = StreamKind.TRANSCODE if cached is None else StreamKind.REPLAY
+        passes_through = self.service.provider.audio_format.codec == WEBM_OPUS
+        kind = StreamKind.REPLAY if cached is not None or passes_through else StreamKind.TRANSCODE
         admission = self.admission
         ticket = None if admission is None else admission.admit(kind)
         if isinstance(ticket, Refusal):

@@ -11,6 +11,7 @@ import io
 import av
 import pytest
 
+from edge_voice.core.admission import AdmissionConfig, StreamAdmission
 from edge_voice.core.audio import (
     Converter,
     decode_opus_packets,
@@ -88,8 +89,11 @@ async def test_a_stream_that_ends_badly_is_an_error(
 async def test_a_guild_player_speaks_it_with_no_conversion(edge_server: FakeEdgeServer) -> None:
     service = TTSService(provider(), voices=[VOICE.voice], attempts=1, total_deadline=5)
     voice, converter = ThreadedVoice(), Converter()
-    player = GuildPlayer(service, voice, RecordingText(), converter=converter)
+    # Admitted at the cost of a stream needing no conversion (5), not a converted one (30).
+    admission = StreamAdmission(AdmissionConfig(budget_ms=10, transcode_ms=30, replay_ms=5))
+    player = GuildPlayer(service, voice, RecordingText(), converter=converter, admission=admission)
     assert (await player.speak(utterance("Guten Morgen"))).spoken
+    assert admission.refused == 0
     await player.close()
     converter.close()
     assert voice.packets[: len(demuxed(edge_server.webm_audio))] == demuxed(edge_server.webm_audio)
