@@ -55,7 +55,7 @@ bench: $(DEV_STAMP) $(PEERS_STAMP)
 
 # The concurrent-voices ladder (bench/voice_load.py): minutes per path, so not in `make bench`.
 # It exits 1 when the last path named misses its 150-stream target.
-LOAD_PATHS ?= main,mp3
+LOAD_PATHS ?= main,mp3,webm-shared
 bench-load: $(DEV_STAMP)
 	$(BIN)/python bench/voice_load.py --paths $(LOAD_PATHS)
 

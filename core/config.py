@@ -118,11 +118,12 @@ class PlayerConfig:
     cpu_budget: float = 0.0
     """Share of one core the voice streams may use (admission control; 0: off). A
     message that would need more is posted as text at once, with the reason."""
-    stream_cost_ms: float = 25.0
-    """CPU per second of audio of a stream that is converted (Edge, offline voice),
-    in ms; measured by bench/voice_load.py (CPU ms/s/stream)."""
-    replay_cost_ms: float = 5.0
-    """The same for a stream needing no conversion (a cached phrase, Edge's WebM Opus)."""
+    stream_cost_ms: float = 34.0
+    """CPU per second of audio of a stream that is converted (Edge's MP3, the offline
+    voice), in ms: bench/voice_load.py's "CPU ms/s/stream", path mp3, N = 25 (33.8)."""
+    replay_cost_ms: float = 7.0
+    """The same for a stream needing no conversion (a cached phrase, Edge's WebM Opus):
+    bench/voice_load.py, path webm-shared, N = 75..150 (6.2-8.4)."""
     max_streams: int = 0
     """Streams playing at once in this process, at most (0: no cap)."""
     pacer: Literal["per_guild", "shared"] = "per_guild"
