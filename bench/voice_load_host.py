@@ -46,6 +46,19 @@ async def probe_loop_lag(out: IO[str]) -> None:
             out.flush()
 
 
+def report_pacer(bot: Any) -> None:
+    """How often the shared pacer fell behind (stderr), for reading a ladder's late share."""
+    from edge_voice.cogs.tts_context import _ATTRIBUTE
+
+    context = getattr(bot, _ATTRIBUTE, None)
+    pacer = getattr(context, "pacer", None)
+    if pacer is not None:
+        print(
+            f"voice_load_host: pacer late ticks {pacer.late_ticks}, resyncs {pacer.resyncs}",
+            file=sys.stderr,
+        )
+
+
 async def serve(config_json: str, lag_file: IO[str]) -> None:
     """Run the bot until SIGTERM, with the lag probe beside it."""
     import aiohttp
@@ -74,6 +87,7 @@ async def serve(config_json: str, lag_file: IO[str]) -> None:
             running = asyncio.create_task(bot.start("voice-load-token"))
             stopping = asyncio.create_task(stop.wait())
             await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            report_pacer(bot)
             await bot.close()
             for task in (running, stopping, probe):
                 task.cancel()
