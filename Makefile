@@ -9,7 +9,7 @@ PEERS := .bench-peers
 PEERS_STAMP := $(PEERS)/.installed
 TYPECHECK_LINK := .typecheck/edge_voice
 
-.PHONY: run check test test-slow lint format bench mutation clean
+.PHONY: run check test test-slow lint format bench bench-load mutation clean
 
 run: $(RUNTIME_STAMP)
 	$(BIN)/python bot.py
@@ -45,13 +45,19 @@ format: $(DEV_STAMP)
 
 # Each benchmark exits 1 when it misses a target it prints. All of them run; then
 # `make bench` fails, naming the ones that missed.
-BENCHES := breaker_overhead outage first_audio voice_latency settings_writes text_cleanup e2e_latency shards
+BENCHES := breaker_overhead outage first_audio voice_latency settings_writes text_cleanup e2e_latency shards opus_levers
 bench: $(DEV_STAMP) $(PEERS_STAMP)
 	@missed=""; for name in $(BENCHES); do \
 		echo "== bench/$$name.py"; \
 		$(BIN)/python bench/$$name.py || missed="$$missed $$name"; \
 	done; \
 	if [ -n "$$missed" ]; then echo "benchmark targets missed:$$missed"; exit 1; fi
+
+# The concurrent-voices ladder (bench/voice_load.py): minutes per path, so not in `make bench`.
+# It exits 1 when the last path named misses its 150-stream target.
+LOAD_PATHS ?= main,mp3,webm-shared
+bench-load: $(DEV_STAMP)
+	$(BIN)/python bench/voice_load.py --paths $(LOAD_PATHS)
 
 # Mutation testing of core/breaker/ with the breaker's tests (not part of `make test`).
 # mutmut names each mutant after its file's path and puts mutants/src first on

@@ -161,11 +161,12 @@ class AdminCog(commands.Cog, name="TTS admin"):
 
     @tts.command(name="status", description="Circuit breaker state of the service and each voice")
     async def status(self, interaction: discord.Interaction) -> None:
-        cache = self.context.cache
+        cache, admission = self.context.cache, self.context.admission
         alert = status_alert(
             self.service.health(),
             cache=None if cache is None else cache.stats(),
             on_open=self.config.fallback.on_open,
+            streams=None if admission is None else admission.stats(),
         )
         await respond(interaction, embed=alert_embed(alert))
 

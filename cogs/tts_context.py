@@ -29,16 +29,20 @@ from pathlib import Path
 
 from discord.ext import commands
 
+from edge_voice.core.admission import StreamAdmission, admission_config
 from edge_voice.core.alerts import OperatorLog
+from edge_voice.core.audio import Converter
 from edge_voice.core.breaker.store import BreakerStateStore
 from edge_voice.core.cache import AudioCache
 from edge_voice.core.config import Config, load_default_config
 from edge_voice.core.metered import instrument_service
 from edge_voice.core.metrics import MetricsServer, TTSMetrics
+from edge_voice.core.pacing import Pacer
 from edge_voice.core.player import OfflineVoice
 from edge_voice.core.shared_state import SharedBreakers
 from edge_voice.core.storage.database import Database
 from edge_voice.core.storage.store import IN_MEMORY, StateStore
+from edge_voice.core.tts import edge_webm
 from edge_voice.core.tts.espeak import EspeakProvider
 from edge_voice.core.tts.service import TTSService
 from edge_voice.core.tts.service_from_config import service_from_config
@@ -75,6 +79,12 @@ class TTSContext:
     """The bot's Prometheus metrics; served on ``[metrics] port`` by a context built
     here (a host that injects its context may serve ``metrics.registry`` itself)."""
     metrics_server: MetricsServer | None = None
+    admission: StreamAdmission | None = None
+    """The process's voice streams and admission control, shared by every guild."""
+    converter: Converter = field(default_factory=Converter)
+    """The one worker thread every guild's audio conversion runs on."""
+    pacer: Pacer = field(default_factory=Pacer)
+    """The one thread sending every guild's packets (``[player] pacer = "shared"``)."""
     users: int = field(default=0, repr=False)
     _opening: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
     _opened: list[StateStore | CatalogueKeeper] = field(default_factory=list, repr=False)
@@ -82,6 +92,9 @@ class TTSContext:
 
     def __post_init__(self) -> None:
         self._uninstrument = instrument_service(self.metrics, self.service, self.cache)
+        if self.admission is not None:
+            metrics = self.metrics
+            self.admission.on_refused.append(lambda _kind: metrics.admission_refused())
         # A canary the input check refuses is the operators' to fix: tell them there.
         if self.service.canary is not None:
             self.service.canary.warn = self.operator_log.warn
@@ -175,6 +188,9 @@ class TTSContext:
             self.offline_voice.provider, EspeakProvider
         ):
             self.offline_voice.provider.close()
+        # Joining waits for the piece or tick in hand: off the loop.
+        await asyncio.to_thread(self.converter.close)
+        await asyncio.to_thread(self.pacer.close)
 
 
 def _warn_if_relative(data_dir: str) -> None:
@@ -191,7 +207,7 @@ def _warn_if_relative(data_dir: str) -> None:
 def build_tts_context(config: Config) -> TTSContext:
     """A context from ``config``: Edge service, audio cache, saved breaker state,
     and the offline voice when ``[fallback] on_open`` asks for one."""
-    service = service_from_config(config)
+    service = service_from_config(config, edge_webm.provider_for(config))
     cache = None
     if config.cache.enabled:
         cache = AudioCache(
@@ -220,6 +236,7 @@ def build_tts_context(config: Config) -> TTSContext:
         cache=cache,
         store=store,
         offline_voice=offline_voice,
+        admission=StreamAdmission(admission_config(config.player)),
         owned=True,
         shared=shared,
     )

@@ -99,7 +99,9 @@ class VoiceCog(commands.Cog, name="Voice"):
             await release_tts_context(self.bot)
             raise
         self._keeper = SessionKeeper(state.sessions, self)
-        self.context.metrics.player_stats = lambda: player_figures(self._sessions.values())
+        self.context.metrics.player_stats = lambda: player_figures(
+            self._sessions.values(), self.context.admission
+        )
         if self.bot.is_ready():  # loaded into a running bot: on_ready has passed
             self._keeper.restore_all(self.bot.guilds)
         intents = self.bot.intents
@@ -475,6 +477,9 @@ class VoiceCog(commands.Cog, name="Voice"):
             clock=self.clock,
             warn=self.context.operator_log.warn,
             on_outcome=self._count,
+            admission=self.context.admission,
+            converter=self.context.converter,
+            pacer=self.context.pacer,
         )
         self._sessions[guild.id] = session
         session.watch = asyncio.create_task(

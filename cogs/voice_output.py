@@ -39,13 +39,16 @@ class PacketSource(discord.AudioSource):
     finished (or stalled-out) utterance apart from playback stopped from outside.
     """
 
-    def __init__(self, buffer: PacketBuffer) -> None:
+    def __init__(self, buffer: PacketBuffer, *, wait: float = OPUS_FRAME_SECONDS) -> None:
         self.buffer = buffer
+        self.wait = wait
+        """How long a read waits for a packet: discord.py's player reads once per 20 ms
+        and keeps its own schedule; the shared pacer must not wait at all (0)."""
         self.ended = False
 
     def read(self) -> bytes:
         """The next 20 ms packet (silence while synthesis lags), ``b""`` at the end."""
-        packet = self.buffer.read(OPUS_FRAME_SECONDS)
+        packet = self.buffer.read(self.wait)
         if not packet:
             self.ended = True
         return packet
@@ -107,23 +110,25 @@ class DiscordVoiceOutput:
             with contextlib.suppress(RuntimeError):  # the loop is already closed
                 loop.call_soon_threadsafe(resolve, error)
 
-        source = PacketSource(buffer)
+        source = self._source(buffer)
         self._stop_requested = False
         try:
-            client.play(source, after=after)
+            await self._begin(client, source, after)
         except (discord.ClientException, TypeError) as exc:
             source.cleanup()
             raise PlaybackError(f"could not start playback: {exc}") from exc
         try:
             error = await self._while_reading(finished, buffer)
         except asyncio.CancelledError:
-            client.stop()
+            self._halt(client)
             raise
         except TimeoutError:
-            client.stop()
+            self._halt(client)
             raise VoiceConnectionLost(
                 f"voice playback stalled: nothing was read for {self.stall_after:g}s"
             ) from None
+        finally:
+            await self._ended(client)
         if isinstance(error, TTSError):
             raise error
         if error is not None:
@@ -163,4 +168,22 @@ class DiscordVoiceOutput:
         self._stop_requested = True
         client = self._client()
         if client is not None:
-            client.stop()
+            self._halt(client)
+
+    # How playback runs; the shared pacer (cogs/voice_pacing.py) replaces these three.
+
+    def _source(self, buffer: PacketBuffer) -> PacketSource:
+        return PacketSource(buffer)
+
+    async def _begin(
+        self, client: Any, source: PacketSource, after: Callable[[Exception | None], None]
+    ) -> None:
+        """Start playing ``source``; ``after(error)`` once it ended (from any thread)."""
+        client.play(source, after=after)
+
+    def _halt(self, client: Any) -> None:
+        """Stop what ``client`` plays; ``after`` follows."""
+        client.stop()
+
+    async def _ended(self, client: Any) -> None:
+        """Playback is over (however it ended)."""

@@ -21,10 +21,14 @@ from discord.ext import commands
 from edge_voice.cogs.text_output import ChannelTextOutput
 from edge_voice.cogs.voice_link import DiscordVoiceLink
 from edge_voice.cogs.voice_output import DiscordVoiceOutput
+from edge_voice.cogs.voice_pacing import PacedVoiceOutput
+from edge_voice.core.admission import StreamAdmission
+from edge_voice.core.audio import Converter
 from edge_voice.core.cache import AudioCache
 from edge_voice.core.clock import Clock
 from edge_voice.core.config import Config
 from edge_voice.core.metrics import PlayerFigures
+from edge_voice.core.pacing import Pacer
 from edge_voice.core.player import OFFLINE_VOICE_REASON, GuildPlayer, OfflineVoice
 from edge_voice.core.posting import OperatorWarning
 from edge_voice.core.speech import FailureReason, SpeakerPrefixer, SpeechOutcome, SpeechResult
@@ -82,6 +86,9 @@ def open_session(
     clock: Clock,
     warn: OperatorWarning | None = None,
     on_outcome: Callable[[SpeechResult], object] | None = None,
+    admission: StreamAdmission | None = None,
+    converter: Converter | None = None,
+    pacer: Pacer | None = None,
 ) -> VoiceSession:
     """A session speaking in ``voice_channel`` and reading ``channel``: a new player on
     ``service`` with ``config``'s player and speaker-announcement settings, and a
@@ -108,7 +115,11 @@ def open_session(
     def usable() -> bool:
         return not supervisor.down and link.state() in (LinkState.UP, LinkState.SETTLING)
 
-    voice = DiscordVoiceOutput(link.client, usable=usable)
+    voice = (
+        PacedVoiceOutput(link.client, usable=usable, pacer=pacer)
+        if pacer is not None and settings.pacer == "shared"
+        else DiscordVoiceOutput(link.client, usable=usable)
+    )
     player = GuildPlayer(
         service,
         voice,
@@ -116,6 +127,8 @@ def open_session(
         settings,
         cache=cache,
         offline_voice=offline_voice,
+        admission=admission,
+        converter=converter,
         clock=clock,
         name=f"guild {guild.id}",
         on_outcome=on_outcome,
@@ -127,12 +140,16 @@ def open_session(
     return VoiceSession(player, voice, text, prefixer, link, supervisor)
 
 
-def player_figures(sessions: Iterable[VoiceSession]) -> PlayerFigures:
-    """What a metrics scrape reads of ``sessions``: utterances playing, messages waiting."""
-    playing = queued = 0
+def player_figures(
+    sessions: Iterable[VoiceSession], admission: StreamAdmission | None
+) -> PlayerFigures:
+    """What a metrics scrape reads: voice streams playing (``admission`` counts them; without
+    it, the sessions handling a message) and messages waiting in ``sessions``."""
+    speaking = queued = 0
     for session in sessions:
-        playing += session.player.speaking
+        speaking += session.player.speaking
         queued += session.player.pending
+    playing = admission.playing if admission is not None else speaking
     return PlayerFigures(playing=playing, queued=queued)
 
 

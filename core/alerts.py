@@ -169,12 +169,14 @@ def status_alert(
     *,
     cache: Mapping[str, int] | None = None,
     on_open: str = "text",
+    streams: Mapping[str, float] | None = None,
 ) -> Alert:
     """``/tts status``: the service breaker, then each voice's, coloured by the service state.
 
     ``health`` is :meth:`core.tts.service.TTSService.health`: the service breaker's
     snapshot at the top level and each voice's under ``voices``. ``cache`` is
-    :meth:`core.cache.AudioCache.stats`; ``on_open`` is what listeners get while OPEN.
+    :meth:`core.cache.AudioCache.stats`; ``on_open`` is what listeners get while OPEN;
+    ``streams`` is :meth:`core.admission.StreamAdmission.stats`.
     """
     service = BreakerSnapshot.from_dict(health)
     state = service.state
@@ -187,6 +189,8 @@ def status_alert(
     fields.append(("During outages", _outage_report(health.get("canary") or {}, on_open)))
     if cache is not None:
         fields.append(("Audio cache", _cache_report(cache)))
+    if streams is not None:
+        fields.append(("Voice streams", _streams_report(streams)))
     troubled = [v for v, snap in voices.items() if snap.state is not CircuitState.CLOSED]
     instead = "posted as text" if on_open == "text" else "spoken by the offline voice"
     summary = {
@@ -222,6 +226,20 @@ def _outage_report(canary: Mapping[str, Any], on_open: str) -> str:
     else:
         trials = "the next message is the trial call"
     return f"Listeners: {listeners}\nRecovery test: {trials}"
+
+
+def _streams_report(stats: Mapping[str, float]) -> str:
+    budget, cap = stats.get("budget_ms", 0), stats.get("max_streams", 0)
+    limits = []
+    if budget:
+        limits.append(f"CPU {stats.get('load_ms', 0):.0f} of {budget:.0f} ms/s")
+    if cap:
+        limits.append(f"at most {cap:.0f} at once")
+    admission = " · ".join(limits) if limits else "admission control off"
+    return (
+        f"{stats.get('playing', 0):.0f} playing · {stats.get('refused', 0):.0f} refused "
+        f"(posted as text: at capacity)\n{admission}"
+    )
 
 
 def _cache_report(stats: Mapping[str, int]) -> str:

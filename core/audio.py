@@ -22,7 +22,8 @@ import array
 import asyncio
 import math
 import sys
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 from typing import Literal
 
@@ -32,6 +33,7 @@ from av.codec.codec import UnknownCodecError
 
 from edge_voice.core.tts.errors import ErrorKind, TTSError
 from edge_voice.core.tts.provider import AudioFormat
+from edge_voice.core.webm import WebmError, WebmOpusReader
 
 OPUS_SAMPLE_RATE = 48_000
 OPUS_CHANNELS = 2
@@ -41,20 +43,23 @@ OPUS_FRAME_SECONDS = OPUS_FRAME_SAMPLES / OPUS_SAMPLE_RATE
 OPUS_SILENCE_FRAME = b"\xf8\xff\xfe"
 """One 20 ms Opus packet of silence (the frame discord.py itself sends)."""
 DEFAULT_BITRATE = 64_000
+DEFAULT_COMPLEXITY = 10
+"""libopus's own default (0 cheapest .. 10 best); ``[player] opus_complexity``."""
 
 SUPPORTED_CODECS = ("mp3", "pcm_s16le")
+"""What :class:`OpusStreamEncoder` converts; ``webm_opus`` passes through without it."""
+WEBM_OPUS = "webm_opus"
 
 _LAYOUTS = {1: "mono", 2: "stereo"}
 # The largest MP3 frame is under 3 KiB; this much input without one decoded frame
 # means the stream is not MP3, and waiting for the end would only buffer garbage.
 _MAX_UNDECODED_BYTES = 16 * 1024
-# Measured with PyAV 18 on 2 cores: converting costs about 12 ms of CPU per second
-# of audio (Opus encoding is ~90 % of it; 3 s of 24 kHz MP3 takes ~30 ms), linear
-# in the chunk size, while an asyncio.to_thread round trip costs about 0.2 ms.
-# Chunks under ~80 ms of audio (≤ 1 ms of work) are cheaper to convert on the
-# loop; larger ones (a whole eSpeak utterance is ~35 ms of work) go to a worker
-# thread, where FFmpeg runs without the GIL and the loop stays responsive.
-_INLINE_AUDIO_SECONDS = 0.08
+# Conversion runs on worker threads, never on the event loop: with many guilds
+# converting at once, even small inline steps add up to stalls (20 offline-voice
+# guilds stalled the loop for 1.1 s, tests/test_loop_lag.py). Each job converts at
+# most this much audio, so one stream's long chunk (a whole eSpeak utterance) never
+# holds a worker while other streams wait, and streams interleave fairly.
+_PIECE_AUDIO_SECONDS = 0.5
 _MP3_NOMINAL_BYTES_PER_SECOND = 48_000 // 8
 
 
@@ -94,13 +99,21 @@ class OpusStreamEncoder:
     decoded. Not thread-safe: use one instance from one thread at a time.
     """
 
-    def __init__(self, audio_format: AudioFormat, *, bitrate: int = DEFAULT_BITRATE) -> None:
+    def __init__(
+        self,
+        audio_format: AudioFormat,
+        *,
+        bitrate: int = DEFAULT_BITRATE,
+        complexity: int = DEFAULT_COMPLEXITY,
+    ) -> None:
         if audio_format.codec not in SUPPORTED_CODECS:
             raise ValueError(f"unsupported codec {audio_format.codec!r}; use {SUPPORTED_CODECS}")
         if audio_format.channels not in _LAYOUTS:
             raise ValueError(f"unsupported channel count {audio_format.channels}")
         if not 6_000 <= bitrate <= 510_000:
             raise ValueError(f"Opus bitrate must be 6000..510000 bit/s, got {bitrate}")
+        if not 0 <= complexity <= 10:
+            raise ValueError(f"Opus complexity must be 0..10, got {complexity}")
         self.audio_format = audio_format
         self.bitrate = bitrate
         self.bytes_fed = 0
@@ -118,6 +131,7 @@ class OpusStreamEncoder:
         self._opus.layout = "stereo"
         self._opus.format = "s16"
         self._opus.bit_rate = bitrate
+        self._opus.options = {"compression_level": str(complexity)}
         self._opus.open()
 
     def feed(self, chunk: bytes) -> list[bytes]:
@@ -221,39 +235,125 @@ class OpusStreamEncoder:
         return packets
 
 
-def _inline_limit(audio_format: AudioFormat) -> int:
-    """The largest chunk (bytes) worth converting on the event loop itself."""
+def _piece_bytes(audio_format: AudioFormat) -> int:
+    """The most input bytes one conversion job takes (``_PIECE_AUDIO_SECONDS`` of audio)."""
     if audio_format.codec == "pcm_s16le":
         per_second = audio_format.sample_rate * audio_format.channels * 2
     else:
         per_second = _MP3_NOMINAL_BYTES_PER_SECOND
-    return int(per_second * _INLINE_AUDIO_SECONDS)
+    return int(per_second * _PIECE_AUDIO_SECONDS)
 
 
 async def opus_packets(
-    chunks: AsyncIterator[bytes], audio_format: AudioFormat, *, bitrate: int = DEFAULT_BITRATE
+    chunks: AsyncIterator[bytes],
+    audio_format: AudioFormat,
+    *,
+    bitrate: int = DEFAULT_BITRATE,
+    complexity: int = DEFAULT_COMPLEXITY,
+    converter: Converter | None = None,
 ) -> AsyncGenerator[bytes, None]:
     """Yield 20 ms Opus packets for ``chunks`` (in ``audio_format``) as they arrive.
 
-    Errors from ``chunks`` pass through unchanged; bad audio raises
-    :class:`AudioDecodeError`. Closing this generator closes ``chunks`` too, so an
-    abandoned utterance stops its synthesis.
+    Every conversion runs on a worker thread (``converter``'s, else asyncio's default
+    pool), in pieces of at most half a second of audio. Errors from ``chunks`` pass
+    through unchanged; bad audio raises :class:`AudioDecodeError`. Closing this
+    generator closes ``chunks`` too, so an abandoned utterance stops its synthesis.
     """
-    encoder = OpusStreamEncoder(audio_format, bitrate=bitrate)
-    inline_limit = _inline_limit(audio_format)
+    if audio_format.codec == WEBM_OPUS:
+        async for packet in _passed_through(chunks):
+            yield packet
+        return
+    encoder = OpusStreamEncoder(audio_format, bitrate=bitrate, complexity=complexity)
+    piece = _piece_bytes(audio_format)
+    convert = asyncio.to_thread if converter is None else converter.run
     try:
         async for chunk in chunks:
-            if len(chunk) <= inline_limit:
-                packets = encoder.feed(chunk)
-            else:
-                packets = await asyncio.to_thread(encoder.feed, chunk)
-            for packet in packets:
-                yield packet
-        for packet in encoder.flush():
+            for start in range(0, len(chunk), piece):
+                packets = await convert(encoder.feed, chunk[start : start + piece])
+                for packet in packets:
+                    yield packet
+        for packet in await convert(encoder.flush):
             yield packet
     finally:
         if isinstance(chunks, AsyncGenerator):
             await chunks.aclose()
+
+
+class Converter:
+    """One worker thread on which every stream's conversions run, piece by piece.
+
+    The work is CPU-bound, so more threads would not finish it sooner on one core, but
+    each would compete with the event loop for the GIL: with asyncio.to_thread's pool
+    (six threads on 2 cores) tests/test_loop_lag.py saw a p99 loop lag of 16-29 ms,
+    with one worker it passes. Jobs run in the order they were submitted, so streams
+    take turns. The thread starts on first use; :meth:`close` joins it.
+    """
+
+    def __init__(self) -> None:
+        self._executor: ThreadPoolExecutor | None = None
+        self._closed = False
+        self.jobs = 0
+        """Conversion jobs run so far."""
+
+    async def run(self, step: Callable[..., list[bytes]], *args: bytes) -> list[bytes]:
+        """``step(*args)`` on the worker thread."""
+        if self._closed:
+            raise RuntimeError("the converter is closed")
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="opus-convert")
+        self.jobs += 1
+        return await asyncio.get_running_loop().run_in_executor(self._executor, step, *args)
+
+    def close(self) -> None:
+        """Finish the job in hand and join the thread (blocks for at most one piece)."""
+        self._closed = True
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
+
+
+async def _passed_through(chunks: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
+    """Opus frames out of WebM as they are: no decoding, no encoding, on the loop (taking
+    a block apart is a slice; bench/opus_levers.py measures it)."""
+    reader = WebmOpusReader()
+    try:
+        async for chunk in chunks:
+            try:
+                frames = reader.feed(chunk)
+            except WebmError as exc:
+                raise AudioDecodeError(f"cannot read WebM: {exc}") from exc
+            for frame in frames:
+                if opus_frame_ms(frame) != OPUS_FRAME_SECONDS * 1000:
+                    # Discord plays 20 ms packets; repacketizing is not done here.
+                    raise AudioDecodeError(
+                        f"Opus packet of {opus_frame_ms(frame):g} ms, not one 20 ms frame"
+                    )
+                yield frame
+    finally:
+        if isinstance(chunks, AsyncGenerator):
+            await chunks.aclose()
+
+
+def opus_frame_ms(packet: bytes) -> float:
+    """The audio in an Opus packet, in ms, from its TOC byte (RFC 6716, section 3.1)."""
+    if not packet:
+        return 0.0
+    toc = packet[0]
+    config = toc >> 3
+    if config < 12:
+        per_frame = (10.0, 20.0, 40.0, 60.0)[config % 4]
+    elif config < 16:
+        per_frame = (10.0, 20.0)[config % 2]
+    else:
+        per_frame = (2.5, 5.0, 10.0, 20.0)[config % 4]
+    code = toc & 0x03
+    if code == 0:
+        frames = 1
+    elif code in (1, 2):
+        frames = 2
+    else:
+        frames = packet[1] & 0x3F if len(packet) > 1 else 0
+    return per_frame * frames
 
 
 def decode_opus_packets(packets: list[bytes]) -> tuple[bytes, float]:

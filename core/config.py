@@ -113,6 +113,22 @@ class PlayerConfig:
     """Times the bot rejoins its voice channel itself once discord.py gave up (0: never)."""
     rejoin_backoff: float = 1.0
     """Seconds before the first rejoin; doubled for each further one, up to 8 times it."""
+    opus_complexity: int = 10
+    """libopus complexity, 0 (cheapest) to 10 (libopus's default, best quality)."""
+    cpu_budget: float = 0.0
+    """Share of one core the voice streams may use (admission control; 0: off). A
+    message that would need more is posted as text at once, with the reason."""
+    stream_cost_ms: float = 34.0
+    """CPU per second of audio of a stream that is converted (Edge's MP3, the offline
+    voice), in ms: bench/voice_load.py's "CPU ms/s/stream", path mp3, N = 25 (33.8)."""
+    replay_cost_ms: float = 7.0
+    """The same for a stream needing no conversion (a cached phrase, Edge's WebM Opus):
+    bench/voice_load.py, path webm-shared, N = 75..150 (6.2-8.4)."""
+    max_streams: int = 0
+    """Streams playing at once in this process, at most (0: no cap)."""
+    pacer: Literal["per_guild", "shared"] = "per_guild"
+    """Who sends each 20 ms packet: discord.py's player thread per guild, or one shared
+    pacing thread for every guild (core/pacing.py)."""
 
     @property
     def bitrate(self) -> int:
@@ -144,6 +160,11 @@ class EdgeConfig:
 
     host: str = "speech.platform.bing.com"
     port: int = 443
+    output_format: Literal["audio-24khz-48kbitrate-mono-mp3", "webm-24khz-16bit-mono-opus"] = (
+        "audio-24khz-48kbitrate-mono-mp3"
+    )
+    """What Edge is asked for: MP3 through edge-tts (converted to Opus), or WebM Opus on
+    our own request path, passed to Discord without decoding (core/tts/edge_webm.py)."""
 
 
 @dataclass(frozen=True)
@@ -366,13 +387,13 @@ def _check_breaker(values: dict[str, Any], source: str, section: str) -> None:
 _POSITIVE = {
     "attempts", "connect", "read", "total", "max_chars", "queue_size", "max_bytes",
     "fetch_timeout",
-    "voice_connect_timeout", "rejoin_backoff",
+    "voice_connect_timeout", "rejoin_backoff", "stream_cost_ms", "replay_cost_ms",
 }  # fmt: skip
 _NON_NEGATIVE = {
     "backoff_base", "backoff_max", "announce_speaker_every", "max_wait", "idle_timeout",
     "log_coalesce_seconds", "max_disk_bytes", "idle_stop_after", "log_channel_id",
     "refresh_interval",
-    "rejoin_attempts", "shard_count",
+    "rejoin_attempts", "shard_count", "cpu_budget", "max_streams",
 }  # fmt: skip
 
 
@@ -392,6 +413,9 @@ def _check_ranges(values: dict[str, Any], source: str, section: str) -> None:
         raise ConfigError(source, f"{section}.host", "an address such as 127.0.0.1", "")
     if section == "player" and "bitrate_kbps" in values and not 8 <= values["bitrate_kbps"] <= 512:
         raise ConfigError(source, f"{section}.bitrate_kbps", "8 to 512", values["bitrate_kbps"])
+    complexity = values.get("opus_complexity") if section == "player" else None
+    if complexity is not None and not 0 <= complexity <= 10:
+        raise ConfigError(source, f"{section}.opus_complexity", "0 to 10", complexity)
 
 
 def _coerce(raw: Any, hint: Any, source: str, key: str) -> Any:

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Protocol
 
-from edge_voice.core.audio import opus_packets
+from edge_voice.core.admission import Refusal, StreamAdmission, StreamKind
+from edge_voice.core.audio import WEBM_OPUS, Converter, opus_packets
 from edge_voice.core.breaker import CircuitOpenError
 from edge_voice.core.cache import AudioCache, CacheKey, PacketRecorder
 from edge_voice.core.config import PlayerConfig
@@ -124,6 +125,8 @@ class Playback:
         *,
         cache: AudioCache | None = None,
         offline_voice: OfflineVoice | None = None,
+        admission: StreamAdmission | None = None,
+        converter: Converter | None = None,
     ) -> None:
         self.service = service
         self.voice = voice
@@ -131,6 +134,8 @@ class Playback:
         self.settings = settings
         self.cache = cache
         self.offline_voice = offline_voice
+        self.admission = admission
+        self.converter = converter
         self._notice = OutageNotice()
         self._stopped = False
         self._cut_for_shutdown = False
@@ -155,13 +160,23 @@ class Playback:
                 raise
             return Heard(SpeechResult.failed(FailureReason.UNSPEAKABLE, exc.message))
         cached = await self._cached(request)
-        if cached is None:
-            return await self._speak_with_service(utterance, request)
+        passes_through = self.service.provider.audio_format.codec == WEBM_OPUS
+        kind = StreamKind.REPLAY if cached is not None or passes_through else StreamKind.TRANSCODE
+        admission = self.admission
+        ticket = None if admission is None else admission.admit(kind)
+        if isinstance(ticket, Refusal):
+            return Heard(text_post_reason=TextPostReason.AT_CAPACITY, detail=ticket.reason)
         try:
-            end = await self._play(_replay(cached))
-        except PlaybackError as exc:
-            return await self._cut_off(exc)
-        return self._ended(end, "cached")
+            if cached is None:
+                return await self._speak_with_service(utterance, request)
+            try:
+                end = await self._play(_replay(cached))
+            except PlaybackError as exc:
+                return await self._cut_off(exc)
+            return self._ended(end, "cached")
+        finally:
+            if admission is not None and ticket is not None:
+                admission.release(ticket)
 
     async def _speak_with_service(self, utterance: Utterance, request: SynthesisRequest) -> Heard:
         report = SynthesisReport()
@@ -169,7 +184,11 @@ class Playback:
             request.text, request.settings, report=report, stall_limit=self.settings.stall_limit
         )
         packets = opus_packets(
-            chunks, self.service.provider.audio_format, bitrate=self.settings.bitrate
+            chunks,
+            self.service.provider.audio_format,
+            bitrate=self.settings.bitrate,
+            complexity=self.settings.opus_complexity,
+            converter=self.converter,
         )
         recorder = None if self.cache is None else PacketRecorder(self.cache.max_bytes)
         if recorder is not None:
@@ -248,6 +267,8 @@ class Playback:
             offline_voice.provider.stream(request),
             offline_voice.provider.audio_format,
             bitrate=self.settings.bitrate,
+            complexity=self.settings.opus_complexity,
+            converter=self.converter,
         )
         try:
             end = await self._play(offline)

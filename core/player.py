@@ -24,6 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from edge_voice.core.admission import StreamAdmission
+from edge_voice.core.audio import Converter
 from edge_voice.core.cache import AudioCache
 from edge_voice.core.clock import Clock, monotonic
 from edge_voice.core.config import PlayerConfig
@@ -103,6 +105,8 @@ class GuildPlayer:
         *,
         cache: AudioCache | None = None,
         offline_voice: OfflineVoice | None = None,
+        admission: StreamAdmission | None = None,
+        converter: Converter | None = None,
         clock: Clock = monotonic,
         shutdown_deadline: float = SHUTDOWN_DEADLINE,
         finish_grace: float = FINISH_GRACE,
@@ -121,7 +125,14 @@ class GuildPlayer:
         self.shutdown_deadline = shutdown_deadline
         self.finish_grace = finish_grace
         self.playback = Playback(
-            service, voice, text, self.settings, cache=cache, offline_voice=offline_voice
+            service,
+            voice,
+            text,
+            self.settings,
+            cache=cache,
+            offline_voice=offline_voice,
+            admission=admission,
+            converter=converter,
         )
         self._queue: asyncio.Queue[_Job] = asyncio.Queue(self.settings.queue_size)
         self._worker: asyncio.Task[None] | None = None
@@ -325,7 +336,11 @@ class GuildPlayer:
     async def _post_as_text(
         self, job: _Job, reason: TextPostReason, detail: str = ""
     ) -> SpeechResult:
-        posted = await self.text.post(text_post_for(job.utterance))
+        post = text_post_for(job.utterance)
+        if reason is TextPostReason.AT_CAPACITY:
+            # Said in the post itself: every message refused is told, not only the first.
+            post += f"\n-# not spoken: {detail}"
+        posted = await self.text.post(post)
         if posted.delivered:
             return SpeechResult(SpeechOutcome.POSTED_AS_TEXT, reason.value, detail)
         why = f"{reason.value}, and posting it as text failed: {posted.reason}"

@@ -48,6 +48,9 @@ class TextPostReason(StrEnum):
     NOT_CONNECTED = "not connected"
     """The bot is not in a voice channel in this guild."""
     QUEUE_FULL = "queue full"
+    AT_CAPACITY = "at capacity"
+    """One more voice stream would break the cadence of those playing (admission
+    control); the post says so."""
     WAITED_TOO_LONG = "waited too long"
     SHUTTING_DOWN = "shutting down"
     INTERNAL_ERROR = "internal error"

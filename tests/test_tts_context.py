@@ -20,6 +20,7 @@ from edge_voice.cogs.tts_context import (
     build_tts_context,
     release_tts_context,
 )
+from edge_voice.core.admission import Refusal, StreamKind
 from edge_voice.core.breaker import CircuitBreakerConfig, CircuitOpenError
 from edge_voice.core.config import (
     CacheConfig,
@@ -29,6 +30,7 @@ from edge_voice.core.config import (
     RetryConfig,
     StateConfig,
     VoicesConfig,
+    parse_config,
 )
 from edge_voice.core.tts.outcomes import SynthesisFailed
 from edge_voice.core.tts.service_from_config import service_from_config
@@ -180,3 +182,20 @@ async def test_a_relative_data_dir_of_a_config_built_in_code_is_warned_about(
     await context.close()
     assert f"relative to the working directory ({tmp_path / 'relative'})" in caplog.text
     assert (tmp_path / "relative" / "edge_voice.sqlite3").is_file()
+
+
+async def test_admission_refusals_are_counted_in_the_metrics(tmp_path: Path) -> None:
+    config = parse_config(
+        {"state": {"data_dir": str(tmp_path)}, "player": {"max_streams": 1}}, "<test>"
+    )
+    context = build_tts_context(config)
+    try:
+        admission = context.admission
+        assert admission is not None
+        ticket = admission.admit(StreamKind.TRANSCODE)
+        assert isinstance(admission.admit(StreamKind.REPLAY), Refusal)
+        admission.release(ticket)
+        registry = context.metrics.registry
+        assert registry.get_sample_value("tts_admission_refusals_total") == 1
+    finally:
+        await context.close()

@@ -15,6 +15,7 @@ import json
 import math
 from collections.abc import AsyncGenerator
 from typing import Any, Final
+from xml.sax.saxutils import escape as xml_escape
 
 import aiohttp
 import edge_tts
@@ -60,6 +61,44 @@ def handshake_request() -> tuple[str, dict[str, str]]:
         f"&Sec-MS-GEC-Version={SEC_MS_GEC_VERSION}"
     )
     return url, DRM.headers_with_muid(WSS_HEADERS)
+
+
+MAX_SSML_TEXT_BYTES: Final = 4096
+"""The most escaped UTF-8 text edge-tts sends in one request (it splits longer text)."""
+
+
+def request_frames(request: SynthesisRequest, output_format: str) -> tuple[str, str]:
+    """The two TEXT frames edge-tts sends for ``request`` (``speech.config``, ``ssml``),
+    asking for ``output_format`` instead of its hard-coded MP3.
+
+    For a request path of our own (:mod:`core.tts.edge_webm`): the same voice name
+    expansion, escaping and prosody as edge-tts. Text over one request's limit raises
+    :class:`InvalidText` (edge-tts would split it over several connections).
+    """
+    settings = request.settings
+    validate_settings(settings)
+    config = TTSConfig(settings.voice, settings.rate, settings.volume, settings.pitch, _BOUNDARY)
+    text = edge_communicate.remove_incompatible_characters(request.text)
+    escaped = xml_escape(text).encode("utf-8").strip()
+    if not escaped:
+        raise InvalidText("nothing to speak")
+    if len(escaped) > MAX_SSML_TEXT_BYTES:
+        raise InvalidText(f"text over {MAX_SSML_TEXT_BYTES} bytes for one request")
+    speech_config = (
+        f"X-Timestamp:{edge_communicate.date_to_string()}\r\n"
+        "Content-Type:application/json; charset=utf-8\r\n"
+        "Path:speech.config\r\n\r\n"
+        '{"context":{"synthesis":{"audio":{"metadataoptions":{'
+        '"sentenceBoundaryEnabled":"true","wordBoundaryEnabled":"false"},'
+        f'"outputFormat":"{output_format}"'
+        "}}}}\r\n"
+    )
+    ssml = edge_communicate.ssml_headers_plus_data(
+        edge_communicate.connect_id(),
+        edge_communicate.date_to_string(),
+        edge_communicate.mkssml(config, escaped),
+    )
+    return speech_config, ssml
 
 
 def validate_settings(settings: VoiceSettings) -> None:

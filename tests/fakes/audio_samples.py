@@ -85,3 +85,34 @@ def rms(samples: list[float]) -> float:
     if not samples:
         return 0.0
     return math.sqrt(sum(value * value for value in samples) / len(samples))
+
+
+WEBM_FORMAT = "webm-24khz-16bit-mono-opus"
+"""The output format name Edge is asked for when audio should pass through as Opus."""
+
+
+@lru_cache(maxsize=8)
+def edge_like_webm(seconds: float = 1.0) -> bytes:
+    """The same sweep as :func:`edge_like_mp3`, as Opus (24 kHz mono, 20 ms frames) in WebM.
+
+    Muxed by PyAV's FFmpeg (EBML header, Segment, Tracks with an OpusHead, Clusters of
+    SimpleBlocks), the shape Edge's ``webm-24khz-16bit-mono-opus`` is reported to have.
+    """
+    if seconds <= 0:
+        raise ValueError("seconds must be positive")
+    total = max(1, round(seconds * SAMPLE_RATE / 480)) * 480
+    pcm = _sweep(total, 220.0, 880.0)
+    out = io.BytesIO()
+    with av.open(out, "w", format="webm") as container:
+        stream = container.add_stream("libopus", rate=SAMPLE_RATE, layout="mono")
+        stream.bit_rate = 32_000
+        for start in range(0, total, 480):
+            frame = av.AudioFrame(format="s16", layout="mono", samples=480)
+            frame.planes[0].update(pcm[start : start + 480].tobytes())
+            frame.sample_rate = SAMPLE_RATE
+            frame.pts = start
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return out.getvalue()

@@ -34,7 +34,7 @@ import edge_tts.communicate
 from aiohttp import WSMsgType, web
 from edge_tts.drm import DRM
 
-from tests.fakes.audio_samples import BIT_RATE, edge_like_mp3
+from tests.fakes.audio_samples import BIT_RATE, WEBM_FORMAT, edge_like_mp3, edge_like_webm
 
 PATH = "/consumer/speech/synthesize/readaloud/edge/v1"
 _TICKS_PER_SECOND = 10_000_000
@@ -152,6 +152,8 @@ class RecordedRequest:
     """The SSML text, unescaped."""
     rate: str | None = None
     """The SSML prosody's rate, e.g. ``+10%``."""
+    output_format: str | None = None
+    """``outputFormat`` from the speech.config frame (edge-tts: always MP3)."""
     audio_bytes_sent: int = 0
     turn_end_sent: bool = False
     arrived: float = field(default_factory=time.monotonic)
@@ -191,6 +193,8 @@ class FakeEdgeServer:
         self._plan_connections = 0
         self.pacing = pacing or Pacing()
         self.audio = audio if audio is not None else edge_like_mp3(1.0)
+        self.webm_audio = edge_like_webm(1.0)
+        """Served instead of ``audio`` to a request whose speech.config asks for WebM."""
         self.requests: list[RecordedRequest] = []
         self._runner: web.AppRunner | None = None
         self._port = 0
@@ -316,6 +320,9 @@ class FakeEdgeServer:
                     if message.type is not WSMsgType.TEXT:
                         continue
                     headers, body = _split_text_frame(message.data)
+                    if headers.get("Path") == "speech.config":
+                        wanted = re.search(r'"outputFormat":"([^"]*)"', body)
+                        record.output_format = wanted[1] if wanted else None
                     if headers.get("Path") != "ssml":
                         continue
                     voice = re.search(r"<voice name='([^']*)'>", body)
@@ -341,7 +348,9 @@ class FakeEdgeServer:
             return
 
         size = self.pacing.chunk_bytes
-        chunks = [self.audio[i : i + size] for i in range(0, len(self.audio), size)]
+        webm = record.output_format == WEBM_FORMAT
+        audio = self.webm_audio if webm else self.audio
+        chunks = [audio[i : i + size] for i in range(0, len(audio), size)]
         gap = plan.trickle_gap if mode is FaultMode.SLOW_TRICKLE else self.pacing.chunk_delay
         if self.pacing.first_chunk_delay:
             await asyncio.sleep(self.pacing.first_chunk_delay)
@@ -351,7 +360,7 @@ class FakeEdgeServer:
             if mode is FaultMode.CLOSE_MID_STREAM and position == max(1, len(chunks) // 2):
                 await ws.close()
                 return
-            await ws.send_bytes(_audio_frame(rid, chunk))
+            await ws.send_bytes(_audio_frame(rid, chunk, webm=webm))
             if record.first_audio_at is None:
                 record.first_audio_at = time.monotonic()
             record.audio_bytes_sent += len(chunk)
@@ -397,13 +406,14 @@ def _text_frame(request_id: str, path: str, body: dict[str, Any]) -> str:
     )
 
 
-def _audio_frame(request_id: str, audio: bytes) -> bytes:
+def _audio_frame(request_id: str, audio: bytes, *, webm: bool = False) -> bytes:
     """A binary frame: 2-byte big-endian header length, headers, audio.
 
     X-RequestId comes first because edge-tts parses the length bytes as part of the
     first header's name. The end-of-stream frame (no audio) has no Content-Type.
     """
-    content_type = "Content-Type:audio/mpeg\r\n" if audio else ""
+    kind = "audio/webm; codec=opus" if webm else "audio/mpeg"
+    content_type = f"Content-Type:{kind}\r\n" if audio else ""
     header = f"X-RequestId:{request_id}\r\n{content_type}Path:audio\r\n".encode()
     return len(header).to_bytes(2, "big") + header + audio
 
