@@ -10,6 +10,7 @@ outcome is atomic, and nothing is held across the guarded await.
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -29,6 +30,8 @@ from edge_voice.core.breaker.state import (
 from edge_voice.core.clock import Clock, WallClock, at_datetime, monotonic, wall_time
 
 _CLOSED = CircuitState.CLOSED
+_NO_PERMIT = Permit(-1, trial=False)
+"""What ``async with`` entries share before the first: no machine hands it out."""
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -57,6 +60,8 @@ class CircuitBreaker:
     ``is_failure_result`` makes ``call()`` count a returned value as a failure.
     """
 
+    _exited: asyncio.Future[None]
+
     def __init__(
         self,
         name: str,
@@ -75,7 +80,10 @@ class CircuitBreaker:
         self._is_failure = is_failure
         self._failing_result = is_failure_result
         self._machine = BreakerStateMachine(name, self.config, jitter)
+        self._window = self._machine.window
         self._timed = self.config.timed
+        # Neither timed nor judged by its result: call() then reads the clock once.
+        self._plain = not self._timed and is_failure_result is None
         self._slow_after = self.config.slow_call_duration
         self._listeners = ListenerSet()
         # ``async with`` bookkeeping. Entries made while CLOSED in one generation
@@ -83,13 +91,16 @@ class CircuitBreaker:
         # other entry, or any entry while such others are outstanding, is filed
         # under its task (``_tagged``). Within a task entries exit in reverse
         # order, so a task's newest tagged entry is the one leaving.
+        # ``_gate`` is the permit a new entry may share: ``_shared_permit`` while no
+        # tagged entry is outstanding, else one no machine hands out, so that
+        # ``__aenter__`` decides with one comparison.
         self._shared = 0
-        self._shared_permit = Permit(-1, trial=False)
+        self._shared_permit = self._gate = _NO_PERMIT
         self._tagged: dict[object, list[Permit]] = {}
         self._tagged_count = 0
-        # Done futures, made on the first entry (they need the running loop).
+        # Done futures, made on the first entry (they need the running loop); the
+        # exit one is only read after an entry made both (declared on the class).
         self._entered: asyncio.Future[CircuitBreaker] | None = None
-        self._exited: asyncio.Future[None] | None = None
 
     # -- guarded calls ---------------------------------------------------
 
@@ -107,20 +118,42 @@ class CircuitBreaker:
             if machine.transitions:
                 self._publish()
             permit = admitted
-        # The clock before each call costs only those who asked for slow-call tracking.
-        timed = self._timed
-        started = self._clock() if timed else 0.0
-        try:
-            result = await fn(*args, **kwargs)
-        except BaseException as exc:
-            # Judged here: a CLOSED permit carries no start time.
-            self._settle_error(permit, exc, timed and self._clock() - started >= self._slow_after)
-            raise
-        now = self._clock()
-        slow = timed and now - started >= self._slow_after
-        if self._failing_result is not None and self._failing_result(result):
-            self._settle_result(permit, result, now, slow)
-        elif machine.on_success(permit, now, slow):
+        if self._plain:
+            try:
+                # Passing an empty **kwargs on costs more than the test (bench/breaker_overhead.py).
+                result = await (fn(*args, **kwargs) if kwargs else fn(*args))
+            except BaseException as exc:
+                self._settle_error(permit, exc)
+                raise
+            now = self._clock()
+        else:
+            # The clock before each call costs only those who asked for slow-call
+            # tracking; the others start at +inf, which no call outlasts. A permit
+            # admitted outside CLOSED carries its admission time: the machine judges by it.
+            started = (permit.started or self._clock()) if self._timed else math.inf
+            try:
+                result = await (fn(*args, **kwargs) if kwargs else fn(*args))
+            except BaseException as exc:
+                self._settle_error(permit, exc, self._clock() - started >= self._slow_after)
+                raise
+            now = self._clock()
+            slow = now - started >= self._slow_after
+            failing = self._failing_result
+            if failing is not None and failing(result):
+                self._settle_result(permit, result, now, slow)
+                return result
+            if slow:  # a CLOSED permit carries no start time: say so
+                if machine.on_success(permit, now, True):
+                    self._publish()
+                return result
+        # A fast success while CLOSED, recorded without a method call (see
+        # core/breaker/window.py); anything else goes through the machine.
+        window = self._window
+        if now < window.edge and permit is machine.closed_permit:
+            machine.last_success_at = now
+            machine.consecutive_failures = 0
+            window.pending += 1
+        elif machine.on_success(permit, now):
             self._publish()
         return result
 
@@ -132,12 +165,9 @@ class CircuitBreaker:
     # Plain methods returning done awaitables: a coroutine per enter and exit would
     # cost more than the breaker's own work (bench/breaker_overhead.py, async with).
     def __aenter__(self) -> Awaitable[CircuitBreaker]:
-        machine = self._machine
-        if (
-            machine.state is _CLOSED
-            and machine.closed_permit is self._shared_permit
-            and not self._tagged_count
-        ):
+        # The permit shared is only CLOSED's while its generation lasts: every
+        # transition hands out a new one.
+        if self._machine.closed_permit is self._gate:
             self._shared += 1
             return self._entered  # type: ignore[return-value]  # set with _shared_permit
         return self._enter()
@@ -158,8 +188,8 @@ class CircuitBreaker:
             and not self._tagged_count
             and not self._shared
         ):
-            self._shared_permit = machine.closed_permit
-            self._shared = 1
+            self._shared_permit = self._gate = machine.closed_permit
+            self._shared += 1
             return entered
         now = self._clock()
         admitted = machine.try_acquire(now)
@@ -169,6 +199,7 @@ class CircuitBreaker:
             self._publish()
         self._tagged.setdefault(asyncio.current_task(), []).append(admitted)
         self._tagged_count += 1
+        self._gate = _NO_PERMIT
         return entered
 
     def __aexit__(
@@ -177,15 +208,22 @@ class CircuitBreaker:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> Awaitable[None]:
-        if self._tagged_count or not self._shared:
+        shared = self._shared
+        if exc is not None or self._tagged_count or not shared:
             return self._exit(exc)
-        self._shared -= 1
-        if exc is None:
-            if self._machine.on_success(self._shared_permit, self._clock()):
-                self._publish()
-        else:
-            self._settle_error(self._shared_permit, exc, None)
-        return self._exited  # type: ignore[return-value]  # set by the first entry
+        self._shared = shared - 1
+        now = self._clock()
+        permit = self._shared_permit
+        window = self._window
+        machine = self._machine
+        # As in call(): a fast CLOSED success without a method call.
+        if now < window.edge and permit is machine.closed_permit:
+            machine.last_success_at = now
+            machine.consecutive_failures = 0
+            window.pending += 1
+        elif machine.on_success(permit, now):
+            self._publish()
+        return self._exited
 
     def _exit(self, exc: BaseException | None) -> Awaitable[None]:
         task = asyncio.current_task()
@@ -195,6 +233,8 @@ class CircuitBreaker:
             if not stack:
                 del self._tagged[task]
             self._tagged_count -= 1
+            if not self._tagged_count:
+                self._gate = self._shared_permit
         elif self._shared:
             self._shared -= 1
             permit = self._shared_permit
@@ -205,11 +245,10 @@ class CircuitBreaker:
             if self._machine.on_success(permit, self._clock()):
                 self._publish()
         else:
-            self._settle_error(permit, exc, None)
-        assert self._exited is not None  # set by the first entry
+            self._settle_error(permit, exc)
         return self._exited
 
-    def _settle_error(self, permit: Permit, exc: BaseException, slow: bool | None) -> None:
+    def _settle_error(self, permit: Permit, exc: BaseException, slow: bool | None = None) -> None:
         machine = self._machine
         if isinstance(exc, asyncio.CancelledError) or not self._is_failure(exc):
             machine.release(permit)

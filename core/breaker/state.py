@@ -89,7 +89,7 @@ class BreakerStateMachine:
         self.name = name
         self.config = config
         self.cooldowns = CooldownSchedule(config, jitter)
-        self._window = make_window(config)
+        self.window = make_window(config)
         self.timed = config.timed
         self.transitions: list[Transition] = []
         self.state = _CLOSED
@@ -115,7 +115,7 @@ class BreakerStateMachine:
 
     def _clear_counters(self) -> None:
         self.consecutive_failures = 0
-        self._window.clear()
+        self.window.clear()
         self.half_open_in_flight = 0
         self.half_open_successes = 0
 
@@ -124,33 +124,33 @@ class BreakerStateMachine:
     @property
     def window_calls(self) -> int:
         """Calls in the current window."""
-        return self._window.calls
+        return self.window.calls
 
     @property
     def window_failures(self) -> int:
         """Failed calls in the current window."""
-        return self._window.failures
+        return self.window.failures
 
     @property
     def window_slow_calls(self) -> int:
         """Slow calls (failed or not) in the current window."""
-        return self._window.slow
+        return self.window.slow
 
     @property
     def failure_rate(self) -> float:
         """Failures over calls in the current window (0.0 when it is empty)."""
-        w = self._window
+        w = self.window
         return w.failures / w.calls if w.calls else 0.0
 
     @property
     def slow_call_rate(self) -> float:
         """Slow calls over calls in the current window (0.0 when it is empty)."""
-        w = self._window
+        w = self.window
         return w.slow / w.calls if w.calls else 0.0
 
     def advance(self, now: float) -> None:
         """Let the window drop what is older than it at ``now`` (changes no state)."""
-        self._window.advance(now)
+        self.window.advance(now)
 
     def retry_after(self, now: float) -> float:
         """Seconds until a trial call may be admitted (0 unless OPEN or FORCED_OPEN).
@@ -227,21 +227,10 @@ class BreakerStateMachine:
         """Record that an admitted call succeeded; True if that changed the state.
 
         ``slow`` None: slow if the permit was admitted at least
-        ``slow_call_duration`` ago (timed breakers only).
+        ``slow_call_duration`` ago (timed breakers only). The asyncio wrapper
+        records most fast CLOSED successes itself without calling this (see
+        :attr:`window`); this is the whole rule, for every other outcome.
         """
-        if permit is self.closed_permit and not slow:
-            self.last_success_at = now
-            self.consecutive_failures = 0
-            window = self._window
-            if now < window.edge:  # see core/breaker/window.py: no call on the hot path
-                window.pending += 1
-                return False
-            if window.add_success(now) and self.state is _CLOSED:
-                return self._check_rates(now, "")
-            return False
-        return self._settle_success(permit, now, slow)
-
-    def _settle_success(self, permit: Permit, now: float, slow: bool | None) -> bool:
         state = self.state
         if state is _DISABLED:
             return False
@@ -262,9 +251,9 @@ class BreakerStateMachine:
             return False
         self.consecutive_failures = 0
         if slow:
-            self._window.add(now, False, True)
+            self.window.add(now, False, True)
             return state is _CLOSED and self._check_rates(now, ", last call slow")
-        return self._window.add_success(now) and state is _CLOSED and self._check_rates(now, "")
+        return self.window.add_success(now) and state is _CLOSED and self._check_rates(now, "")
 
     def on_failure(self, permit: Permit, now: float, reason: str, slow: bool | None = None) -> None:
         """Record that an admitted call failed in a way that counts."""
@@ -281,7 +270,7 @@ class BreakerStateMachine:
         if slow is None:
             slow = self._is_slow(permit, now)
         self.consecutive_failures += 1
-        self._window.add(now, True, slow)
+        self.window.add(now, True, slow)
         if self.state is not _CLOSED:
             return
         limit = self.config.consecutive_failures
@@ -310,7 +299,7 @@ class BreakerStateMachine:
         )
 
     def _check_rates(self, now: float, last: str) -> bool:
-        w = self._window
+        w = self.window
         calls = w.calls
         if calls < self.config.minimum_calls:
             return False
@@ -443,7 +432,7 @@ class BreakerStateMachine:
     # -- internals -------------------------------------------------------
 
     def _figures(self, cause: TripCause) -> TripFigures:
-        w = self._window
+        w = self.window
         calls = w.calls
         return TripFigures(
             cause=cause,
