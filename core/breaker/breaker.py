@@ -82,8 +82,8 @@ class CircuitBreaker:
         self._machine = BreakerStateMachine(name, self.config, jitter)
         self._window = self._machine.window
         self._timed = self.config.timed
-        # Neither timed nor judged by its result: call() then reads the clock once.
-        self._plain = not self._timed and is_failure_result is None
+        if not self._timed and is_failure_result is None:
+            self.call = self._call_plain  # type: ignore[method-assign]
         self._slow_after = self.config.slow_call_duration
         self._listeners = ListenerSet()
         # ``async with`` bookkeeping. Entries made while CLOSED in one generation
@@ -105,49 +105,78 @@ class CircuitBreaker:
     # -- guarded calls ---------------------------------------------------
 
     async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
-        """Await ``fn(*args, **kwargs)`` under the breaker."""
+        """Await ``fn(*args, **kwargs)`` under the breaker.
+
+        This is the path of a breaker that times calls or judges their results; the
+        constructor gives one that does neither :meth:`_call_plain`, which reads the
+        clock only once per call.
+        """
         machine = self._machine
-        # CLOSED admits without looking at the clock; nearly every call takes this
-        # path, so it is spelled out here rather than behind a method call.
+        clock = self._clock
+        # CLOSED admits without a method call; nearly every call takes this path, so
+        # it is spelled out here. Untimed, a call starts at +inf, which none outlasts.
         if machine.state is _CLOSED:
             permit = machine.closed_permit
+            started = clock() if self._timed else math.inf
         else:
-            admitted = machine.try_acquire(self._clock())
+            # One reading for admission and start: the machine judges by the same one.
+            started = clock()
+            admitted = machine.try_acquire(started)
             if admitted is None:  # a rejection never comes with a transition
                 raise CircuitOpenError(self.name, machine.state, machine.rejected_retry_after)
             if machine.transitions:
                 self._publish()
             permit = admitted
-        if self._plain:
-            try:
-                # Passing an empty **kwargs on costs more than the test (bench/breaker_overhead.py).
-                result = await (fn(*args, **kwargs) if kwargs else fn(*args))
-            except BaseException as exc:
-                self._settle_error(permit, exc)
-                raise
-            now = self._clock()
+            if not self._timed:
+                started = math.inf
+        try:
+            # Passing an empty **kwargs on costs more than the test (bench/breaker_overhead.py).
+            result = await (fn(*args, **kwargs) if kwargs else fn(*args))  # type: ignore[call-arg]
+        except BaseException as exc:
+            self._settle_error(permit, exc, clock() - started >= self._slow_after)
+            raise
+        now = clock()
+        failing = self._failing_result
+        if failing is not None and failing(result):
+            self._settle_result(permit, result, now, now - started >= self._slow_after)
+            return result
+        if now - started >= self._slow_after:
+            # Said, not left to the machine: a CLOSED permit carries no start time.
+            if machine.on_success(permit, now, True):
+                self._publish()
+            return result
+        # A fast success while CLOSED is only counted (see core/breaker/window.py);
+        # anything else goes through the machine, which judges by the permit's start.
+        window = self._window
+        if now < window.edge and permit is machine.closed_permit:
+            machine.last_success_at = now
+            machine.consecutive_failures = 0
+            window.pending += 1
+        elif machine.on_success(permit, now):
+            self._publish()
+        return result
+
+    async def _call_plain(
+        self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """:meth:`call` for a breaker that neither times calls nor judges results."""
+        machine = self._machine
+        if machine.state is _CLOSED:
+            permit = machine.closed_permit
         else:
-            # The clock before each call costs only those who asked for slow-call
-            # tracking; the others start at +inf, which no call outlasts. A permit
-            # admitted outside CLOSED carries its admission time: the machine judges by it.
-            started = (permit.started or self._clock()) if self._timed else math.inf
-            try:
-                result = await (fn(*args, **kwargs) if kwargs else fn(*args))
-            except BaseException as exc:
-                self._settle_error(permit, exc, self._clock() - started >= self._slow_after)
-                raise
-            now = self._clock()
-            slow = now - started >= self._slow_after
-            failing = self._failing_result
-            if failing is not None and failing(result):
-                self._settle_result(permit, result, now, slow)
-                return result
-            if slow:  # a CLOSED permit carries no start time: say so
-                if machine.on_success(permit, now, True):
-                    self._publish()
-                return result
-        # A fast success while CLOSED, recorded without a method call (see
-        # core/breaker/window.py); anything else goes through the machine.
+            admitted = machine.try_acquire(self._clock())
+            if admitted is None:
+                raise CircuitOpenError(self.name, machine.state, machine.rejected_retry_after)
+            if machine.transitions:
+                self._publish()
+            permit = admitted
+        try:
+            result = await (fn(*args, **kwargs) if kwargs else fn(*args))  # type: ignore[call-arg]
+        except BaseException as exc:
+            self._settle_error(permit, exc)
+            raise
+        now = self._clock()
+        # As in call(): a fast CLOSED success is only counted.
         window = self._window
         if now < window.edge and permit is machine.closed_permit:
             machine.last_success_at = now
