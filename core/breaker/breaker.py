@@ -432,7 +432,7 @@ class CircuitBreaker:
             half_open_in_flight=m.half_open_in_flight,
             half_open_successes=m.half_open_successes,
             rejected_calls=m.rejected_calls,
-            last_transition_reason=m.last_transition.reason if m.last_transition else None,
+            last_transition_reason=None if m.last_transition is None else m.last_transition.reason,
             version=m.version,
             durable=m.export_state().shifted(offset),
         )  # fmt: skip

@@ -18,6 +18,7 @@ The windows live in :mod:`core.breaker.window`, the cooldown levels in
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -55,8 +56,12 @@ class Permit:
     """
 
     generation: int
-    trial: bool
+    trial: bool = False
     started: float | None = None
+
+
+_UNRECORDED = Permit(-1)
+"""What a DISABLED circuit hands out: no generation matches it, so nothing is recorded."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +85,12 @@ class BreakerStateMachine:
     directly without a clock read.
     """
 
+    open_until: float
+    """When an OPEN circuit admits a trial call; set on opening, read only while
+    OPEN or HALF_OPEN."""
+    rejected_retry_after: float
+    """The last rejection's ``retry_after``, set by every rejection."""
+
     def __init__(
         self,
         name: str,
@@ -101,15 +112,13 @@ class BreakerStateMachine:
         self.cooldown_level = 0
         self.calm_since: float | None = None
         self.opened_at: float | None = None
-        self.open_until = 0.0
         self.tripped_by: TripFigures | None = None
         self.last_failure_at: float | None = None
         self.last_failure_reason: str | None = None
         self.last_success_at: float | None = None
         self.last_transition: Transition | None = None
-        self.rejected_retry_after = 0.0
         self.rejected_calls = 0
-        self._generation = 0
+        self._generations = itertools.count()
         self._new_generation()
         self._clear_counters()
 
@@ -161,10 +170,7 @@ class BreakerStateMachine:
             return self.config.cooldown_period
         if self.state is not _OPEN:
             return 0.0
-        left = self.open_until - now
-        if left <= 0.0:
-            return 0.0
-        return left if left < self.cooldown else self.cooldown
+        return max(0.0, min(self.open_until - now, self.cooldown))
 
     def next_cooldown(self, now: float) -> float:
         """The cooldown a trip from CLOSED would start with now (without jitter)."""
@@ -191,7 +197,7 @@ class BreakerStateMachine:
         """
         state = self.state
         if state is _CLOSED or state is _METRICS_ONLY:
-            return Permit(self._generation, False, now) if self.timed else self.closed_permit
+            return Permit(self._generation, started=now) if self.timed else self.closed_permit
         if state is _OPEN:
             left = self.open_until - now
             if left > 0.0:
@@ -200,7 +206,7 @@ class BreakerStateMachine:
                 return None
             self._move(_HALF_OPEN, f"cooldown of {self.cooldown:.0f}s elapsed", now)
         elif state is _DISABLED:
-            return self._unrecorded_permit
+            return _UNRECORDED
         elif state is _FORCED_OPEN:
             self.rejected_calls += 1
             self.rejected_retry_after = self.config.cooldown_period
@@ -240,7 +246,7 @@ class BreakerStateMachine:
         if slow is None:
             slow = self._is_slow(permit, now)
         if permit.trial:
-            self.half_open_in_flight -= 1
+            # Reopening and closing clear the trial counters; only a wait frees a permit.
             if slow and self.config.slow_call_rate_threshold:
                 self._reopen("trial call was slow", now)
                 return True
@@ -248,6 +254,7 @@ class BreakerStateMachine:
             if self.half_open_successes >= self.config.success_threshold:
                 self._close(f"{self.half_open_successes} trial calls succeeded", now)
                 return True
+            self.half_open_in_flight -= 1
             return False
         self.consecutive_failures = 0
         if slow:
@@ -263,8 +270,7 @@ class BreakerStateMachine:
         self.last_failure_reason = reason
         if permit.generation != self._generation:
             return
-        if permit.trial:
-            self.half_open_in_flight -= 1
+        if permit.trial:  # reopening clears the trial counters
             self._reopen(f"trial call failed: {reason}", now)
             return
         if slow is None:
@@ -293,10 +299,9 @@ class BreakerStateMachine:
             self.half_open_in_flight -= 1
 
     def _is_slow(self, permit: Permit, now: float) -> bool:
+        # Only a timed breaker's permits carry a start.
         started = permit.started
-        return (
-            self.timed and started is not None and now - started >= self.config.slow_call_duration
-        )
+        return started is not None and now - started >= self.config.slow_call_duration
 
     def _check_rates(self, now: float, last: str) -> bool:
         w = self.window
@@ -347,7 +352,6 @@ class BreakerStateMachine:
         if self.state is not _FORCED_OPEN:
             self.tripped_by = self.tripped_by or self._figures(TripCause.ISOLATED)
             self.opened_at = now
-            self.open_until = 0.0
             self._leave(_FORCED_OPEN, reason, now)
 
     def disable(self, now: float, reason: str) -> None:
@@ -362,7 +366,6 @@ class BreakerStateMachine:
         if self.state is not mode:
             self.tripped_by = None
             self.opened_at = None
-            self.open_until = 0.0
             self._leave(mode, reason, now)
 
     def restore_trips(self, trips: int) -> None:
@@ -417,7 +420,8 @@ class BreakerStateMachine:
         self.cooldown = record.cooldown
         self.cooldown_level = min(self.cooldowns.top, max(0, record.cooldown_level))
         self.opened_at = record.opened_at
-        self.open_until = record.open_until or 0.0
+        # An OPEN record without an end admits a trial call at once.
+        self.open_until = now if record.open_until is None else record.open_until
         self.calm_since = None
         if record.state is _CLOSED:
             self.calm_since = now if record.calm_since is None else record.calm_since
@@ -476,15 +480,13 @@ class BreakerStateMachine:
         self.consecutive_trips = 0
         self.calm_since = now
         self.opened_at = None
-        self.open_until = 0.0
         self.tripped_by = None
         self._clear_counters()
         self._move(_CLOSED, reason, now)
 
     def _new_generation(self) -> None:
-        self._generation += 1
-        self.closed_permit = Permit(self._generation, trial=False)
-        self._unrecorded_permit = Permit(self._generation, trial=False)
+        self._generation = next(self._generations)
+        self.closed_permit = Permit(self._generation)
 
     def _move(self, new: CircuitState, reason: str, now: float) -> None:
         old = self.state

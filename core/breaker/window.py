@@ -31,8 +31,8 @@ class CountWindow:
         self.size = size
         self.label = ""
         """How reasons name the window after "over the last N calls"."""
-        # One int per call: bit 0 failed, bit 1 slow.
-        self._ring = [0] * size
+        # One byte per call: bit 0 failed, bit 1 slow (zeros until written over).
+        self._ring = bytearray(size)
         self.clear()
 
     def clear(self) -> None:
@@ -99,9 +99,10 @@ class TimeWindow:
         self.buckets = buckets
         self._span = duration / buckets
         self.label = f" in {duration:g}s"
-        self._calls = [0] * buckets
-        self._failures = [0] * buckets
-        self._slow = [0] * buckets
+        # Filled with zeros by clear().
+        self._calls: list[int] = []
+        self._failures: list[int] = []
+        self._slow: list[int] = []
         self.clear()
 
     @property
