@@ -155,3 +155,16 @@ def test_a_timed_manual_call_is_judged_by_its_admission_in_every_admitting_state
     trial = m.acquire(60.0)
     assert m.on_success(trial, 62.0) is True  # judged slow: reopened
     assert (m.state, m.transitions[-1].reason) == (OPEN, "trial call was slow")
+
+
+def test_a_look_at_the_very_end_of_the_newest_bucket_drops_the_oldest() -> None:
+    clock = FakeClock(1000.5)
+    breaker = CircuitBreaker(
+        "edge", CircuitBreakerConfig(window_duration=10.0), clock, wall_clock=clock.wall
+    )
+    breaker.record_success(breaker.acquire())  # bucket 1000
+    clock.now = 1009.5
+    breaker.record_success(breaker.acquire())  # bucket 1009, which ends at 1010.0
+    assert breaker.typed_snapshot().window_calls == 2
+    clock.now = 1010.0  # bucket 1010 begins: bucket 1000 leaves
+    assert breaker.typed_snapshot().window_calls == 1

@@ -91,9 +91,12 @@ class CircuitBreaker:
         # other entry, or any entry while such others are outstanding, is filed
         # under its task (``_tagged``). Within a task entries exit in reverse
         # order, so a task's newest tagged entry is the one leaving.
-        # ``_gate`` is the permit a new entry may share: ``_shared_permit`` while no
-        # tagged entry is outstanding, else one no machine hands out, so that
-        # ``__aenter__`` decides with one comparison.
+        # ``_gate`` is the permit a new entry may share, so that ``__aenter__``
+        # decides with one comparison: ``_shared_permit`` from when ``_enter``
+        # starts sharing, one no machine hands out from its first tagged entry.
+        # (Sharing never resumes after that: the shared permit is then stale, as
+        # only a transition or a timed breaker makes tagged entries; ``_enter``
+        # starts sharing afresh once nothing is outstanding.)
         self._shared = 0
         self._shared_permit = self._gate = _NO_PERMIT
         self._tagged: dict[object, list[Permit]] = {}
@@ -262,8 +265,6 @@ class CircuitBreaker:
             if not stack:
                 del self._tagged[task]
             self._tagged_count -= 1
-            if not self._tagged_count:
-                self._gate = self._shared_permit
         elif self._shared:
             self._shared -= 1
             permit = self._shared_permit

@@ -153,19 +153,16 @@ class TimeWindow:
         self._total += self.pending
         self.pending = 0
         number = now // self._span
-        steps = number - self._number
         before = self._total
-        if steps >= self.buckets:
-            self.clear()
-        else:
-            index = self._index
-            for _ in range(int(steps)):
-                index = index + 1 if index + 1 < self.buckets else 0
-                self._total -= self._calls[index]
-                self.failures -= self._failures[index]
-                self.slow -= self._slow[index]
-                self._calls[index] = self._failures[index] = self._slow[index] = 0
-            self._index = index
+        index = self._index
+        # A quiet spell longer than the window empties every bucket once.
+        for _ in range(int(min(number - self._number, self.buckets))):
+            index = index + 1 if index + 1 < self.buckets else 0
+            self._total -= self._calls[index]
+            self.failures -= self._failures[index]
+            self.slow -= self._slow[index]
+            self._calls[index] = self._failures[index] = self._slow[index] = 0
+        self._index = index
         self._number = number
         self.edge = self._bucket_end(number)
         return self._total < before
