@@ -3,6 +3,9 @@ the top cooldown level, decay by whole periods, the snapshot's window fields."""
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 import pytest
 
 from edge_voice.core.breaker import (
@@ -14,7 +17,9 @@ from edge_voice.core.breaker import (
 )
 from edge_voice.core.breaker.cooldown import MAX_LEVEL, CooldownSchedule
 from edge_voice.core.breaker.record import DurableState
+from edge_voice.core.breaker.store import STATE_FILE_NAME
 from edge_voice.core.clock import FakeClock
+from tests.breaker_store_support import rebooted, start
 
 CLOSED, OPEN, HALF_OPEN = CircuitState.CLOSED, CircuitState.OPEN, CircuitState.HALF_OPEN
 
@@ -168,3 +173,51 @@ def test_a_look_at_the_very_end_of_the_newest_bucket_drops_the_oldest() -> None:
     assert breaker.typed_snapshot().window_calls == 2
     clock.now = 1010.0  # bucket 1010 begins: bucket 1000 leaves
     assert breaker.typed_snapshot().window_calls == 1
+
+
+def test_a_bucket_leaving_takes_all_its_calls_with_it() -> None:
+    m = machine(consecutive_failures=0, failure_threshold=0, slow_call_rate_threshold=0,
+                window_duration=10.0)  # fmt: skip
+    for slow in (True, True, False):
+        m.on_failure(m.acquire(0.5), 0.5, "x", slow=slow)
+    m.on_success(m.acquire(0.5), 0.5, slow=True)
+    m.on_success(m.acquire(0.5), 0.5, slow=True)
+    m.on_success(m.acquire(1.5), 1.5)
+    assert (m.window_calls, m.window_failures, m.window_slow_calls) == (6, 3, 4)
+    m.advance(10.6)  # bucket 0 leaves, bucket 1 stays
+    assert (m.window_calls, m.window_failures, m.window_slow_calls) == (1, 0, 0)
+
+
+def test_a_trial_success_frees_exactly_its_own_permit() -> None:
+    clock = FakeClock(1000.0)
+    breaker = CircuitBreaker(
+        "edge",
+        CircuitBreakerConfig(consecutive_failures=1, half_open_max_calls=2, success_threshold=3),
+        clock,
+        wall_clock=clock.wall,
+    )
+    breaker.record_failure(breaker.acquire(), "down")
+    clock.advance(60.0)
+    first, _second = breaker.acquire(), breaker.acquire()
+    breaker.record_success(first)
+    snapshot = breaker.typed_snapshot()
+    assert (snapshot.half_open_in_flight, snapshot.half_open_successes) == (1, 1)
+    assert breaker.acquire().trial is True  # the freed permit, and no more
+    with pytest.raises(CircuitOpenError):
+        breaker.acquire()
+
+
+async def test_a_stored_cooldown_at_the_maximum_is_not_capped(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / STATE_FILE_NAME
+    clock = FakeClock()
+    breaker, store, _ = start(path, clock)
+    breaker.force_open("maintenance", duration=100)
+    store.close()
+    same = CircuitBreakerConfig(consecutive_failures=2, max_cooldown_period=100)
+    with caplog.at_level(logging.INFO, logger="edge_voice.core.breaker.store"):
+        restored, store, _ = start(path, rebooted(clock, after=10), config=same)
+    assert not [m for m in caplog.messages if "capped" in m]
+    assert restored.typed_snapshot().cooldown == 100.0
+    store.close()

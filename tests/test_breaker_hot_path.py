@@ -195,13 +195,17 @@ async def test_a_timed_call_is_slow_from_exactly_the_slow_duration() -> None:
         clock.advance(5.0)
         raise ConnectionError("slow and down")
 
+    async def bad_at_once() -> str:
+        return "bad"
+
     await breaker.call(bad)
+    await breaker.call(bad_at_once)
     with pytest.raises(ConnectionError):
         await breaker.call(raises)
     snapshot = breaker.typed_snapshot()
     assert (snapshot.window_calls, snapshot.window_failures, snapshot.window_slow_calls) == (
-        4,
-        2,
+        5,
+        3,
         3,
     )
 
@@ -230,3 +234,49 @@ async def test_a_timed_trial_is_judged_from_its_admission() -> None:
     clock.advance(2.0)
     await via_call(breaker, clock, 4.9)
     assert breaker.state is CLOSED
+
+
+@pytest.mark.parametrize("extra", [PLAIN, TIMED, JUDGED], ids=["plain", "timed", "judged"])
+async def test_a_rejected_call_names_the_breaker_its_state_and_the_wait(
+    extra: dict[str, object],
+) -> None:
+    clock = FakeClock(1000.0)
+    breaker = new_breaker(clock, extra, consecutive_failures=1, cooldown_period=30.0,
+                          max_cooldown_period=30.0)  # fmt: skip
+    await fail(breaker)
+    clock.advance(10.0)
+    with pytest.raises(CircuitOpenError) as info:
+        await via_call(breaker, clock, 0.0)
+    assert (info.value.name, info.value.state, info.value.retry_after) == ("edge", OPEN, 20.0)
+
+
+COUNTED = {"window_type": "count", "window_size": 3, "minimum_calls": 3}
+
+
+@pytest.mark.parametrize(("extra", "succeed"), [WAYS[0], WAYS[1], WAYS[3]])
+async def test_a_count_window_takes_the_shortcut_only_when_full_of_fast_successes(
+    extra: dict[str, object], succeed: Succeed
+) -> None:
+    clock = FakeClock(1000.0)
+    breaker = new_breaker(clock, extra, consecutive_failures=0, failure_threshold=0,
+                          slow_call_rate_threshold=0, **COUNTED)  # fmt: skip
+
+    def counts() -> tuple[int, int, int]:
+        s = breaker.typed_snapshot()
+        return s.window_calls, s.window_failures, s.window_slow_calls
+
+    await succeed(breaker, clock, 0.0)
+    await succeed(breaker, clock, 0.0)
+    assert counts() == (2, 0, 0)
+    await succeed(breaker, clock, 0.0)
+    await succeed(breaker, clock, 0.0)  # full of fast successes: only counted
+    assert counts() == (3, 0, 0)
+    await fail(breaker)
+    for expected in ((3, 1, 0), (3, 1, 0), (3, 0, 0)):
+        await succeed(breaker, clock, 0.0)
+        assert counts() == expected
+    if extra is TIMED:
+        await succeed(breaker, clock, 6.0)
+        for expected in ((3, 0, 1), (3, 0, 1), (3, 0, 0)):
+            await succeed(breaker, clock, 0.0)
+            assert counts() == expected

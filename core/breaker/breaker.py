@@ -240,15 +240,22 @@ class CircuitBreaker:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> Awaitable[None]:
-        shared = self._shared
-        if exc is not None or self._tagged_count or not shared:
-            return self._exit(exc)
-        self._shared = shared - 1
-        now = self._clock()
+        if self._tagged_count:
+            task = asyncio.current_task()
+            stack = self._tagged.get(task)
+            if stack:
+                return self._exit_tagged(task, stack, exc)
+        if not self._shared:
+            raise RuntimeError(f"breaker {self.name!r} exited without a matching enter")
+        self._shared -= 1
         permit = self._shared_permit
+        if exc is not None:
+            self._settle_error(permit, exc)
+            return self._exited
+        now = self._clock()
         window = self._window
         machine = self._machine
-        # As in call(): a fast CLOSED success without a method call.
+        # As in call(): a fast CLOSED success is only counted.
         if now < window.edge and permit is machine.closed_permit:
             machine.last_success_at = now
             machine.consecutive_failures = 0
@@ -257,19 +264,13 @@ class CircuitBreaker:
             self._publish()
         return self._exited
 
-    def _exit(self, exc: BaseException | None) -> Awaitable[None]:
-        task = asyncio.current_task()
-        stack = self._tagged.get(task)
-        if stack:
-            permit = stack.pop()
-            if not stack:
-                del self._tagged[task]
-            self._tagged_count -= 1
-        elif self._shared:
-            self._shared -= 1
-            permit = self._shared_permit
-        else:
-            raise RuntimeError(f"breaker {self.name!r} exited without a matching enter")
+    def _exit_tagged(
+        self, task: object, stack: list[Permit], exc: BaseException | None
+    ) -> Awaitable[None]:
+        permit = stack.pop()
+        if not stack:
+            del self._tagged[task]
+        self._tagged_count -= 1
         # A timed breaker's permit carries its start: the machine judges slowness.
         if exc is None:
             if self._machine.on_success(permit, self._clock()):
