@@ -4,6 +4,7 @@ the top cooldown level, decay by whole periods, the snapshot's window fields."""
 from __future__ import annotations
 
 import logging
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from edge_voice.core.breaker import (
     CircuitBreakerConfig,
     CircuitOpenError,
     CircuitState,
+    store_db,
 )
 from edge_voice.core.breaker.cooldown import MAX_LEVEL, CooldownSchedule
 from edge_voice.core.breaker.record import DurableState
@@ -221,3 +223,31 @@ async def test_a_stored_cooldown_at_the_maximum_is_not_capped(
     assert not [m for m in caplog.messages if "capped" in m]
     assert restored.typed_snapshot().cooldown == 100.0
     store.close()
+
+
+def _not_a_database() -> sqlite3.DatabaseError:
+    error = sqlite3.DatabaseError("file is not a database")
+    error.sqlite_errorcode = sqlite3.SQLITE_NOTADB  # as sqlite3 sets it
+    return error
+
+
+def test_an_error_made_by_hand_is_not_taken_for_corruption() -> None:
+    assert store_db._is_corrupt(sqlite3.DatabaseError("no code")) is False
+    assert store_db._is_corrupt(_not_a_database()) is True
+
+
+def test_a_corrupt_file_that_cannot_be_recreated_says_why(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = store_db.StateDatabase(tmp_path / STATE_FILE_NAME)
+    failures = iter([_not_a_database(), OSError("disk gone")])
+
+    def fails() -> sqlite3.Connection:
+        raise next(failures)
+
+    monkeypatch.setattr(db, "_open", fails)
+    with caplog.at_level(logging.WARNING, logger="edge_voice.core.breaker.store"):
+        assert db._connection() is None
+    assert caplog.messages[-1] == (
+        f"breaker state: cannot recreate {tmp_path / STATE_FILE_NAME}: disk gone"
+    )
