@@ -82,7 +82,10 @@ class BreakerStateMachine:
     Transitions accumulate in :attr:`transitions` until the owner drains them.
     While CLOSED, :meth:`acquire` of an untimed breaker always returns
     :attr:`closed_permit`, so a caller on a hot path may take that attribute
-    directly without a clock read.
+    directly without a clock read, and, for a fast success of that permit while
+    ``now < window.edge``, do what :meth:`on_success` would: set
+    :attr:`last_success_at`, zero :attr:`consecutive_failures` and add one to
+    ``window.pending``.
     """
 
     open_until: float

@@ -5,8 +5,9 @@ every record is O(1) (a time window's record after a quiet spell clears at most
 ``buckets`` buckets once). Both share one interface, so the state machine never
 asks which kind it has.
 
-The hot path is a fast success, and the machine spends no function call on it
-while ``now < window.edge``: it only adds one to ``window.pending``. A time
+The hot path is a fast CLOSED success, and the asyncio wrapper
+(core/breaker/breaker.py) spends no function call on it while ``now < window.edge``:
+it only adds one to ``window.pending``. A time
 window's edge is the end of its newest bucket (the pending successes are that
 bucket's, folded in before anything reads or expires it); a count window's is
 +inf while it is full of fast successes (one more changes nothing) and -inf
