@@ -280,3 +280,27 @@ async def test_a_count_window_takes_the_shortcut_only_when_full_of_fast_successe
         for expected in ((3, 0, 1), (3, 0, 1), (3, 0, 0)):
             await succeed(breaker, clock, 0.0)
             assert counts() == expected
+
+
+@pytest.mark.parametrize("extra", [TIMED, JUDGED], ids=["timed", "judged"])
+async def test_a_judged_call_in_metrics_only_mode_is_recorded_by_its_admission(
+    extra: dict[str, object],
+) -> None:
+    clock = FakeClock(1000.0)
+    breaker = new_breaker(clock, extra, minimum_calls=100)
+    breaker.metrics_only("shadow")
+    await via_call(breaker, clock, 6.0)  # admitted without a transition
+
+    async def bad() -> str:
+        return "bad"
+
+    await breaker.call(bad)
+    snapshot = breaker.typed_snapshot()
+    assert snapshot.state is CircuitState.METRICS_ONLY
+    slow = 1 if extra is TIMED else 0
+    failures = 0 if extra is TIMED else 1  # a timed breaker takes "bad" for a result
+    assert (snapshot.window_calls, snapshot.window_failures, snapshot.window_slow_calls) == (
+        2,
+        failures,
+        slow,
+    )
