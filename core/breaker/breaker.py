@@ -10,6 +10,7 @@ outcome is atomic, and nothing is held across the guarded await.
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -29,6 +30,8 @@ from edge_voice.core.breaker.state import (
 from edge_voice.core.clock import Clock, WallClock, at_datetime, monotonic, wall_time
 
 _CLOSED = CircuitState.CLOSED
+_NO_PERMIT = Permit(-1, trial=False)
+"""What ``async with`` entries share before the first: no machine hands it out."""
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -57,6 +60,8 @@ class CircuitBreaker:
     ``is_failure_result`` makes ``call()`` count a returned value as a failure.
     """
 
+    _exited: asyncio.Future[None]
+
     def __init__(
         self,
         name: str,
@@ -75,7 +80,10 @@ class CircuitBreaker:
         self._is_failure = is_failure
         self._failing_result = is_failure_result
         self._machine = BreakerStateMachine(name, self.config, jitter)
+        self._window = self._machine.window
         self._timed = self.config.timed
+        if not self._timed and is_failure_result is None:
+            self.call = self._call_plain  # type: ignore[method-assign]
         self._slow_after = self.config.slow_call_duration
         self._listeners = ListenerSet()
         # ``async with`` bookkeeping. Entries made while CLOSED in one generation
@@ -83,44 +91,101 @@ class CircuitBreaker:
         # other entry, or any entry while such others are outstanding, is filed
         # under its task (``_tagged``). Within a task entries exit in reverse
         # order, so a task's newest tagged entry is the one leaving.
+        # ``_gate`` is the permit a new entry may share, so that ``__aenter__``
+        # decides with one comparison: ``_shared_permit`` from when ``_enter``
+        # starts sharing, one no machine hands out from its first tagged entry.
+        # (Sharing never resumes after that: the shared permit is then stale, as
+        # only a transition or a timed breaker makes tagged entries; ``_enter``
+        # starts sharing afresh once nothing is outstanding.)
         self._shared = 0
-        self._shared_permit = Permit(-1, trial=False)
+        self._shared_permit = self._gate = _NO_PERMIT
         self._tagged: dict[object, list[Permit]] = {}
         self._tagged_count = 0
-        # Done futures, made on the first entry (they need the running loop).
+        # Done futures, made on the first entry (they need the running loop); the
+        # exit one is only read after an entry made both (declared on the class).
         self._entered: asyncio.Future[CircuitBreaker] | None = None
-        self._exited: asyncio.Future[None] | None = None
 
     # -- guarded calls ---------------------------------------------------
 
     async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
-        """Await ``fn(*args, **kwargs)`` under the breaker."""
+        """Await ``fn(*args, **kwargs)`` under the breaker.
+
+        This is the path of a breaker that times calls or judges their results; the
+        constructor gives one that does neither :meth:`_call_plain`, which reads the
+        clock only once per call.
+        """
         machine = self._machine
-        # CLOSED admits without looking at the clock; nearly every call takes this
-        # path, so it is spelled out here rather than behind a method call.
+        clock = self._clock
+        # CLOSED admits without a method call; nearly every call takes this path, so
+        # it is spelled out here. Untimed, a call starts at +inf, which none outlasts.
         if machine.state is _CLOSED:
             permit = machine.closed_permit
+            started = clock() if self._timed else math.inf
         else:
-            admitted = machine.try_acquire(self._clock())
+            # One reading for admission and start: the machine judges by the same one.
+            started = clock()
+            admitted = machine.try_acquire(started)
             if admitted is None:  # a rejection never comes with a transition
                 raise CircuitOpenError(self.name, machine.state, machine.rejected_retry_after)
             if machine.transitions:
                 self._publish()
             permit = admitted
-        # The clock before each call costs only those who asked for slow-call tracking.
-        timed = self._timed
-        started = self._clock() if timed else 0.0
+            if not self._timed:
+                started = math.inf
         try:
-            result = await fn(*args, **kwargs)
+            # An empty **kwargs passed on is a dict the call would unpack; fn(*args) is not.
+            result = await (fn(*args, **kwargs) if kwargs else fn(*args))  # type: ignore[call-arg]
         except BaseException as exc:
-            # Judged here: a CLOSED permit carries no start time.
-            self._settle_error(permit, exc, timed and self._clock() - started >= self._slow_after)
+            self._settle_error(permit, exc, clock() - started >= self._slow_after)
+            raise
+        now = clock()
+        failing = self._failing_result
+        if failing is not None and failing(result):
+            self._settle_result(permit, result, now, now - started >= self._slow_after)
+            return result
+        if now - started >= self._slow_after:
+            # Said, not left to the machine: a CLOSED permit carries no start time.
+            if machine.on_success(permit, now, True):
+                self._publish()
+            return result
+        # A fast success while CLOSED is only counted (see core/breaker/window.py);
+        # anything else goes through the machine, which judges by the permit's start.
+        window = self._window
+        if now < window.edge and permit is machine.closed_permit:
+            machine.last_success_at = now
+            machine.consecutive_failures = 0
+            window.pending += 1
+        elif machine.on_success(permit, now):
+            self._publish()
+        return result
+
+    async def _call_plain(
+        self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """:meth:`call` for a breaker that neither times calls nor judges results."""
+        machine = self._machine
+        if machine.state is _CLOSED:
+            permit = machine.closed_permit
+        else:
+            admitted = machine.try_acquire(self._clock())
+            if admitted is None:
+                raise CircuitOpenError(self.name, machine.state, machine.rejected_retry_after)
+            if machine.transitions:
+                self._publish()
+            permit = admitted
+        try:
+            result = await (fn(*args, **kwargs) if kwargs else fn(*args))  # type: ignore[call-arg]
+        except BaseException as exc:
+            self._settle_error(permit, exc)
             raise
         now = self._clock()
-        slow = timed and now - started >= self._slow_after
-        if self._failing_result is not None and self._failing_result(result):
-            self._settle_result(permit, result, now, slow)
-        elif machine.on_success(permit, now, slow):
+        # As in call(): a fast CLOSED success is only counted.
+        window = self._window
+        if now < window.edge and permit is machine.closed_permit:
+            machine.last_success_at = now
+            machine.consecutive_failures = 0
+            window.pending += 1
+        elif machine.on_success(permit, now):
             self._publish()
         return result
 
@@ -132,12 +197,9 @@ class CircuitBreaker:
     # Plain methods returning done awaitables: a coroutine per enter and exit would
     # cost more than the breaker's own work (bench/breaker_overhead.py, async with).
     def __aenter__(self) -> Awaitable[CircuitBreaker]:
-        machine = self._machine
-        if (
-            machine.state is _CLOSED
-            and machine.closed_permit is self._shared_permit
-            and not self._tagged_count
-        ):
+        # The permit shared is only CLOSED's while its generation lasts: every
+        # transition hands out a new one.
+        if self._machine.closed_permit is self._gate:
             self._shared += 1
             return self._entered  # type: ignore[return-value]  # set with _shared_permit
         return self._enter()
@@ -158,8 +220,8 @@ class CircuitBreaker:
             and not self._tagged_count
             and not self._shared
         ):
-            self._shared_permit = machine.closed_permit
-            self._shared = 1
+            self._shared_permit = self._gate = machine.closed_permit
+            self._shared += 1
             return entered
         now = self._clock()
         admitted = machine.try_acquire(now)
@@ -169,6 +231,7 @@ class CircuitBreaker:
             self._publish()
         self._tagged.setdefault(asyncio.current_task(), []).append(admitted)
         self._tagged_count += 1
+        self._gate = _NO_PERMIT
         return entered
 
     def __aexit__(
@@ -177,39 +240,46 @@ class CircuitBreaker:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> Awaitable[None]:
-        if self._tagged_count or not self._shared:
-            return self._exit(exc)
-        self._shared -= 1
-        if exc is None:
-            if self._machine.on_success(self._shared_permit, self._clock()):
-                self._publish()
-        else:
-            self._settle_error(self._shared_permit, exc, None)
-        return self._exited  # type: ignore[return-value]  # set by the first entry
-
-    def _exit(self, exc: BaseException | None) -> Awaitable[None]:
-        task = asyncio.current_task()
-        stack = self._tagged.get(task)
-        if stack:
-            permit = stack.pop()
-            if not stack:
-                del self._tagged[task]
-            self._tagged_count -= 1
-        elif self._shared:
-            self._shared -= 1
-            permit = self._shared_permit
-        else:
+        if self._tagged_count:
+            task = asyncio.current_task()
+            stack = self._tagged.get(task)
+            if stack:
+                return self._exit_tagged(task, stack, exc)
+        if not self._shared:
             raise RuntimeError(f"breaker {self.name!r} exited without a matching enter")
+        self._shared -= 1
+        permit = self._shared_permit
+        if exc is not None:
+            self._settle_error(permit, exc)
+            return self._exited
+        now = self._clock()
+        window = self._window
+        machine = self._machine
+        # As in call(): a fast CLOSED success is only counted.
+        if now < window.edge and permit is machine.closed_permit:
+            machine.last_success_at = now
+            machine.consecutive_failures = 0
+            window.pending += 1
+        elif machine.on_success(permit, now):
+            self._publish()
+        return self._exited
+
+    def _exit_tagged(
+        self, task: object, stack: list[Permit], exc: BaseException | None
+    ) -> Awaitable[None]:
+        permit = stack.pop()
+        if not stack:
+            del self._tagged[task]
+        self._tagged_count -= 1
         # A timed breaker's permit carries its start: the machine judges slowness.
         if exc is None:
             if self._machine.on_success(permit, self._clock()):
                 self._publish()
         else:
-            self._settle_error(permit, exc, None)
-        assert self._exited is not None  # set by the first entry
+            self._settle_error(permit, exc)
         return self._exited
 
-    def _settle_error(self, permit: Permit, exc: BaseException, slow: bool | None) -> None:
+    def _settle_error(self, permit: Permit, exc: BaseException, slow: bool | None = None) -> None:
         machine = self._machine
         if isinstance(exc, asyncio.CancelledError) or not self._is_failure(exc):
             machine.release(permit)
@@ -364,7 +434,7 @@ class CircuitBreaker:
             half_open_in_flight=m.half_open_in_flight,
             half_open_successes=m.half_open_successes,
             rejected_calls=m.rejected_calls,
-            last_transition_reason=m.last_transition.reason if m.last_transition else None,
+            last_transition_reason=None if m.last_transition is None else m.last_transition.reason,
             version=m.version,
             durable=m.export_state().shifted(offset),
         )  # fmt: skip

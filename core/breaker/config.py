@@ -110,10 +110,11 @@ def _within(value: Any, low: float, high: float, *, low_open: bool = False) -> b
 
 
 def _switchable(ok: bool, value: Any, expected: str) -> tuple[bool, str]:
-    """0 switches a policy off; None is refused with the spelling to use instead."""
+    """``ok``: the value is ``expected`` or 0, which switches the policy off (the
+    callers check the closed range from 0). None is refused with the spelling to use."""
     if value is None:
         return False, f"{expected}, or 0 to switch it off (None is not accepted: {_OFF})"
-    return ok or (_number(value) and value == 0), f"{expected}, or 0 to switch it off"
+    return ok, f"{expected}, or 0 to switch it off"
 
 
 def config_problems(values: dict[str, Any]) -> list[tuple[str, str, Any]]:
@@ -130,8 +131,7 @@ def config_problems(values: dict[str, Any]) -> list[tuple[str, str, Any]]:
     floor = v["cooldown_period"] if cooldown_ok else 0.0
     checks: list[tuple[str, bool, str]] = [
         ("failure_threshold", *_switchable(
-            _within(v["failure_threshold"], 0.0, 1.0, low_open=True),
-            v["failure_threshold"], "in (0, 1]",
+            _within(v["failure_threshold"], 0.0, 1.0), v["failure_threshold"], "in (0, 1]",
         )),
         ("window_type", v["window_type"] in ("count", "time"), "'count' or 'time'"),
         ("window_size", size_ok, f"an integer from 1 to {MAX_WINDOW_SIZE}"),
@@ -154,15 +154,15 @@ def config_problems(values: dict[str, Any]) -> list[tuple[str, str, Any]]:
         ),
         ("consecutive_failures", *_switchable(
             _integer(v["consecutive_failures"])
-            and 1 <= v["consecutive_failures"] <= MAX_CONSECUTIVE_FAILURES,
+            and 0 <= v["consecutive_failures"] <= MAX_CONSECUTIVE_FAILURES,
             v["consecutive_failures"], f"an integer from 1 to {MAX_CONSECUTIVE_FAILURES}",
         )),
         ("slow_call_duration", *_switchable(
-            _within(v["slow_call_duration"], 0.0, MAX_SLOW_CALL_DURATION, low_open=True),
+            _within(v["slow_call_duration"], 0.0, MAX_SLOW_CALL_DURATION),
             v["slow_call_duration"], f"seconds in (0, {MAX_SLOW_CALL_DURATION:g}]",
         )),
         ("slow_call_rate_threshold", *_switchable(
-            _within(v["slow_call_rate_threshold"], 0.0, 1.0, low_open=True),
+            _within(v["slow_call_rate_threshold"], 0.0, 1.0),
             v["slow_call_rate_threshold"], "in (0, 1]",
         )),
         ("cooldown_period", cooldown_ok, f"seconds in (0, {MAX_COOLDOWN_PERIOD:g}]"),

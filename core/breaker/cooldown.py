@@ -62,5 +62,6 @@ class CooldownSchedule:
         """``level`` after the healthy time since ``calm_since`` (None: not CLOSED)."""
         if calm_since is None or level == 0:
             return level
-        steps = int(max(0.0, now - calm_since) // self._base)
-        return level - steps if steps < level else 0
+        # Whole cooldown periods only; a clock that went backwards steps nothing.
+        steps = max(0.0, now - calm_since) // self._base
+        return int(max(0.0, level - steps))

@@ -18,6 +18,7 @@ The windows live in :mod:`core.breaker.window`, the cooldown levels in
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -55,8 +56,12 @@ class Permit:
     """
 
     generation: int
-    trial: bool
+    trial: bool = False
     started: float | None = None
+
+
+_UNRECORDED = Permit(-1)
+"""What a DISABLED circuit hands out: no generation matches it, so nothing is recorded."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,8 +82,17 @@ class BreakerStateMachine:
     Transitions accumulate in :attr:`transitions` until the owner drains them.
     While CLOSED, :meth:`acquire` of an untimed breaker always returns
     :attr:`closed_permit`, so a caller on a hot path may take that attribute
-    directly without a clock read.
+    directly without a clock read, and, for a fast success of that permit while
+    ``now < window.edge``, do what :meth:`on_success` would: set
+    :attr:`last_success_at`, zero :attr:`consecutive_failures` and add one to
+    ``window.pending``.
     """
+
+    open_until: float
+    """When an OPEN circuit admits a trial call; set on opening, read only while
+    OPEN or HALF_OPEN."""
+    rejected_retry_after: float
+    """The last rejection's ``retry_after``, set by every rejection."""
 
     def __init__(
         self,
@@ -89,7 +103,7 @@ class BreakerStateMachine:
         self.name = name
         self.config = config
         self.cooldowns = CooldownSchedule(config, jitter)
-        self._window = make_window(config)
+        self.window = make_window(config)
         self.timed = config.timed
         self.transitions: list[Transition] = []
         self.state = _CLOSED
@@ -101,21 +115,19 @@ class BreakerStateMachine:
         self.cooldown_level = 0
         self.calm_since: float | None = None
         self.opened_at: float | None = None
-        self.open_until = 0.0
         self.tripped_by: TripFigures | None = None
         self.last_failure_at: float | None = None
         self.last_failure_reason: str | None = None
         self.last_success_at: float | None = None
         self.last_transition: Transition | None = None
-        self.rejected_retry_after = 0.0
         self.rejected_calls = 0
-        self._generation = 0
+        self._generations = itertools.count()
         self._new_generation()
         self._clear_counters()
 
     def _clear_counters(self) -> None:
         self.consecutive_failures = 0
-        self._window.clear()
+        self.window.clear()
         self.half_open_in_flight = 0
         self.half_open_successes = 0
 
@@ -124,33 +136,33 @@ class BreakerStateMachine:
     @property
     def window_calls(self) -> int:
         """Calls in the current window."""
-        return self._window.calls
+        return self.window.calls
 
     @property
     def window_failures(self) -> int:
         """Failed calls in the current window."""
-        return self._window.failures
+        return self.window.failures
 
     @property
     def window_slow_calls(self) -> int:
         """Slow calls (failed or not) in the current window."""
-        return self._window.slow
+        return self.window.slow
 
     @property
     def failure_rate(self) -> float:
         """Failures over calls in the current window (0.0 when it is empty)."""
-        w = self._window
+        w = self.window
         return w.failures / w.calls if w.calls else 0.0
 
     @property
     def slow_call_rate(self) -> float:
         """Slow calls over calls in the current window (0.0 when it is empty)."""
-        w = self._window
+        w = self.window
         return w.slow / w.calls if w.calls else 0.0
 
     def advance(self, now: float) -> None:
         """Let the window drop what is older than it at ``now`` (changes no state)."""
-        self._window.advance(now)
+        self.window.advance(now)
 
     def retry_after(self, now: float) -> float:
         """Seconds until a trial call may be admitted (0 unless OPEN or FORCED_OPEN).
@@ -161,10 +173,7 @@ class BreakerStateMachine:
             return self.config.cooldown_period
         if self.state is not _OPEN:
             return 0.0
-        left = self.open_until - now
-        if left <= 0.0:
-            return 0.0
-        return left if left < self.cooldown else self.cooldown
+        return max(0.0, min(self.open_until - now, self.cooldown))
 
     def next_cooldown(self, now: float) -> float:
         """The cooldown a trip from CLOSED would start with now (without jitter)."""
@@ -191,7 +200,7 @@ class BreakerStateMachine:
         """
         state = self.state
         if state is _CLOSED or state is _METRICS_ONLY:
-            return Permit(self._generation, False, now) if self.timed else self.closed_permit
+            return Permit(self._generation, started=now) if self.timed else self.closed_permit
         if state is _OPEN:
             left = self.open_until - now
             if left > 0.0:
@@ -200,7 +209,7 @@ class BreakerStateMachine:
                 return None
             self._move(_HALF_OPEN, f"cooldown of {self.cooldown:.0f}s elapsed", now)
         elif state is _DISABLED:
-            return self._unrecorded_permit
+            return _UNRECORDED
         elif state is _FORCED_OPEN:
             self.rejected_calls += 1
             self.rejected_retry_after = self.config.cooldown_period
@@ -227,21 +236,10 @@ class BreakerStateMachine:
         """Record that an admitted call succeeded; True if that changed the state.
 
         ``slow`` None: slow if the permit was admitted at least
-        ``slow_call_duration`` ago (timed breakers only).
+        ``slow_call_duration`` ago (timed breakers only). The asyncio wrapper
+        records most fast CLOSED successes itself without calling this (see
+        :attr:`window`); this is the whole rule, for every other outcome.
         """
-        if permit is self.closed_permit and not slow:
-            self.last_success_at = now
-            self.consecutive_failures = 0
-            window = self._window
-            if now < window.edge:  # see core/breaker/window.py: no call on the hot path
-                window.pending += 1
-                return False
-            if window.add_success(now) and self.state is _CLOSED:
-                return self._check_rates(now, "")
-            return False
-        return self._settle_success(permit, now, slow)
-
-    def _settle_success(self, permit: Permit, now: float, slow: bool | None) -> bool:
         state = self.state
         if state is _DISABLED:
             return False
@@ -251,7 +249,7 @@ class BreakerStateMachine:
         if slow is None:
             slow = self._is_slow(permit, now)
         if permit.trial:
-            self.half_open_in_flight -= 1
+            # Reopening and closing clear the trial counters; only a wait frees a permit.
             if slow and self.config.slow_call_rate_threshold:
                 self._reopen("trial call was slow", now)
                 return True
@@ -259,12 +257,13 @@ class BreakerStateMachine:
             if self.half_open_successes >= self.config.success_threshold:
                 self._close(f"{self.half_open_successes} trial calls succeeded", now)
                 return True
+            self.half_open_in_flight -= 1
             return False
         self.consecutive_failures = 0
         if slow:
-            self._window.add(now, False, True)
+            self.window.add(now, False, True)
             return state is _CLOSED and self._check_rates(now, ", last call slow")
-        return self._window.add_success(now) and state is _CLOSED and self._check_rates(now, "")
+        return self.window.add_success(now) and state is _CLOSED and self._check_rates(now, "")
 
     def on_failure(self, permit: Permit, now: float, reason: str, slow: bool | None = None) -> None:
         """Record that an admitted call failed in a way that counts."""
@@ -274,14 +273,13 @@ class BreakerStateMachine:
         self.last_failure_reason = reason
         if permit.generation != self._generation:
             return
-        if permit.trial:
-            self.half_open_in_flight -= 1
+        if permit.trial:  # reopening clears the trial counters
             self._reopen(f"trial call failed: {reason}", now)
             return
         if slow is None:
             slow = self._is_slow(permit, now)
         self.consecutive_failures += 1
-        self._window.add(now, True, slow)
+        self.window.add(now, True, slow)
         if self.state is not _CLOSED:
             return
         limit = self.config.consecutive_failures
@@ -304,13 +302,12 @@ class BreakerStateMachine:
             self.half_open_in_flight -= 1
 
     def _is_slow(self, permit: Permit, now: float) -> bool:
+        # Only a timed breaker's permits carry a start.
         started = permit.started
-        return (
-            self.timed and started is not None and now - started >= self.config.slow_call_duration
-        )
+        return started is not None and now - started >= self.config.slow_call_duration
 
     def _check_rates(self, now: float, last: str) -> bool:
-        w = self._window
+        w = self.window
         calls = w.calls
         if calls < self.config.minimum_calls:
             return False
@@ -358,7 +355,6 @@ class BreakerStateMachine:
         if self.state is not _FORCED_OPEN:
             self.tripped_by = self.tripped_by or self._figures(TripCause.ISOLATED)
             self.opened_at = now
-            self.open_until = 0.0
             self._leave(_FORCED_OPEN, reason, now)
 
     def disable(self, now: float, reason: str) -> None:
@@ -373,7 +369,6 @@ class BreakerStateMachine:
         if self.state is not mode:
             self.tripped_by = None
             self.opened_at = None
-            self.open_until = 0.0
             self._leave(mode, reason, now)
 
     def restore_trips(self, trips: int) -> None:
@@ -428,7 +423,8 @@ class BreakerStateMachine:
         self.cooldown = record.cooldown
         self.cooldown_level = min(self.cooldowns.top, max(0, record.cooldown_level))
         self.opened_at = record.opened_at
-        self.open_until = record.open_until or 0.0
+        # An OPEN record without an end admits a trial call at once.
+        self.open_until = now if record.open_until is None else record.open_until
         self.calm_since = None
         if record.state is _CLOSED:
             self.calm_since = now if record.calm_since is None else record.calm_since
@@ -443,7 +439,7 @@ class BreakerStateMachine:
     # -- internals -------------------------------------------------------
 
     def _figures(self, cause: TripCause) -> TripFigures:
-        w = self._window
+        w = self.window
         calls = w.calls
         return TripFigures(
             cause=cause,
@@ -487,15 +483,13 @@ class BreakerStateMachine:
         self.consecutive_trips = 0
         self.calm_since = now
         self.opened_at = None
-        self.open_until = 0.0
         self.tripped_by = None
         self._clear_counters()
         self._move(_CLOSED, reason, now)
 
     def _new_generation(self) -> None:
-        self._generation += 1
-        self.closed_permit = Permit(self._generation, trial=False)
-        self._unrecorded_permit = Permit(self._generation, trial=False)
+        self._generation = next(self._generations)
+        self.closed_permit = Permit(self._generation)
 
     def _move(self, new: CircuitState, reason: str, now: float) -> None:
         old = self.state

@@ -5,8 +5,9 @@ every record is O(1) (a time window's record after a quiet spell clears at most
 ``buckets`` buckets once). Both share one interface, so the state machine never
 asks which kind it has.
 
-The hot path is a fast success, and the machine spends no function call on it
-while ``now < window.edge``: it only adds one to ``window.pending``. A time
+The hot path is a fast CLOSED success, and the asyncio wrapper
+(core/breaker/breaker.py) spends no function call on it while ``now < window.edge``:
+it only adds one to ``window.pending``. A time
 window's edge is the end of its newest bucket (the pending successes are that
 bucket's, folded in before anything reads or expires it); a count window's is
 +inf while it is full of fast successes (one more changes nothing) and -inf
@@ -31,8 +32,8 @@ class CountWindow:
         self.size = size
         self.label = ""
         """How reasons name the window after "over the last N calls"."""
-        # One int per call: bit 0 failed, bit 1 slow.
-        self._ring = [0] * size
+        # One byte per call: bit 0 failed, bit 1 slow (zeros until written over).
+        self._ring = bytearray(size)
         self.clear()
 
     def clear(self) -> None:
@@ -63,8 +64,13 @@ class CountWindow:
         self.failures += failed
         self.slow += slow
         self._next = index + 1 if index + 1 < self.size else 0
-        full_of_successes = self.calls == self.size and not (self.failures or self.slow)
-        self.edge = math.inf if full_of_successes else -math.inf
+        self.edge = self._edge()
+
+    def _edge(self) -> float:
+        # Full of fast successes, one more changes nothing: the hot path may only count it.
+        if self.calls == self.size and not (self.failures or self.slow):
+            return math.inf
+        return -math.inf
 
     def advance(self, now: float) -> None:
         """Let time pass: a count window keeps its calls however old they are."""
@@ -99,9 +105,10 @@ class TimeWindow:
         self.buckets = buckets
         self._span = duration / buckets
         self.label = f" in {duration:g}s"
-        self._calls = [0] * buckets
-        self._failures = [0] * buckets
-        self._slow = [0] * buckets
+        # Filled with zeros by clear().
+        self._calls: list[int] = []
+        self._failures: list[int] = []
+        self._slow: list[int] = []
         self.clear()
 
     @property
@@ -152,19 +159,16 @@ class TimeWindow:
         self._total += self.pending
         self.pending = 0
         number = now // self._span
-        steps = number - self._number
         before = self._total
-        if steps >= self.buckets:
-            self.clear()
-        else:
-            index = self._index
-            for _ in range(int(steps)):
-                index = index + 1 if index + 1 < self.buckets else 0
-                self._total -= self._calls[index]
-                self.failures -= self._failures[index]
-                self.slow -= self._slow[index]
-                self._calls[index] = self._failures[index] = self._slow[index] = 0
-            self._index = index
+        index = self._index
+        # A quiet spell longer than the window empties every bucket once.
+        for _ in range(int(min(number - self._number, self.buckets))):
+            index = index + 1 if index + 1 < self.buckets else 0
+            self._total -= self._calls[index]
+            self.failures -= self._failures[index]
+            self.slow -= self._slow[index]
+            self._calls[index] = self._failures[index] = self._slow[index] = 0
+        self._index = index
         self._number = number
         self.edge = self._bucket_end(number)
         return self._total < before
@@ -176,9 +180,10 @@ class TimeWindow:
         edge = (number + 1) * span
         while edge // span <= number:
             edge = math.nextafter(edge, math.inf)
-        # Defensive: no span and bucket tried needed this step down (the step up, yes).
-        while math.nextafter(edge, -math.inf) // span > number:  # pragma: no cover
-            edge = math.nextafter(edge, -math.inf)
+        # Never too late: the product is within half an ulp of the bucket's true end,
+        # so the float below it lies below that end, and floor division (exact, by
+        # fmod) puts it in bucket ``number`` or earlier. Only the step up is needed,
+        # where the product rounded low (tests/test_breaker_windows.py checks both).
         return edge
 
 
