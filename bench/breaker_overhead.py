@@ -84,6 +84,44 @@ def bare_loops() -> dict[str, Loop]:
     }
 
 
+class _EmptyGuard:
+    """The cheapest shapes the two protocols allow: an ``async with`` whose methods hand
+    back done futures, and a ``call()`` that only awaits. Neither guards anything."""
+
+    def __init__(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._entered: asyncio.Future[None] = loop.create_future()
+        self._entered.set_result(None)
+        self._exited: asyncio.Future[None] = loop.create_future()
+        self._exited.set_result(None)
+
+    def __aenter__(self) -> Awaitable[None]:
+        return self._entered
+
+    def __aexit__(self, *exc: object) -> Awaitable[None]:
+        return self._exited
+
+    async def call(self, fn: Callable[[], Awaitable[int]]) -> int:
+        return await fn()
+
+
+async def floor_loops() -> dict[str, Loop]:
+    """What ``async with`` and ``call()`` cost with nothing in them: the interpreter's own
+    floor under the ratio the ``async with`` target compares."""
+    empty = _EmptyGuard()
+
+    async def with_floor(n: int) -> None:
+        for _ in range(n):
+            async with empty:
+                await noop()
+
+    async def call_floor(n: int) -> None:
+        for _ in range(n):
+            await empty.call(noop)
+
+    return {"floor: empty async with": with_floor, "floor: empty call()": call_floor}
+
+
 async def ours() -> tuple[Loop, Loop]:
     closed = CircuitBreaker("closed", CircuitBreakerConfig())
     opened = CircuitBreaker(
@@ -300,6 +338,8 @@ async def main() -> int:
         loops[f"{name} OPEN"] = open_loop
     variants = our_variants()
     loops |= variants
+    floors = await floor_loops()
+    loops |= floors
 
     ns = await measure(loops)
     bare = ns["bare await"]
@@ -350,6 +390,13 @@ async def main() -> int:
         f"{'met' if with_ratio <= 1.2 else 'MISSED'}"
     )
     verdicts.append(with_ratio <= 1.2)
+    floor_ratio = ns["floor: empty async with"] / ns["floor: empty call()"]
+    print(
+        f"  the protocols' floor: an empty async with {ns['floor: empty async with']:.0f} ns, "
+        f"an empty call() {ns['floor: empty call()']:.0f} ns = {floor_ratio:.2f}; what the "
+        f"breaker adds: async with {ns['ours, async with'] - ns['floor: empty async with']:+.0f}"
+        f" ns, call() {ns['ours CLOSED'] - ns['floor: empty call()']:+.0f} ns"
+    )
     # A rejection must raise its CircuitOpenError; the target is that the breaker adds
     # nothing beyond a CLOSED call's cost to that.
     reject_budget = ns["ours CLOSED"] + raise_open_cost
