@@ -23,6 +23,7 @@ from edge_voice.core.player import GuildPlayer
 from edge_voice.core.tts.edge_webm import EDGE_WEBM, WEBM_OUTPUT, EdgeWebmProvider
 from edge_voice.core.tts.errors import ErrorKind, TTSError
 from edge_voice.core.tts.provider import SynthesisRequest, VoiceSettings
+from edge_voice.core.tts.policy import RetryPolicy
 from edge_voice.core.tts.service import TTSService
 from edge_voice.core.webm import WebmError, WebmOpusReader
 from tests.fakes.audio_samples import edge_like_webm
@@ -87,7 +88,9 @@ async def test_a_stream_that_ends_badly_is_an_error(
 
 
 async def test_a_guild_player_speaks_it_with_no_conversion(edge_server: FakeEdgeServer) -> None:
-    service = TTSService(provider(), voices=[VOICE.voice], attempts=1, total_deadline=5)
+    service = TTSService(
+        provider(), voices=[VOICE.voice], retry=RetryPolicy(attempts=1, total_deadline=5)
+    )
     voice, converter = ThreadedVoice(), Converter()
     # Admitted at the cost of a stream needing no conversion (5), not a converted one (30).
     admission = StreamAdmission(AdmissionConfig(budget_ms=10, transcode_ms=30, replay_ms=5))
