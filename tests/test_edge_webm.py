@@ -22,8 +22,8 @@ from edge_voice.core.audio import (
 from edge_voice.core.player import GuildPlayer
 from edge_voice.core.tts.edge_webm import EDGE_WEBM, WEBM_OUTPUT, EdgeWebmProvider
 from edge_voice.core.tts.errors import ErrorKind, TTSError
-from edge_voice.core.tts.provider import SynthesisRequest, VoiceSettings
 from edge_voice.core.tts.policy import RetryPolicy
+from edge_voice.core.tts.provider import SynthesisRequest, VoiceSettings
 from edge_voice.core.tts.service import TTSService
 from edge_voice.core.webm import WebmError, WebmOpusReader
 from tests.fakes.audio_samples import edge_like_webm
