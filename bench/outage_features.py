@@ -83,10 +83,16 @@ class ObservedService(TTSService):
     """``TTSService`` that notes, per listener message, when it first reached Edge."""
 
     async def stream(
-        self, text: str, settings: Any = None, *, report: SynthesisReport | None = None
+        self,
+        text: str,
+        settings: Any = None,
+        *,
+        report: SynthesisReport | None = None,
+        stall_limit: float | None = None,
     ) -> AsyncGenerator[bytes, None]:
         _delivery.set(Delivery())  # the caller's task context: one message at a time
-        async with contextlib.aclosing(super().stream(text, settings, report=report)) as chunks:
+        stream = super().stream(text, settings, report=report, stall_limit=stall_limit)
+        async with contextlib.aclosing(stream) as chunks:
             async for chunk in chunks:
                 yield chunk
 
