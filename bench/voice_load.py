@@ -31,8 +31,8 @@ the message as text. Per level:
 * **text**: messages the bot posted as text instead.
 
 ``--paths`` names the configurations to run (each a fresh bot, default ``main,mp3``):
-``main`` is the code this checkout branched from (``git merge-base main HEAD``: MP3 -> PCM
--> Opus, converted on the loop or on
+``main`` is the code before this work (commit :data:`BASELINE`: MP3 -> PCM -> Opus,
+converted on the loop or on
 asyncio's default pool, one discord.py player thread per guild); ``mp3`` is this
 checkout's with the default config; ``shared`` adds the shared pacer (one thread sends
 every guild's packets), ``c5`` libopus complexity 5, ``shared-c5`` both; ``webm`` asks
@@ -99,8 +99,11 @@ PATHS: dict[str, dict[str, Any]] = {
     "webm-shared": {"edge": {"output_format": WEBM_FORMAT}, "player": {"pacer": "shared"}},
 }
 """Config overlays per path (merged into the config's sections). ``main`` runs the code
-this checkout branched from (``git archive`` of the merge base with ``main``), the path
-before this work; the others run this checkout's."""
+of :data:`BASELINE` (``git archive``), the path before this work; the others run this
+checkout's."""
+
+BASELINE = "ffc746198263bac65738084932794f772b3f0eef"
+"""main before the voice-load work of issue 11 (merged in 8308a78): its MP3 -> Opus path."""
 
 
 def bot_config(guild_ids: Sequence[int], data_dir: str, overlay: dict[str, Any]) -> dict[str, Any]:
@@ -359,19 +362,16 @@ async def run_level(
 
 @contextlib.contextmanager
 def code_of(path: str) -> Iterator[Path | None]:
-    """For ``main``: a folder with ``edge_voice`` linked to the merge base's files; else None."""
+    """For ``main``: a folder with ``edge_voice`` linked to :data:`BASELINE`'s files; else
+    None."""
     if path != "main":
         yield None
         return
     with tempfile.TemporaryDirectory() as folder:
         tree = Path(folder, "tree")
         tree.mkdir()
-        # The commit this branch left main at: main itself moves while others merge.
-        base = subprocess.run(
-            ["git", "merge-base", "main", "HEAD"], cwd=ROOT, check=True, capture_output=True
-        ).stdout.strip()
         archive = subprocess.run(
-            ["git", "archive", base], cwd=ROOT, check=True, capture_output=True
+            ["git", "archive", BASELINE], cwd=ROOT, check=True, capture_output=True
         ).stdout
         subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
         Path(folder, "edge_voice").symlink_to(tree)
