@@ -25,16 +25,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from edge_voice.core.breaker import CircuitBreaker, CircuitOpenError, CircuitState, TransitionEvent
 from edge_voice.core.clock import Clock
 from edge_voice.core.tasks import cancel_and_wait
+from edge_voice.core.tts.breakers import ServiceBreakers
 from edge_voice.core.tts.errors import ErrorKind, TTSError
+from edge_voice.core.tts.fleet import TrialGate
 from edge_voice.core.tts.policy import is_voice_scoped
-
-if TYPE_CHECKING:
-    from edge_voice.core.tts.service import TTSService
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +47,26 @@ TRIAL_GAP_SECONDS = 1.0
 """Pause between two canaries while HALF_OPEN, and after an inconclusive one."""
 
 
+class ProbedService(Protocol):
+    """What the prober uses of the :class:`~core.tts.service.TTSService` it tests (a
+    protocol, so that this module and the service's need not import each other)."""
+
+    breakers: ServiceBreakers
+    service_breaker: CircuitBreaker
+    voices: tuple[str, ...]
+    trial_gate: TrialGate
+
+    async def synthesize_unguarded(self, text: str = ..., *, voice: str | None = None) -> bytes:
+        """One synthesis outside every breaker."""
+        ...
+
+
 class CanaryProber:
     """Runs canaries for every breaker of one service that is not CLOSED."""
 
     def __init__(
         self,
-        service: TTSService,
+        service: ProbedService,
         *,
         phrase: str,
         idle_stop_after: float,

@@ -32,6 +32,13 @@ class ErrorKind(StrEnum):
     """Text or voice settings that no service could speak: the caller's problem."""
 
 
+NOT_RETRIED: frozenset[ErrorKind] = frozenset(
+    {ErrorKind.INPUT, ErrorKind.REJECTED, ErrorKind.RATE_LIMITED}
+)
+"""Retrying these cannot help: bad input stays bad, a 403 after edge-tts's own
+clock-skew retry means a stale client, and hammering a 429 prolongs it."""
+
+
 class TTSError(Exception):
     """A classified synthesis failure.
 
@@ -55,13 +62,10 @@ class TTSError(Exception):
 
     @property
     def retryable(self) -> bool:
-        """Whether the same voice may be tried again: :func:`core.tts.policy.is_retryable`
-        of this error's kind (not for input, a refused client or a rate limit)."""
-        # Imported here: the policy module's table is keyed on ErrorKind, defined above,
-        # and one table decides retries for the service and for anyone asking an error.
-        from edge_voice.core.tts.policy import is_retryable
-
-        return is_retryable(self.kind)
+        """Whether the same voice may be tried again: not for a kind in
+        :data:`NOT_RETRIED` (input, a refused client, a rate limit), the table
+        :func:`core.tts.policy.is_retryable` reads too."""
+        return self.kind not in NOT_RETRIED
 
     def __str__(self) -> str:
         where = f" [{self.voice}]" if self.voice else ""

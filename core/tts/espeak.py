@@ -24,7 +24,6 @@ import re
 import threading
 from collections.abc import AsyncGenerator, Collection, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Final
@@ -34,6 +33,7 @@ from edge_voice.core.tts.espeak_library import (
     END_OF_AUDIO,
     ESPEAK_PCM,
     EspeakJob,
+    EspeakProsody,
     JobItem,
     default_data_path,
     loaded_library,
@@ -105,17 +105,6 @@ def _languages_in(data_path: str) -> frozenset[str]:
             if len(fields) >= 2 and fields[0] == "language":
                 languages.add(fields[1].lower())
     return frozenset(languages)
-
-
-@dataclass(frozen=True, slots=True)
-class EspeakProsody:
-    """Edge prosody strings translated to eSpeak parameters, clamped to their ranges."""
-
-    words_per_minute: int
-    volume: int
-    """0-200, 100 is normal."""
-    pitch: int
-    """0-100, 50 is normal."""
 
 
 def espeak_prosody(settings: VoiceSettings) -> EspeakProsody:

@@ -18,14 +18,12 @@ import ctypes
 import importlib
 import os
 import threading
+from dataclasses import dataclass
 from types import ModuleType
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from edge_voice.core.tts.errors import ErrorKind, InvalidVoiceSettings, TTSError
 from edge_voice.core.tts.provider import AudioFormat, VoiceSettings
-
-if TYPE_CHECKING:
-    from edge_voice.core.tts.espeak import EspeakProsody
 
 ESPEAK_PCM: Final = AudioFormat(codec="pcm_s16le", sample_rate=22_050, channels=1)
 """What eSpeak NG's bundled data produces; checked against ``espeak_Initialize`` at load."""
@@ -44,6 +42,17 @@ _PARAM_PITCH: Final = 3
 _SynthCallback = ctypes.CFUNCTYPE(
     ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p
 )
+
+
+@dataclass(frozen=True, slots=True)
+class EspeakProsody:
+    """Edge prosody strings translated to eSpeak parameters, clamped to their ranges."""
+
+    words_per_minute: int
+    volume: int
+    """0-200, 100 is normal."""
+    pitch: int
+    """0-100, 50 is normal."""
 
 
 class _VoiceSpec(ctypes.Structure):

@@ -10,18 +10,12 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from edge_voice.core.tts.errors import ErrorKind
+from edge_voice.core.tts.errors import NOT_RETRIED, ErrorKind
 
 VOICE_SCOPED: frozenset[ErrorKind] = frozenset({ErrorKind.NO_AUDIO, ErrorKind.PROTOCOL})
 """Failures another voice may not have: Microsoft blocks single voices, and a
 voice that keeps answering with no audio or broken frames is the voice's problem.
 They count on that voice's breaker, and the request moves on to the next voice."""
-
-NOT_RETRIED: frozenset[ErrorKind] = frozenset(
-    {ErrorKind.INPUT, ErrorKind.REJECTED, ErrorKind.RATE_LIMITED}
-)
-"""Retrying these cannot help: bad input stays bad, a 403 after edge-tts's own
-clock-skew retry means a stale client, and hammering a 429 prolongs it."""
 
 
 def is_voice_scoped(kind: ErrorKind) -> bool:
