@@ -133,6 +133,13 @@ async def test_the_udp_server_decrypts_records_and_counts_failures() -> None:
         assert [(p.sequence, p.payload) for p in stream.packets] == [(2, AUDIO), (3, b"\xfc\x09")]
         assert stream.decrypt_failures == 1
         assert udp.stats.malformed == 1
+
+        # Leaving: what was sent before is still heard, what comes after is not.
+        client.sendto(rtp(key, 6, AUDIO, nonce=5), server)
+        udp.forget_after_queued(77)
+        client.sendto(rtp(key, 7, AUDIO, nonce=6), server)
+        await notifier.wait_for(lambda: udp.stats.unknown_ssrc == 2, 2)
+        assert [p.sequence for p in stream.packets] == [2, 3, 6]
     finally:
         client.close()
         udp.close()

@@ -72,6 +72,8 @@ async def test_a_bot_script_in_a_subprocess_uses_rest_gateway_and_voice(tmp_path
         assert [m.content for m in fake.posted(scene.text)] == ["bye from tiny_bot.py"]
         (identify,) = fake.gateway.identifies
         assert identify["d"]["token"] == "subprocess-token"
+        # Sent before the bot left, so heard, but the reader thread may still be behind.
+        await fake.wait_for(lambda: len(fake.voice_stream(scene.guild).packets) >= 15)
         stream = fake.voice_stream(scene.guild)
         assert len(stream.packets) == 15  # 10 frames and the 5 trailing silence frames
         assert stream.decrypt_failures == 0

@@ -190,7 +190,7 @@ class VoiceEndpoint:
         self.grants.pop(guild_id, None)
         state = self.sessions.pop(guild_id, None)
         if state is not None:
-            self.udp.forget(state.ssrc)
+            self.udp.forget_after_queued(state.ssrc)
 
     def active(self, guild_id: int) -> VoiceConnection | None:
         """The open voice websocket of ``guild_id``, if any."""

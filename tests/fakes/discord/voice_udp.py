@@ -41,6 +41,7 @@ _unpack_header = struct.Struct(">HI").unpack_from
 _AFTER_DISCOVERY = 0.03
 _RECEIVE_BUFFER = 4 * 1024 * 1024
 _STOP = b"fake-discord-udp-stop"
+_FORGET = b"fake-discord-udp-forget:"
 
 
 @dataclass(eq=False)
@@ -140,6 +141,9 @@ class VoiceUDP:
                 break
             if self._stopping:
                 break
+            if data.startswith(_FORGET):
+                self.sessions.pop(int(data[len(_FORGET) :]), None)
+                continue
             try:
                 self.datagram_received(data, address)
             except Exception:
@@ -189,6 +193,23 @@ class VoiceUDP:
     def forget(self, ssrc: int) -> UDPSession | None:
         """Stop accepting ``ssrc`` (its session ended or is suspended); returns its session."""
         return self.sessions.pop(ssrc, None)
+
+    def forget_after_queued(self, ssrc: int) -> None:
+        """Stop accepting ``ssrc`` once the datagrams already received have been read.
+
+        The client left: what it sent before saying so is in the socket's queue and was
+        delivered, as Discord would have it; a marker sent to the socket itself is read
+        after them (a datagram queue is in order) and ends the session there.
+        """
+        sock = self.sock
+        if sock is not None:
+            try:
+                sock.sendto(_FORGET + str(ssrc).encode(), sock.getsockname())
+            except OSError:
+                pass
+            else:
+                return
+        self.sessions.pop(ssrc, None)
 
     def restore(self, ssrc: int, session: UDPSession) -> None:
         """Accept ``ssrc`` again (a resumed session keeps its SSRC, key and stream)."""
