@@ -199,6 +199,7 @@ class E2E:
         await self.wait_for(
             lambda: (p := self.player()) is not None and not p.speaking and not p.pending, timeout
         )
+        await asyncio.sleep(0)  # the last message's done callbacks (log, metrics) run first
 
 
 VOICE_THREADS = ("voice-socket-reader:", "voice-keep-alive-handler:", "audio-player:")

@@ -115,8 +115,12 @@ async def test_session_invalid_or_timeout_rejoins_from_scratch_after_a_backoff(c
         assert not second.resumed
         assert first.close is not None
         assert first.close.code == 1000
-        # The player kept sending during the backoff: every packet in between was lost.
-        assert new.packets[0].sequence - old.packets[-1].sequence - 1 == state.lost()
+        # The player kept sending during the backoff: every packet in between was lost,
+        # at the server or, sent as the old socket closed, dropped by discord.py itself
+        # (send_audio_packet swallows the OSError after taking a sequence number).
+        gap = new.packets[0].sequence - old.packets[-1].sequence - 1
+        assert 0 <= gap - state.lost() <= 2
+        assert state.lost() > 0
         assert state.playing.voice_client.is_connected()
         assert not state.playing.done.is_set()
         assert new.decrypt_failures == old.decrypt_failures == 0
