@@ -31,7 +31,7 @@ from edge_voice.core.clock import FakeClock
 from edge_voice.core.config import CanaryConfig
 from edge_voice.core.shared_state import KeySpace, SharedBreakers
 from edge_voice.core.shared_state.records import Payload, on_wall_clock
-from edge_voice.core.shared_state.redis_backend import RedisBackend
+from edge_voice.core.shared_state.redis_backend import RedisBackend, translated
 from edge_voice.core.tts.breakers import ServiceBreakers
 from edge_voice.core.tts.edge import EdgeProvider
 from edge_voice.core.tts.policy import Backoff, RetryPolicy
@@ -229,6 +229,28 @@ async def test_a_cancelled_trial_returns_its_lease_at_once(redis_server: RedisSe
             await client.aclose()
         async with b.shared.trial(b.breaker) as granted:
             assert granted
+
+
+async def test_a_cancel_the_client_swallows_is_raised_all_the_same() -> None:
+    # What redis-py's socket write does on Python 3.11: asyncio.wait_for on a write that
+    # completes in the same loop turn as the cancel returns its result instead.
+    write: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    finished_the_block = False
+
+    async def command() -> None:
+        nonlocal finished_the_block
+        async with translated(5.0):
+            await asyncio.wait_for(write, timeout=5.0)
+            finished_the_block = True
+
+    task = asyncio.create_task(command())
+    await asyncio.sleep(0)
+    write.set_result(None)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert task.cancelled()
+    assert finished_the_block == (sys.version_info < (3, 12))  # where the drop happens
 
 
 def make_service(clock: FakeClock) -> TTSService:

@@ -35,7 +35,15 @@ overloaded or unreachable): each process then falls back to its own breakers."""
 
 @contextlib.asynccontextmanager
 async def translated(deadline: float) -> AsyncIterator[None]:
-    """Run the block under ``deadline`` seconds and turn the client's errors into ours."""
+    """Run the block under ``deadline`` seconds and turn the client's errors into ours.
+
+    A cancellation that arrived during the block is raised even when the client
+    swallowed it: redis-py awaits its socket writes with ``asyncio.wait_for``, which on
+    Python 3.11 returns the result and drops a cancel that comes as the write finishes,
+    and a canary task cancelled there went on probing until its next deadline.
+    """
+    task = asyncio.current_task()
+    cancels_before = task.cancelling() if task is not None else 0
     try:
         async with asyncio.timeout(deadline):
             yield
@@ -50,6 +58,8 @@ async def translated(deadline: float) -> AsyncIterator[None]:
         raise SharedStateError(SharedStateErrorKind.REFUSED, str(exc)) from None
     except (ValueError, TypeError, KeyError, IndexError) as exc:
         raise SharedStateError(SharedStateErrorKind.PROTOCOL, repr(exc)) from None
+    if task is not None and task.cancelling() > cancels_before:
+        raise asyncio.CancelledError
 
 
 class RedisBackend:
