@@ -213,17 +213,21 @@ class BotProcess:
                     values.append(float(lag))
         return values
 
-    def stop(self) -> None:
-        """SIGTERM, wait, delete the lag file."""
+    async def stop(self) -> None:
+        """SIGTERM, wait, delete the lag file.
+
+        The wait must not block this loop: the child's shutdown talks to the fakes it runs.
+        """
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
-                self.process.wait(15)
+                await asyncio.to_thread(self.process.wait, 15)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
         self._lag.close()
-        Path(self._lag.name).unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._lag.name)
 
 
 def expected_packets(path: str, mp3: bytes, webm: bytes) -> int:
@@ -404,7 +408,7 @@ async def run_path(
                     await asyncio.sleep(1.0)
                 return results
             finally:
-                bot.stop()
+                await bot.stop()
 
 
 HEADER = (
@@ -440,6 +444,10 @@ async def main() -> int:
     parser.add_argument("--levels", default=",".join(map(str, LEVELS)))
     parser.add_argument("--warmup", type=int, default=3, help="streams spoken before the ladder")
     args = parser.parse_args()
+    # SIGTERM (a CI timeout, kill) unwinds like Ctrl-C, so the child bot is stopped too.
+    main_task = asyncio.current_task()
+    assert main_task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
     paths = [p for p in args.paths.split(",") if p]
     unknown = [p for p in paths if p not in PATHS]
     if unknown:
@@ -478,4 +486,8 @@ async def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(asyncio.run(main()))
+    try:
+        raise SystemExit(asyncio.run(main()))
+    except asyncio.CancelledError:
+        print("stopped by SIGTERM; the bot process was stopped too", file=sys.stderr)
+        raise SystemExit(128 + signal.SIGTERM) from None
