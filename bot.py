@@ -26,7 +26,8 @@ import aiohttp
 import discord
 from discord.ext import commands
 
-from edge_voice.core.config import Config, ConfigError, default_config, find_config, load_config
+from edge_voice.core.config import Config, ConfigError, load_config
+from edge_voice.core.config_location import default_config, find_config
 from edge_voice.core.selfcheck import run_self_check
 from edge_voice.core.sharding import ShardingError, ShardPlan, shard_plan
 from edge_voice.core.tasks import cancel_and_wait
@@ -50,7 +51,7 @@ def load_host_config(environ: Mapping[str, str]) -> tuple[Config, str]:
     ``config.toml`` beside this file.
 
     A named file must exist; without one, the built-in defaults apply, with the data in
-    the user's data directory (:func:`edge_voice.core.config.user_data_dir`).
+    the user's data directory (:func:`edge_voice.core.config_location.user_data_dir`).
     """
     path = find_config(environ, DEFAULT_CONFIG if IN_CHECKOUT else None)
     if path is None:

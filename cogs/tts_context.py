@@ -10,7 +10,7 @@ A host that wants a particular configuration sets ``bot.tts_config`` (a
 :class:`core.config.Config`, e.g. from :func:`core.config.load_config`) before loading
 the cogs; otherwise the file ``$TTS_CONFIG`` names is read, and without one the
 built-in defaults apply with the data in the user's data directory (never the working
-directory; see :func:`core.config.load_default_config`).
+directory; see :func:`core.config_location.load_default_config`).
 
 A host (or a test) may also set ``bot.tts_context`` itself, to inject a service; then
 the host owns it and releasing never closes it. Such a context without a ``state`` gets
@@ -34,7 +34,8 @@ from edge_voice.core.alerts import OperatorLog
 from edge_voice.core.audio import Converter
 from edge_voice.core.breaker.store import BreakerStateStore
 from edge_voice.core.cache import AudioCache
-from edge_voice.core.config import Config, load_default_config
+from edge_voice.core.config import Config
+from edge_voice.core.config_location import load_default_config
 from edge_voice.core.metered import instrument_service
 from edge_voice.core.metrics import MetricsServer, TTSMetrics
 from edge_voice.core.pacing import Pacer

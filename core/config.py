@@ -10,22 +10,17 @@ Discord token comes only from the environment.
 from __future__ import annotations
 
 import dataclasses
-import logging
-import math
 import os
-import sys
 import tomllib
-import types
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+from typing import Any, Literal, get_type_hints
 
 from edge_voice.core import config_checks
 from edge_voice.core.breaker.state import CircuitBreakerConfig, config_problems
+from edge_voice.core.config_values import ValueProblem, coerce_value
 from edge_voice.core.voices.locales import AUTO, AUTO_DEFAULT_CHAIN
-
-log = logging.getLogger(__name__)
 
 
 class ConfigError(ValueError):
@@ -356,10 +351,14 @@ def _build_section(cls: type[Any], table: dict[str, Any], source: str, section: 
     for key, raw in table.items():
         if key not in names:
             raise _unknown(source, f"{section}.{key}", f"one of {sorted(names)}")
-        values[key] = _coerce(raw, hints[key], source, f"{section}.{key}")
+        try:
+            values[key] = coerce_value(raw, hints[key], f"{section}.{key}")
+        except ValueProblem as problem:
+            raise ConfigError(source, problem.key, problem.expected, problem.got) from None
     if cls is CircuitBreakerConfig:
         _check_breaker(values, source, section)
-    _check_ranges(values, source, section)
+    for key, expected, got in config_checks.range_problems(values, section):
+        raise ConfigError(source, f"{section}.{key}", expected, got)
     _check_values(values, source, section)
     return cls(**values)
 
@@ -382,150 +381,3 @@ def _check_breaker(values: dict[str, Any], source: str, section: str) -> None:
     defaults = {f.name: f.default for f in dataclasses.fields(CircuitBreakerConfig)}
     for key, expected, got in config_problems({**defaults, **values}):
         raise ConfigError(source, f"{section}.{key}", expected, got)
-
-
-_POSITIVE = {
-    "attempts", "connect", "read", "total", "max_chars", "queue_size", "max_bytes",
-    "fetch_timeout",
-    "voice_connect_timeout", "rejoin_backoff", "stream_cost_ms", "replay_cost_ms",
-}  # fmt: skip
-_NON_NEGATIVE = {
-    "backoff_base", "backoff_max", "announce_speaker_every", "max_wait", "idle_timeout",
-    "log_coalesce_seconds", "max_disk_bytes", "idle_stop_after", "log_channel_id",
-    "refresh_interval",
-    "rejoin_attempts", "shard_count", "cpu_budget", "max_streams",
-}  # fmt: skip
-
-
-def _check_ranges(values: dict[str, Any], source: str, section: str) -> None:
-    for key, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            continue
-        if key in _POSITIVE and not value > 0:
-            raise ConfigError(source, f"{section}.{key}", "a number > 0", value)
-        if key in _NON_NEGATIVE and not value >= 0:
-            raise ConfigError(source, f"{section}.{key}", "a number >= 0", value)
-    if section == "edge" and "port" in values and not 0 < values["port"] < 65536:
-        raise ConfigError(source, f"{section}.port", "a port number 1-65535", values["port"])
-    if section == "metrics" and "port" in values and not 0 <= values["port"] < 65536:
-        raise ConfigError(source, f"{section}.port", "0 (off) or a port 1-65535", values["port"])
-    if section == "metrics" and "host" in values and not values["host"].strip():
-        raise ConfigError(source, f"{section}.host", "an address such as 127.0.0.1", "")
-    if section == "player" and "bitrate_kbps" in values and not 8 <= values["bitrate_kbps"] <= 512:
-        raise ConfigError(source, f"{section}.bitrate_kbps", "8 to 512", values["bitrate_kbps"])
-    complexity = values.get("opus_complexity") if section == "player" else None
-    if complexity is not None and not 0 <= complexity <= 10:
-        raise ConfigError(source, f"{section}.opus_complexity", "0 to 10", complexity)
-
-
-def _coerce(raw: Any, hint: Any, source: str, key: str) -> Any:
-    origin = get_origin(hint)
-    args = get_args(hint)
-    if origin in (Union, types.UnionType):
-        # TOML has no null: 0 (or "") switches an optional policy off.
-        if raw is None or raw == "" or (not isinstance(raw, bool) and raw == 0):
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _coerce(raw, inner[0], source, key)
-    if origin is Literal:
-        if raw not in args:
-            raise ConfigError(source, key, "one of " + ", ".join(map(repr, args)), raw)
-        return raw
-    if origin is tuple:
-        if not isinstance(raw, list):
-            raise ConfigError(source, key, f"a list of {args[0].__name__}", raw)
-        return tuple(_coerce(item, args[0], source, f"{key}[{i}]") for i, item in enumerate(raw))
-    if origin is dict:
-        if not isinstance(raw, dict):
-            raise ConfigError(source, key, "a table of strings", raw)
-        return {str(k): _coerce(v, args[1], source, f"{key}.{k}") for k, v in raw.items()}
-    if hint is bool:
-        if not isinstance(raw, bool):
-            raise ConfigError(source, key, "true or false", raw)
-        return raw
-    if hint is int:
-        if isinstance(raw, bool) or not isinstance(raw, int):
-            raise ConfigError(source, key, "an integer", raw)
-        return raw
-    if hint is float:
-        if isinstance(raw, bool) or not isinstance(raw, int | float) or not math.isfinite(raw):
-            raise ConfigError(source, key, "a number", raw)
-        return float(raw)
-    if hint is str:
-        if not isinstance(raw, str):
-            raise ConfigError(source, key, "a string", raw)
-        return raw
-    raise ConfigError(source, key, f"a value of type {hint}", raw)
-
-
-CONFIG_PATH_ENV = "TTS_CONFIG"
-"""Environment variable naming the config file for hosts that don't pass one."""
-
-APP_DIR_NAME = "edge-voice"
-"""The folder in the user's data directory that holds a host's data when no config names
-one (see :func:`user_data_dir`)."""
-
-
-def find_config(
-    environ: Mapping[str, str] | None = None, default_path: str | Path | None = None
-) -> Path | None:
-    """Which file configures a host that passes none: ``$TTS_CONFIG``, else
-    ``default_path`` if given and it exists; None means the built-in defaults.
-
-    A path named in the environment is returned even if missing, so loading it
-    reports the mistake instead of silently using the defaults.
-    """
-    env = os.environ if environ is None else environ
-    named = env.get(CONFIG_PATH_ENV)
-    if named:
-        return Path(named)
-    if default_path is None:
-        return None
-    default = Path(default_path)
-    return default if default.is_file() else None
-
-
-def user_data_dir(environ: Mapping[str, str] | None = None, platform: str | None = None) -> Path:
-    """Where settings, sessions and the voice list live when no config file names a
-    place: the user's data directory, never the working directory (a host's working
-    directory is wherever it was started from).
-
-    ``$XDG_DATA_HOME/edge-voice`` (default ``~/.local/share/edge-voice``) on Linux and
-    other Unixes, ``~/Library/Application Support/edge-voice`` on macOS,
-    ``%LOCALAPPDATA%\\edge-voice`` on Windows.
-    """
-    env = os.environ if environ is None else environ
-    system = sys.platform if platform is None else platform
-    home = Path(env.get("HOME") or Path.home())
-    if system.startswith("win"):
-        base = Path(env.get("LOCALAPPDATA") or home / "AppData" / "Local")
-    elif system == "darwin":
-        base = home / "Library" / "Application Support"
-    else:
-        xdg = env.get("XDG_DATA_HOME", "")
-        # The XDG spec: a relative value is invalid and must be ignored.
-        base = Path(xdg) if xdg and Path(xdg).is_absolute() else home / ".local" / "share"
-    return base / APP_DIR_NAME
-
-
-def default_config(environ: Mapping[str, str] | None = None) -> Config:
-    """The built-in defaults, with ``[state] data_dir`` in :func:`user_data_dir`."""
-    config = Config()
-    state = dataclasses.replace(config.state, data_dir=str(user_data_dir(environ)))
-    return dataclasses.replace(config, state=state)
-
-
-def load_default_config(environ: Mapping[str, str] | None = None) -> Config:
-    """The config for a host that passes none: the file ``$TTS_CONFIG`` names, else
-    :func:`default_config` (data in the user's data directory, logged)."""
-    path = find_config(environ)
-    if path is not None:
-        return load_config(path)
-    config = default_config(environ)
-    log.info(
-        "no config given (bot.tts_config or $%s): built-in defaults; settings, sessions "
-        "and the voice list are kept in %s",
-        CONFIG_PATH_ENV,
-        config.state.data_dir,
-    )
-    return config

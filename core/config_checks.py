@@ -116,3 +116,38 @@ def canary_problems(text: str, max_chars: int) -> Iterator[Problem]:
             f"a short phrase with letters that fits [text] max_chars ({max_chars}): {exc.message}",
             text,
         )
+
+
+_POSITIVE = {
+    "attempts", "connect", "read", "total", "max_chars", "queue_size", "max_bytes",
+    "fetch_timeout",
+    "voice_connect_timeout", "rejoin_backoff", "stream_cost_ms", "replay_cost_ms",
+}  # fmt: skip
+_NON_NEGATIVE = {
+    "backoff_base", "backoff_max", "announce_speaker_every", "max_wait", "idle_timeout",
+    "log_coalesce_seconds", "max_disk_bytes", "idle_stop_after", "log_channel_id",
+    "refresh_interval",
+    "rejoin_attempts", "shard_count", "cpu_budget", "max_streams",
+}  # fmt: skip
+
+
+def range_problems(values: Mapping[str, Any], section: str) -> Iterator[Problem]:
+    """Numbers outside what their key allows (counts, seconds, ports, bitrates)."""
+    for key, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        if key in _POSITIVE and not value > 0:
+            yield key, "a number > 0", value
+        if key in _NON_NEGATIVE and not value >= 0:
+            yield key, "a number >= 0", value
+    if section == "edge" and "port" in values and not 0 < values["port"] < 65536:
+        yield "port", "a port number 1-65535", values["port"]
+    if section == "metrics" and "port" in values and not 0 <= values["port"] < 65536:
+        yield "port", "0 (off) or a port 1-65535", values["port"]
+    if section == "metrics" and "host" in values and not values["host"].strip():
+        yield "host", "an address such as 127.0.0.1", ""
+    if section == "player" and "bitrate_kbps" in values and not 8 <= values["bitrate_kbps"] <= 512:
+        yield "bitrate_kbps", "8 to 512", values["bitrate_kbps"]
+    complexity = values.get("opus_complexity") if section == "player" else None
+    if complexity is not None and not 0 <= complexity <= 10:
+        yield "opus_complexity", "0 to 10", complexity

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 import bot as host
-from edge_voice.core.config import (
+from edge_voice.core.config import Config
+from edge_voice.core.config_location import (
     CONFIG_PATH_ENV,
-    Config,
     default_config,
     find_config,
     load_default_config,
@@ -48,7 +48,7 @@ def test_a_host_that_names_no_config_keeps_its_data_out_of_the_working_directory
     (tmp_path / "config.toml").write_text('[speech]\nrate = "+50%"\n')  # not the host's to give
     environ = {"HOME": str(tmp_path / "home")}
 
-    with caplog.at_level(logging.INFO, logger="edge_voice.core.config"):
+    with caplog.at_level(logging.INFO, logger="edge_voice.core.config_location"):
         config = load_default_config(environ)
 
     data_dir = tmp_path / "home" / ".local" / "share" / "edge-voice"

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from edge_voice.core.breaker import CircuitOpenError
-from edge_voice.core.config import Config, EdgeConfig, find_config, load_config
+from edge_voice.core.config import Config, EdgeConfig, load_config
+from edge_voice.core.config_location import find_config
 from edge_voice.core.diagnostics.checks import check_dns, check_tcp
 from edge_voice.core.diagnostics.report import render_text
 from edge_voice.core.diagnostics.service_check import TEST_PHRASE, diagnose_service
