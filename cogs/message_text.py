@@ -7,6 +7,7 @@ from typing import Any
 
 import discord
 
+from edge_voice.core.speaking import SpeakingPlan
 from edge_voice.core.speech import SpeakerPrefixer, Utterance
 from edge_voice.core.text.attachments import Attachment
 from edge_voice.core.text.cleanup import Lookups
@@ -87,3 +88,28 @@ def build_utterance(
         said.text, author.id, said.author_name, now, spoken_prefix=said.prefix, spoken=said.spoken
     )
     return utterance, said.cut
+
+
+def planned_utterance(
+    guild: discord.Guild,
+    author: Any,
+    content: str,
+    now: float,
+    plan: SpeakingPlan,
+    *,
+    spoken_max_chars: int,
+    prefixer: SpeakerPrefixer | None,
+    announce: bool = True,
+    message: discord.Message | None = None,
+) -> tuple[Utterance, bool]:
+    """:func:`build_utterance` as ``plan`` says: in the language of its voice, within the
+    server's length limit, with the name the author chose, and "NAME said" as the server
+    has it switched now (``prefixer`` follows it). Raises ``InvalidText``."""
+    if prefixer is not None:
+        # The server may switch "NAME said" on or off at any time.
+        prefixer.enabled = plan.announce_speaker
+    return build_utterance(
+        guild, author, content, now, max_chars=plan.max_chars,
+        spoken_max_chars=spoken_max_chars, prefixer=prefixer, voice=plan.voice,
+        announce=announce, message=message, name=plan.name,
+    )  # fmt: skip

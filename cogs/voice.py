@@ -7,9 +7,11 @@ fallback) and formats the replies. Works in any ``commands.Bot``; it needs the
 ``message_content`` and ``voice_states`` intents to read channels and notice who is listening.
 
 Each message is spoken as the server's settings and its author's choices say
-(:mod:`edge_voice.core.speaking`: voice chain, rate, length, who is read); sessions are
-saved for restarts and autojoin by :mod:`edge_voice.cogs.voice_restore`. The extension
-also adds :class:`~edge_voice.cogs.personal.PersonalCog` (``/myvoice``, ``/voices``).
+(:mod:`edge_voice.core.speaking`: voice chain, rate, length, who is read). The sessions,
+from joining to leaving (idle, nobody listening, voice gone), are kept by
+:class:`~edge_voice.cogs.guild_sessions.GuildSessions`, and saved for restarts and
+autojoin by :mod:`edge_voice.cogs.voice_restore`. The extension also adds
+:class:`~edge_voice.cogs.personal.PersonalCog` (``/myvoice``, ``/voices``).
 
 Other cogs speak through :meth:`VoiceCog.speak`::
 
@@ -19,33 +21,22 @@ Other cogs speak through :meth:`VoiceCog.speak`::
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections import defaultdict
 from typing import Any
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from edge_voice.cogs.message_text import build_utterance
+from edge_voice.cogs.guild_sessions import GuildSessions
+from edge_voice.cogs.message_text import planned_utterance
 from edge_voice.cogs.personal import PersonalCog
 from edge_voice.cogs.replies import defer_privately, respond
 from edge_voice.cogs.settings_views import locale_of
 from edge_voice.cogs.text_output import ChannelTextOutput
 from edge_voice.cogs.tts_context import TTSContext, acquire_tts_context, release_tts_context
-from edge_voice.cogs.voice_join import bold, can_post, connect_voice, join_problem
-from edge_voice.cogs.voice_link import LinkedVoiceClient
-from edge_voice.cogs.voice_restore import SessionKeeper
-from edge_voice.cogs.voice_session import (
-    DISCONNECT_TIMEOUT,
-    VoiceSession,
-    describe_result,
-    disconnect_timeout,
-    leave_voice,
-    open_session,
-    player_figures,
-)
+from edge_voice.cogs.voice_join import bold, can_post, join_problem
+from edge_voice.cogs.voice_session import VoiceSession, describe_result
 from edge_voice.core.clock import Clock, monotonic
 from edge_voice.core.config import Config
 from edge_voice.core.metrics import PlayerFigures
@@ -53,14 +44,12 @@ from edge_voice.core.player import GuildPlayer
 from edge_voice.core.speaking import SpeakingPlan, reading_refusal, speaking_plan
 from edge_voice.core.speech import (
     FailureReason,
-    SpeechOutcome,
     SpeechResult,
-    TextPostReason,
     Utterance,
+    posted_while_not_connected,
     text_post_for,
 )
 from edge_voice.core.storage.settings import SettingsRepository
-from edge_voice.core.tasks import cancel_and_wait
 from edge_voice.core.tts.errors import InvalidText
 from edge_voice.core.tts.service import TTSService
 
@@ -85,10 +74,7 @@ class VoiceCog(commands.Cog, name="Voice"):
         self.service: TTSService
         self.clock = clock
         """Monotonic clock for staleness, the "NAME said" window and idle time (tests swap it)."""
-        self._sessions: dict[int, VoiceSession] = {}
-        self._locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
-        self._idle_task: asyncio.Task[None] | None = None
-        self._keeper: SessionKeeper  # set by cog_load, over the shared state store
+        self.sessions: GuildSessions  # set by cog_load, over the shared state store
 
     async def cog_load(self) -> None:
         self.context = acquire_tts_context(self.bot)  # handed back in cog_unload
@@ -98,34 +84,21 @@ class VoiceCog(commands.Cog, name="Voice"):
         except BaseException:
             await release_tts_context(self.bot)
             raise
-        self._keeper = SessionKeeper(state.sessions, self)
-        self.context.metrics.player_stats = lambda: player_figures(
-            self._sessions.values(), self.context.admission
+        self.sessions = GuildSessions(
+            self.bot, self.context, state.sessions, clock=lambda: self.clock, on_outcome=self._count
         )
+        self.context.metrics.player_stats = self.sessions.figures
         if self.bot.is_ready():  # loaded into a running bot: on_ready has passed
-            self._keeper.restore_all(self.bot.guilds)
+            self.sessions.keeper.restore_all(self.bot.guilds)
         intents = self.bot.intents
         if not (intents.message_content and intents.voice_states):
             log.warning("Voice cog: enable the message_content and voice_states intents")
-        if self.config.player.idle_timeout > 0:
-            self._idle_task = asyncio.create_task(self._watch_idle(), name="voice-idle-watch")
+        self.sessions.watch_idle()
 
     async def cog_unload(self) -> None:
         # Also runs when the host shuts down some other way (bot.run() and Ctrl-C, an
-        # unload_extension): every guild is wound down at once, each within its
-        # player's shutdown deadline plus the disconnect timeout.
-        if self._idle_task is not None:
-            await cancel_and_wait(self._idle_task)
-        await self._keeper.close()
-        leave = disconnect_timeout()  # here: the sessions end in tasks of their own
-        # Kept in the store (forget=False): a restart rejoins where listeners still are.
-        ending = [
-            self._end_session(guild_id, leave_within=leave, forget=False)
-            for guild_id in list(self._sessions)
-        ]
-        for failure in await asyncio.gather(*ending, return_exceptions=True):
-            if isinstance(failure, Exception):
-                log.error("ending a voice session failed", exc_info=failure)
+        # unload_extension): every guild is wound down at once.
+        await self.sessions.close()
         self.context.metrics.player_stats = lambda: PlayerFigures(0, 0)
         await release_tts_context(self.bot)
 
@@ -133,12 +106,12 @@ class VoiceCog(commands.Cog, name="Voice"):
 
     def player(self, guild: discord.abc.Snowflake) -> GuildPlayer | None:
         """The guild's player while the bot is joined there."""
-        session = self._sessions.get(guild.id)
+        session = self.sessions.get(guild.id)
         return session.player if session else None
 
     def bound_channel(self, guild: discord.abc.Snowflake) -> discord.abc.Messageable | None:
         """The text channel read aloud (and posted to) in ``guild``, if joined."""
-        session = self._sessions.get(guild.id)
+        session = self.sessions.get(guild.id)
         return session.text.channel if session else None
 
     async def speak(
@@ -157,7 +130,7 @@ class VoiceCog(commands.Cog, name="Voice"):
         ``FAILED``, with the reason: "unspeakable", or "text post failed" when there was
         no channel to post in or the post failed (the detail says which).
         """
-        session = self._sessions.get(guild.id)
+        session = self.sessions.get(guild.id)
         speaker: Any = guild.me or self.bot.user
         plan = self._plan(guild, None)
         try:
@@ -166,19 +139,11 @@ class VoiceCog(commands.Cog, name="Voice"):
             return self._count(SpeechResult.failed(FailureReason.UNSPEAKABLE, exc.message))
         if session is not None and session.voice.is_connected():
             return await session.player.speak(utterance, plan.settings)
-        why = TextPostReason.NOT_CONNECTED.value
-        if session is not None and fallback_channel is None:
-            output = session.text
-        elif fallback_channel is not None:
+        output = session.text if session is not None else None
+        if fallback_channel is not None:
             output = ChannelTextOutput(fallback_channel, warn=self.context.operator_log.warn)
-        else:
-            detail = f"{why}, and there is no text channel to post in"
-            return self._count(SpeechResult.failed(FailureReason.TEXT_POST_FAILED, detail))
-        posted = await output.post(text_post_for(utterance))
-        if not posted.delivered:
-            detail = f"{why}, and posting it as text failed: {posted.reason}"
-            return self._count(SpeechResult.failed(FailureReason.TEXT_POST_FAILED, detail))
-        return self._count(SpeechResult(SpeechOutcome.POSTED_AS_TEXT, why))
+        posted = None if output is None else await output.post(text_post_for(utterance))
+        return self._count(posted_while_not_connected(posted))
 
     def _count(self, result: SpeechResult) -> SpeechResult:
         # The player counts what it handles (on_outcome); speak() counts the rest.
@@ -186,26 +151,9 @@ class VoiceCog(commands.Cog, name="Voice"):
         return result
 
     async def leave_idle(self, now: float | None = None) -> list[discord.Guild]:
-        """Leave every guild where nothing was said for ``player.idle_timeout`` seconds.
-
-        ``now`` is a reading of :attr:`clock` (default: read it). Returns the guilds left.
-        """
-        timeout = self.config.player.idle_timeout
-        if timeout <= 0:
-            return []
-        now = self.clock() if now is None else now
-        left = []
-        for guild_id, session in list(self._sessions.items()):
-            player = session.player
-            if player.speaking or player.pending or now - player.last_activity < timeout:
-                continue
-            guild = self.bot.get_guild(guild_id)
-            if guild is None:
-                continue
-            minutes = f"{timeout / 60:g} minute{'s' if timeout != 60 else ''}"
-            await self._end_session(guild_id, f"👋 Left voice after {minutes} of silence.")
-            left.append(guild)
-        return left
+        """Leave every guild where nothing was said for ``player.idle_timeout`` seconds
+        (``now``: a reading of :attr:`clock`, default: read it); the guilds left."""
+        return await self.sessions.leave_idle(now)
 
     # -- slash commands ----------------------------------------------------
 
@@ -247,11 +195,11 @@ class VoiceCog(commands.Cog, name="Voice"):
         if member is None:
             return
         guild = member.guild
-        if guild.id not in self._sessions and guild.voice_client is None:
+        if not self.sessions.joined(guild) and guild.voice_client is None:
             await respond(interaction, NOT_CONNECTED)
             return
         await respond(interaction, "👋 Leaving voice.")
-        await self._end_session(guild.id)
+        await self.sessions.end(guild.id)
 
     @app_commands.command(name="say", description="Speak text in the voice channel")
     @app_commands.describe(text="What to say")
@@ -263,7 +211,7 @@ class VoiceCog(commands.Cog, name="Voice"):
         member = await self._member_or_reply(interaction)
         if member is None:
             return
-        session = self._sessions.get(member.guild.id)
+        session = self.sessions.get(member.guild.id)
         channel = session.voice_channel() if session is not None else None
         if session is None or channel is None:
             await respond(interaction, NOT_CONNECTED)
@@ -288,7 +236,7 @@ class VoiceCog(commands.Cog, name="Voice"):
         member = await self._member_or_reply(interaction)
         if member is None:
             return
-        session = self._sessions.get(member.guild.id)
+        session = self.sessions.get(member.guild.id)
         if session is None or not session.player.skip():
             await respond(interaction, NOTHING_PLAYING)
             return
@@ -301,7 +249,7 @@ class VoiceCog(commands.Cog, name="Voice"):
         member = await self._member_or_reply(interaction)
         if member is None:
             return
-        session = self._sessions.get(member.guild.id)
+        session = self.sessions.get(member.guild.id)
         channel = session.voice_channel() if session is not None else None
         if session is None or channel is None:
             await respond(interaction, NOT_CONNECTED)
@@ -328,10 +276,7 @@ class VoiceCog(commands.Cog, name="Voice"):
             "voice command /%s failed", getattr(interaction.command, "name", "?"), exc_info=error
         )
         text = "Something went wrong with that command; it has been logged."
-        if interaction.response.is_done():
-            await respond(interaction, text)
-        else:
-            await respond(interaction, text)
+        await respond(interaction, text)
 
     # -- listeners ---------------------------------------------------------
 
@@ -343,11 +288,11 @@ class VoiceCog(commands.Cog, name="Voice"):
             return
         if message.type not in _SPOKEN_TYPES:
             return
-        session = self._sessions.get(guild.id)
+        session = self.sessions.get(guild.id)
         if session is not None and message.channel.id != getattr(session.text.channel, "id", None):
             return
         settings = self.settings.effective(guild.id)
-        if session is None and not self._keeper.may_autojoin(message, settings):
+        if session is None and not self.sessions.keeper.may_autojoin(message, settings):
             return
         roles = [role.id for role in getattr(author, "roles", ())]
         if reading_refusal(settings, message.content, roles) is not None:
@@ -355,9 +300,9 @@ class VoiceCog(commands.Cog, name="Voice"):
         if (await self.bot.get_context(message)).valid:
             return  # a command for the host bot
         if session is None:
-            if not await self._keeper.autojoin(message):
+            if not await self.sessions.keeper.autojoin(message):
                 return
-            session = self._sessions[guild.id]
+            session = self.sessions.by_guild[guild.id]
         channel = session.voice_channel()
         voice = getattr(author, "voice", None)
         # A deleted voice channel ends the session within moments; until then its
@@ -377,41 +322,28 @@ class VoiceCog(commands.Cog, name="Voice"):
     async def on_voice_state_update(
         self, member: discord.Member, before: discord.VoiceState, after: discord.VoiceState
     ) -> None:
-        """Leave when no one but bots is left in the session's voice channel.
-
-        The bot's own voice state is the session's supervisor's business: discord.py
-        leaves and rejoins by itself while it reconnects, which must not end the session.
-        """
-        after_channel = after.channel  # discord.py updates `after` in place later
-        session = self._sessions.get(member.guild.id)
-        if session is None or (self.bot.user is not None and member.id == self.bot.user.id):
-            return
-        channel = session.voice_channel()
-        if channel is None or before.channel != channel or after_channel == channel:
-            return
-        if not any(not listener.bot for listener in channel.members):
-            notice = None if session.text_only else "👋 Left voice: nobody is listening anymore."
-            await self._end_session(member.guild.id, notice)
+        """Leave when no one but bots is left in the session's voice channel (the bot's own
+        voice state is the supervisor's business: :meth:`GuildSessions.member_moved`)."""
+        # An argument is read now: discord.py updates `after` in place later.
+        await self.sessions.member_moved(member, before.channel, after.channel)
 
     @commands.Cog.listener()
     async def on_guild_remove(self, guild: discord.Guild) -> None:
         """Drop the session of a guild the bot was removed from, saved one included."""
-        if guild.id in self._sessions:
-            await self._end_session(guild.id, forget=False)
-        await self._keeper.forget(guild)
+        await self.sessions.removed_from(guild)
 
     @commands.Cog.listener()
     async def on_ready(self) -> None:
         """Rejoin, after a restart, the saved sessions that still have listeners."""
-        self._keeper.restore_all(self.bot.guilds)
+        self.sessions.keeper.restore_all(self.bot.guilds)
 
     @commands.Cog.listener()
     async def on_guild_available(self, guild: discord.Guild) -> None:
         """A guild that was unavailable (or arrives late at startup) gets its restore too."""
         if self.bot.is_ready():
-            self._keeper.restore_soon(guild)
+            self.sessions.keeper.restore_soon(guild)
 
-    # -- sessions (used by the session keeper too) ---------------------------
+    # -- settings and sessions (the sessions: GuildSessions') ----------------
 
     @property
     def settings(self) -> SettingsRepository:
@@ -420,33 +352,18 @@ class VoiceCog(commands.Cog, name="Voice"):
 
     def joined(self, guild: discord.Guild) -> bool:
         """Whether the cog has a session in ``guild``."""
-        return guild.id in self._sessions
+        return self.sessions.joined(guild)
 
     async def join_and_bind(
         self, guild: discord.Guild, channel: Any, text_channel: discord.abc.Messageable
     ) -> str | None:
         """Connect (or move) to ``channel``, read ``text_channel`` aloud, and save the
         session for restarts; a problem for people, or None."""
-        async with self._locks[guild.id]:
-            timeout = self.config.player.voice_connect_timeout
-            problem = await connect_voice(
-                guild, channel, connect_timeout=timeout, cls=LinkedVoiceClient
-            )
-            if problem is None:
-                old = self._sessions.get(guild.id)
-                if old is not None and old.text_only:  # voice gave up on it: a fresh one
-                    del self._sessions[guild.id]
-                    await old.player.close()
-                self._bind(guild, channel, text_channel)
-        if problem is None:
-            await self._keeper.remember(guild, channel, text_channel)
-        return problem
+        return await self.sessions.join_and_bind(guild, channel, text_channel)
 
     async def post_bound(self, guild: discord.Guild, text: str) -> None:
         """Post ``text`` in the guild's bound channel, if joined (no pings)."""
-        session = self._sessions.get(guild.id)
-        if session is not None:
-            await session.text.post(text)
+        await self.sessions.post_bound(guild, text)
 
     # -- internals ---------------------------------------------------------
 
@@ -455,93 +372,6 @@ class VoiceCog(commands.Cog, name="Voice"):
             await respond(interaction, GUILD_ONLY)
             return None
         return interaction.user
-
-    def _bind(
-        self, guild: discord.Guild, voice_channel: Any, channel: discord.abc.Messageable
-    ) -> None:
-        session = self._sessions.get(guild.id)
-        if session is not None:
-            session.text.channel = channel
-            session.link.channel_id = voice_channel.id
-            return
-        session = open_session(
-            self.bot,
-            guild,
-            voice_channel,
-            channel,
-            self.service,
-            self.config,
-            lock=self._locks[guild.id],
-            cache=self.context.cache,
-            offline_voice=self.context.offline_voice,
-            clock=self.clock,
-            warn=self.context.operator_log.warn,
-            on_outcome=self._count,
-            admission=self.context.admission,
-            converter=self.context.converter,
-            pacer=self.context.pacer,
-        )
-        self._sessions[guild.id] = session
-        session.watch = asyncio.create_task(
-            self._watch_link(guild.id, session), name=f"voice-link-{guild.id}"
-        )
-
-    async def _watch_link(self, guild_id: int, session: VoiceSession) -> None:
-        """Run the session's supervisor; when it says the session is over, end it (or,
-        when voice gave up, only its voice part: the bound channel stays, as text)."""
-        end = await session.supervisor.run()
-        log.info("guild %s: ending the voice session: %s", guild_id, end.name.lower())
-        if end.keeps_channel:
-            await self._end_voice(guild_id, end.notice, session)
-        else:
-            await self._end_session(guild_id, end.notice, only=session)
-
-    async def _end_voice(self, guild_id: int, notice: str, session: VoiceSession) -> None:
-        """Leave voice but keep ``session`` reading its channel: its player posts every
-        message as text (the supervisor stays down) until /join, /leave or nobody is left."""
-        async with self._locks[guild_id]:
-            if self._sessions.get(guild_id) is not session:
-                return
-            session.text_only = True
-            guild = self.bot.get_guild(guild_id)
-            if guild is not None:
-                await self._keeper.left(guild)
-            await session.text.post(notice)
-            await leave_voice(guild.voice_client if guild is not None else None, DISCONNECT_TIMEOUT)
-
-    async def _end_session(
-        self,
-        guild_id: int,
-        notice: str | None = None,
-        *,
-        only: VoiceSession | None = None,
-        leave_within: float = DISCONNECT_TIMEOUT,
-        forget: bool = True,
-    ) -> None:
-        """Post what is queued (then ``notice``) and leave voice; ``only`` ends the session
-        only if it is still that one (a /join may have replaced it meanwhile).
-
-        ``forget``: the bot left on purpose, so a restart does not rejoin (the bound
-        channel stays saved for autojoin).
-        """
-        session = self._sessions.get(guild_id)
-        if session is not None and (only is None or session is only):
-            # Before the lock: a rejoin in progress holds it, and stopping it releases it.
-            await session.stop_watching()
-        async with self._locks[guild_id]:
-            session = self._sessions.get(guild_id)
-            if only is not None and session is not only:
-                return
-            guild = self.bot.get_guild(guild_id)
-            if forget and guild is not None:
-                await self._keeper.left(guild)
-            self._sessions.pop(guild_id, None)
-            if session is not None:
-                await session.player.close()
-                if notice:
-                    await session.text.post(notice)
-            client = guild.voice_client if guild is not None else None
-            await leave_voice(client, leave_within)
 
     def _plan(self, guild: discord.Guild, user_id: int | None) -> SpeakingPlan:
         return speaking_plan(self.settings, guild.id, user_id, locale_of(guild))
@@ -557,27 +387,12 @@ class VoiceCog(commands.Cog, name="Voice"):
         announce: bool = True,
         message: discord.Message | None = None,
     ) -> tuple[Utterance, bool]:
-        """The cleaned utterance (with ``message``'s attachments and stickers) and whether it
-        was cut; raises ``InvalidText``. Worded in the language of ``plan``'s voice, within
-        the server's length limit, with the name the author chose."""
-        if session is not None:
-            # The server may switch "NAME said" on or off at any time.
-            session.prefixer.enabled = plan.announce_speaker
-        return build_utterance(
-            guild, author, content, self.clock(), max_chars=plan.max_chars,
+        """:func:`~edge_voice.cogs.message_text.planned_utterance`, now, in ``session``."""
+        return planned_utterance(
+            guild, author, content, self.clock(), plan,
             spoken_max_chars=self.service.max_chars,
-            prefixer=session.prefixer if session else None, voice=plan.voice,
-            announce=announce, message=message, name=plan.name,
+            prefixer=session.prefixer if session else None, announce=announce, message=message,
         )  # fmt: skip
-
-    async def _watch_idle(self) -> None:
-        interval = min(30.0, max(1.0, self.config.player.idle_timeout / 4))
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self.leave_idle()
-            except Exception:  # the watcher must outlive one bad guild
-                log.exception("idle check failed")
 
 
 async def teardown(bot: commands.Bot) -> None:

@@ -38,7 +38,8 @@ RESTORE_NOTICE: Final = "🔊 Back after a restart; reading {channel} again."
 
 
 class VoiceJoiner(Protocol):
-    """What the keeper needs of the voice cog."""
+    """What the keeper needs of the voice cog's sessions
+    (:class:`~edge_voice.cogs.guild_sessions.GuildSessions`)."""
 
     def joined(self, guild: discord.Guild) -> bool:
         """Whether the cog has a session in ``guild`` right now."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from edge_voice.core.posting import PostOutcome
 from edge_voice.core.text.cleanup import defuse_mentions
 from edge_voice.core.text.policy import SpeakerPrefixer
 from edge_voice.core.text.speakable import CheckedText
@@ -21,6 +22,7 @@ __all__ = [
     "SpeechResult",
     "TextPostReason",
     "Utterance",
+    "posted_while_not_connected",
     "text_post_for",
 ]
 
@@ -124,6 +126,19 @@ def text_post_for(utterance: Utterance) -> str:
     the post must not show a mention pill (see :mod:`edge_voice.core.text.post`).
     """
     return f"🔇 {defuse_mentions(utterance.author_name)}: {defuse_mentions(utterance.text)}"
+
+
+def posted_while_not_connected(posted: PostOutcome | None) -> SpeechResult:
+    """What became of a message posted as text because the bot is not in voice, by the
+    post's outcome (None: there was no text channel to post it in)."""
+    why = TextPostReason.NOT_CONNECTED.value
+    if posted is None:
+        detail = f"{why}, and there is no text channel to post in"
+        return SpeechResult.failed(FailureReason.TEXT_POST_FAILED, detail)
+    if not posted.delivered:
+        detail = f"{why}, and posting it as text failed: {posted.reason}"
+        return SpeechResult.failed(FailureReason.TEXT_POST_FAILED, detail)
+    return SpeechResult(SpeechOutcome.POSTED_AS_TEXT, why)
 
 
 @dataclass

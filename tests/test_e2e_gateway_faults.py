@@ -60,7 +60,7 @@ async def test_queued_messages_are_all_spoken_across_a_gateway_resume(
         assert e2e.posts() == []
         assert [r.text for r in e2e.edge.requests[-4:]] == ["Eins", "Zwei", "Drei", "Vier"]
         assert len(e2e.fake.gateway.identifies) == 1
-        assert e2e.voice_cog._sessions[e2e.scene.guild.id].supervisor.faults == 0
+        assert e2e.voice_cog.sessions.by_guild[e2e.scene.guild.id].supervisor.faults == 0
 
 
 class QuickTTSBot(TTSBot):

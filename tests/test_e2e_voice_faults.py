@@ -41,7 +41,7 @@ def op4_channels(e2e: E2E) -> list[int | None]:
 
 
 def supervisor(e2e: E2E) -> object:
-    return e2e.voice_cog._sessions[e2e.scene.guild.id].supervisor
+    return e2e.voice_cog.sessions.by_guild[e2e.scene.guild.id].supervisor
 
 
 async def until_back(e2e: E2E, timeout: float) -> None:
@@ -52,13 +52,13 @@ async def until_back(e2e: E2E, timeout: float) -> None:
 async def until_ended(e2e: E2E, end: LinkEnd) -> None:
     """Wait for the notice that ends the session (posted after the queue)."""
     await e2e.wait_for(lambda: end.notice in e2e.posts(), 4)
-    assert not e2e.voice_cog._sessions
+    assert not e2e.voice_cog.sessions.by_guild
 
 
 async def until_text_only(e2e: E2E, end: LinkEnd) -> None:
     """Wait for the notice that ends voice; the bound channel stays, read as text."""
     await e2e.wait_for(lambda: end.notice in e2e.posts(), 4)
-    assert e2e.voice_cog._sessions[e2e.scene.guild.id].text_only
+    assert e2e.voice_cog.sessions.by_guild[e2e.scene.guild.id].text_only
 
 
 async def still_posted_then_left(e2e: E2E) -> None:
@@ -66,7 +66,7 @@ async def still_posted_then_left(e2e: E2E) -> None:
     await e2e.say_in_channel("Danach")
     await e2e.wait_for(lambda: post_of(e2e, "Danach") in e2e.text_posts(), 4)
     await e2e.slash("leave")
-    await e2e.wait_for(lambda: not e2e.voice_cog._sessions, 4)
+    await e2e.wait_for(lambda: not e2e.voice_cog.sessions.by_guild, 4)
     await e2e.say_in_channel("Nach dem Leave")
     await asyncio.sleep(0.5)  # an absence: nothing to wait for but time
     assert post_of(e2e, "Nach dem Leave") not in e2e.text_posts()

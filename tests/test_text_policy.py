@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from edge_voice.core import speech
+from edge_voice.core.posting import PostOutcome
 from edge_voice.core.text.attachments import Attachment, AttachmentKind, kind_of
 from edge_voice.core.text.cleanup import Lookups
 from edge_voice.core.text.policy import (
@@ -307,6 +308,16 @@ def test_text_post_never_shows_a_mention_pill() -> None:
     raw = speech.Utterance("ping <@1> @here", 1, "<@&2>", 0.0)
     assert "<@" not in speech.text_post_for(raw)
     assert "@here" not in speech.text_post_for(raw)
+
+
+def test_a_post_while_not_connected_says_what_became_of_it() -> None:
+    posted = speech.posted_while_not_connected(PostOutcome(delivered=True, attempts=1))
+    assert posted == speech.SpeechResult(speech.SpeechOutcome.POSTED_AS_TEXT, "not connected")
+    lost = speech.posted_while_not_connected(PostOutcome(False, 3, "missing access"))
+    assert (lost.outcome, lost.reason) == (speech.SpeechOutcome.FAILED, "text post failed")
+    assert lost.detail == "not connected, and posting it as text failed: missing access"
+    nowhere = speech.posted_while_not_connected(None)
+    assert nowhere.detail == "not connected, and there is no text channel to post in"
 
 
 def test_escape_markdown_matches_discord_for_plain_names() -> None:
