@@ -6,7 +6,10 @@ import asyncio
 import math
 import socket
 import struct
+import subprocess
+import sys
 import threading
+import time
 
 import nacl.secret
 import pytest
@@ -97,6 +100,55 @@ def rtp(key: bytes, seq: int, payload: bytes, *, nonce: int, extension: bytes = 
     nonce_bytes = struct.pack(">I", nonce) + bytes(20)
     box = nacl.secret.Aead(key)
     return header + box.encrypt(plain, header, nonce_bytes).ciphertext + nonce_bytes[:4]
+
+
+SEND_AT = """
+import socket, sys, time
+port, at, packet = int(sys.argv[1]), float(sys.argv[2]), bytes.fromhex(sys.argv[3])
+time.sleep(max(0.0, at - time.monotonic()))
+sent = time.monotonic()
+socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(packet, ("127.0.0.1", port))
+print(sent)
+"""
+
+
+async def test_arrival_is_when_the_packet_came_in_not_when_the_reader_got_to_it() -> None:
+    notifier = Notifier()
+    udp = VoiceUDP(notifier)
+    port = await udp.start("127.0.0.1")
+    try:
+        key = bytes(range(32))
+        stream = StreamStore().new_stream(5)
+        udp.register(77, 5, stream)
+        udp.set_key(77, key)
+        send_at = time.monotonic() + 0.3  # CLOCK_MONOTONIC: the same clock in both processes
+        sender = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                SEND_AT,
+                str(port),
+                str(send_at),
+                rtp(key, 1, AUDIO, nonce=0).hex(),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        # Keep the GIL from the reader thread (no blocking call, no switch) until well
+        # after the packet came in, as a busy bot under test does for a few milliseconds.
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(30.0)
+        try:
+            while time.monotonic() < send_at + 0.4:
+                sum(range(10_000))
+        finally:
+            sys.setswitchinterval(interval)
+        out, _ = sender.communicate(timeout=10)
+        await notifier.wait_for(lambda: stream.packets, 2)
+        sent = float(out)
+        assert stream.packets[0].arrival - sent < 0.1  # the reader got to it >= 0.4 s later
+    finally:
+        udp.close()
 
 
 async def test_the_udp_server_decrypts_records_and_counts_failures() -> None:

@@ -9,10 +9,16 @@ CSRCs, plus the 4-byte extension header when the X bit is set); the nonce is the
 packet's last 4 bytes followed by 20 zero bytes; the ciphertext is everything between.
 An encrypted extension body comes first in the plaintext and is stripped.
 
-Datagrams are read by a dedicated thread blocking in ``recvfrom``: asyncio's datagram
+Datagrams are read by a dedicated thread blocking in ``recvmsg``: asyncio's datagram
 transport wakes the event loop once per datagram, which at 200 streams x 50 packets/s
 cost about two thirds of a core; the thread does one syscall, one dict lookup, one
 decrypt and one append per packet (about 10 us). Decoding is left to ``audio.py``.
+
+A packet's arrival time is the kernel's receive timestamp (``SO_TIMESTAMPNS``, Linux),
+moved onto ``time.monotonic()``: the reader shares the GIL with the bot under test, and
+a reader kept waiting for it would otherwise stamp a burst of late arrivals, and split
+an utterance, where the packets came in on time. Where the option is missing (or for
+the first packets, while the kernel turns its timestamps on) the reader's clock is used.
 """
 
 from __future__ import annotations
@@ -41,6 +47,11 @@ _unpack_header = struct.Struct(">HI").unpack_from
 _AFTER_DISCOVERY = 0.03
 _RECEIVE_BUFFER = 4 * 1024 * 1024
 _STOP = b"fake-discord-udp-stop"
+# Linux's SO_TIMESTAMPNS (= SCM_TIMESTAMPNS), absent from the socket module: a struct
+# timespec of CLOCK_REALTIME, two native longs.
+_SO_TIMESTAMPNS = 35
+_TIMESPEC = struct.Struct("@ll")
+_ANCILLARY = socket.CMSG_SPACE(_TIMESPEC.size)
 _FORGET = b"fake-discord-udp-forget:"
 
 
@@ -103,6 +114,8 @@ class VoiceUDP:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         # Bursts from many players must not overflow the default ~200 KB buffer.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RECEIVE_BUFFER)
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
         sock.bind((host, port))
         self.sock = sock
         bound = int(sock.getsockname()[1])
@@ -133,10 +146,12 @@ class VoiceUDP:
     def _read(self) -> None:
         sock = self.sock
         assert sock is not None
-        receive = sock.recvfrom
+        receive = sock.recvmsg
+        unpack = _TIMESPEC.unpack_from
+        wall, monotonic = time.time, time.monotonic
         while not self._stopping:
             try:
-                data, address = receive(2048)
+                data, ancillary, _, address = receive(2048, _ANCILLARY)
             except OSError:
                 break
             if self._stopping:
@@ -144,8 +159,13 @@ class VoiceUDP:
             if data.startswith(_FORGET):
                 self.sessions.pop(int(data[len(_FORGET) :]), None)
                 continue
+            arrival = monotonic()
+            for level, kind, stamp in ancillary:
+                if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS:
+                    seconds, nanoseconds = unpack(stamp)
+                    arrival -= wall() - (seconds + nanoseconds * 1e-9)
             try:
-                self.datagram_received(data, address)
+                self.datagram_received(data, address, arrival)
             except Exception:
                 log.exception("fake voice UDP: datagram from %s", address)
 
@@ -215,8 +235,11 @@ class VoiceUDP:
         """Accept ``ssrc`` again (a resumed session keeps its SSRC, key and stream)."""
         self.sessions[ssrc] = session
 
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        """Handle one datagram (called on the reader thread)."""
+    def datagram_received(
+        self, data: bytes, addr: tuple[str, int], arrival: float | None = None
+    ) -> None:
+        """Handle one datagram (called on the reader thread); ``arrival`` is when it came
+        in on ``time.monotonic()`` (default: now)."""
         size = len(data)
         if size == DISCOVERY_SIZE and data[0] == 0 and data[1] == 1:
             self._discover(data, addr)
@@ -255,7 +278,9 @@ class VoiceUDP:
         sequence, timestamp = _unpack_header(data, 2)
         session.client = addr
         session.stream.packets.append(
-            VoicePacket(time.monotonic(), sequence, timestamp, ssrc, plain)
+            VoicePacket(
+                time.monotonic() if arrival is None else arrival, sequence, timestamp, ssrc, plain
+            )
         )
         self._wake()
 
