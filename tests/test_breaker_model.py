@@ -178,6 +178,8 @@ TestBreakerAgainstModel.settings = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
-# 300 runs of 60 steps are about 40 s of CPU: on the shared 2-core machine, with
-# other suites running, that took over the 60 s pytest-timeout allows a test.
-TestBreakerAgainstModel.pytestmark = [pytest.mark.timeout(300)]
+# 300 runs of 60 steps took over the 60 s pytest-timeout allows a test on the shared
+# 2-core machine with other suites running. Under coverage's line tracer it took 28-37 s
+# in `make test`, against 13 s without: coverage of the breaker comes from the other
+# tests (still 100 % of its branches without this one), so it runs untraced.
+TestBreakerAgainstModel.pytestmark = [pytest.mark.timeout(300), pytest.mark.no_cover]
