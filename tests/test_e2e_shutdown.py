@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -82,11 +83,26 @@ async def speak_three(world: World) -> None:
     """alice joins, runs /join, writes three messages; returns once the first is heard."""
     fake, scene = world.fake, world.scene
     await fake.set_voice_state(scene.alice, scene.voice)
-    record = await fake.invoke_slash(scene.alice, scene.text, "join", timeout=10)
-    assert "Joined" in record.texts[-1]
+    try:
+        record = await fake.invoke_slash(scene.alice, scene.text, "join", timeout=10)
+    except TimeoutError:
+        raise AssertionError(f"/join unanswered; {gateway_story(fake)}") from None
+    assert "Joined" in record.texts[-1], gateway_story(fake)
     for text in MESSAGES:
         await fake.send_message(scene.alice, scene.text, text)
     await fake.wait_for(lambda: fake.voice_stream(scene.guild).audio_packets >= 10, 10)
+
+
+def gateway_story(fake: FakeDiscord) -> str:
+    """What the fake's gateway saw and sent, for a join that went wrong."""
+    lines = [f"op 4s: {[(r.channel_id, round(r.time, 3)) for r in fake.voice_requests]}"]
+    for conn in fake.gateway.connections:
+        ops = [p.get("op") for p in conn.received]
+        lines.append(f"connection {conn.index}: client ops {ops}, close {conn.close}")
+    for session in fake.gateway.sessions.values():
+        sent = [json.loads(frame).get("t") for _, frame in session.buffer]
+        lines.append(f"session {session.session_id[:6]}: dispatched {sent}")
+    return "; ".join(lines)
 
 
 def check_nothing_lost(world: World) -> None:
