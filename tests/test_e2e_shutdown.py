@@ -42,15 +42,15 @@ AUDIO_SECONDS = 1.5
 """The first message is still playing when the signal arrives, and ends within the grace."""
 EXIT_WITHIN = 10.0
 
-# The join is only the way in; a bot process that just started (first TLS handshake,
-# voice libraries loading) on a loaded CI machine took over 2 s to connect.
+# voice_connect_timeout: a bot process that has just started (first TLS handshake, voice
+# libraries loading) is slow to connect on a loaded machine; see speak_three.
 CONFIG = """
 [discord]
 sync_guild_ids = [{guild}]
 [state]
 data_dir = "{data}"
 [player]
-voice_connect_timeout = 8.0
+voice_connect_timeout = 5.0
 [edge]
 host = "127.0.0.1"
 port = 9
@@ -83,11 +83,23 @@ async def speak_three(world: World) -> None:
     """alice joins, runs /join, writes three messages; returns once the first is heard."""
     fake, scene = world.fake, world.scene
     await fake.set_voice_state(scene.alice, scene.voice)
-    try:
-        record = await fake.invoke_slash(scene.alice, scene.text, "join", timeout=10)
-    except TimeoutError:
-        raise AssertionError(f"/join unanswered; {gateway_story(fake)}") from None
-    assert "Joined" in record.texts[-1], gateway_story(fake)
+    # The join is only the way in. In 2 of 5 CI runs from a fresh clone the subprocess
+    # bot's first voice handshake did not complete (discord.py: "Timed out connecting to
+    # voice"), for a cause not found: a second /join is allowed, and the first failure
+    # is logged with what the fake's gateway saw and sent.
+    for attempt in (1, 2):
+        try:
+            # connect_voice bounds a join by twice the connect timeout (5 s here).
+            record = await fake.invoke_slash(scene.alice, scene.text, "join", timeout=15)
+        except TimeoutError:
+            story = f"/join unanswered; {gateway_story(fake)}"
+        else:
+            if "Joined" in record.texts[-1]:
+                break
+            story = f"/join answered {record.texts[-1]!r}; {gateway_story(fake)}"
+        if attempt == 2:
+            raise AssertionError(story)
+        logger.warning("the first /join failed, trying once more: %s", story)
     for text in MESSAGES:
         await fake.send_message(scene.alice, scene.text, text)
     await fake.wait_for(lambda: fake.voice_stream(scene.guild).audio_packets >= 10, 10)
@@ -196,7 +208,7 @@ async def test_close_inside_a_cancelled_task_still_posts_the_queue_and_leaves_vo
         fake, scene = world.fake, world.scene
         # The default idle timeout: its watcher is one of the tasks close() must stop.
         config = e2e_config(
-            scene, tmp_path, player={"voice_connect_timeout": 8.0, "idle_timeout": 300.0}
+            scene, tmp_path, player={"voice_connect_timeout": 5.0, "idle_timeout": 300.0}
         )
         with pointed_at(fake), edge_client_pointed_at(world.edge.url):
             bot = TTSBot(config, **discord_client_options(fake))
