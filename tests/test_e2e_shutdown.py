@@ -42,8 +42,8 @@ AUDIO_SECONDS = 1.5
 """The first message is still playing when the signal arrives, and ends within the grace."""
 EXIT_WITHIN = 10.0
 
-# voice_connect_timeout: a bot process that has just started (first TLS handshake, voice
-# libraries loading) is slow to connect on a loaded machine; see speak_three.
+# voice_connect_timeout bounds a first join whose handshake goes unanswered (see
+# speak_three) and leaves a bot process that has just started room on a loaded machine.
 CONFIG = """
 [discord]
 sync_guild_ids = [{guild}]
