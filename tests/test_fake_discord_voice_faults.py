@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -25,6 +27,13 @@ from tests.fakes.discord.audio import VoiceStream, opus_tone
 from tests.fakes.discord.voice_gateway import RESUME, VoiceConnection
 
 CONNECT_TIMEOUT = 1.0
+
+
+@pytest.fixture(autouse=True)
+def voice_flow_logged(caplog: pytest.LogCaptureFixture) -> None:
+    """discord.py's voice flow at DEBUG, so a failure shows what the bot did and when."""
+    for name in ("discord.voice_state", "discord.player"):
+        caplog.set_level(logging.DEBUG, logger=name)
 
 
 @lru_cache(maxsize=1)
@@ -68,6 +77,40 @@ class InVoice:
     def mark_fault(self) -> None:
         self.fault_at = time.monotonic()
 
+    def story(self) -> str:
+        """What both sides did since the fault, for a recovery that did not come."""
+        since = self.fault_at
+        vc = self.playing.voice_client
+        runner = vc._connection._runner
+        runner_end = "running" if runner is None or not runner.done() else repr(runner.exception())
+        lines = [
+            f"op 4s: {[(round(t, 3), ch) for t, ch in self.op4_since_fault()]}",
+            f"bot: state {vc._connection.state.name}, poller {runner_end}, "
+            f"player done {self.playing.done.is_set()} errors {self.playing.errors}",
+        ]
+        for session in self.fake.gateway.sessions.values():
+            sent = [json.loads(frame).get("t") for _, frame in session.buffer]
+            lines.append(f"gateway dispatched {sent[-6:]}")
+        for conn in self.connections():
+            lines.append(
+                f"voice connection {conn.index}: opened {conn.opened - since:+.3f}, "
+                f"identified {conn.identified}, ops {[p.get('op') for p in conn.received]}, "
+                f"server {conn.server_action}, close {conn.close}"
+            )
+        for stream in self.streams():
+            lines.append(
+                f"stream {stream.ssrc:#x}: {len(stream.packets)} packets, "
+                f"{stream.decrypt_failures} undecryptable"
+            )
+        for endpoint in self.fake.endpoints:
+            stats = endpoint.udp.stats
+            found = [(round(d.time - since, 3), d.ssrc) for d in stats.discoveries]
+            lines.append(
+                f"udp {endpoint.name}: unknown ssrc {stats.unknown_ssrc}, no key "
+                f"{stats.no_key}, discoveries {found}"
+            )
+        return "\n".join(lines)
+
 
 @contextlib.asynccontextmanager
 async def in_voice() -> AsyncIterator[InVoice]:
@@ -92,7 +135,10 @@ async def until_new_audio(state: InVoice, timeout: float) -> VoiceStream:
         later = state.streams()[1:]
         return later[-1] if later and len(later[-1].packets) >= 10 else None
 
-    stream = await state.fake.wait_for(fresh, timeout)
+    try:
+        stream = await state.fake.wait_for(fresh, timeout)
+    except TimeoutError:
+        raise AssertionError(f"no new audio within {timeout} s:\n{state.story()}") from None
     assert stream is not None
     return stream
 
