@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from edge_voice.core.audio import decode_opus_packets, rms
+from edge_voice.core.audio import OPUS_SILENCE_FRAME, decode_opus_packets, rms
 from edge_voice.core.cache import AudioCache
 from edge_voice.core.player import (
     OFFLINE_VOICE_NOTICE,
@@ -37,8 +37,13 @@ def espeak() -> Iterator[EspeakProvider]:
 
 
 def heard(voice: ThreadedVoice, since: int = 0) -> tuple[float, float]:
-    """Seconds and loudness of what the voice double played from packet ``since`` on."""
-    pcm, seconds = decode_opus_packets(voice.packets[since:])
+    """Seconds and loudness of the audio the voice double played from packet ``since`` on.
+
+    Silence frames are left out: the packet buffer plays them while a producer slowed by
+    a loaded machine is late, and they are not the audio being checked.
+    """
+    audio = [p for p in voice.packets[since:] if p != OPUS_SILENCE_FRAME]
+    pcm, seconds = decode_opus_packets(audio)
     return seconds, rms(pcm)
 
 
