@@ -1,11 +1,12 @@
 """The voice connection as :mod:`core.voice_link` sees it: the discord.py side of a ``LinkPort``.
 
 - :class:`LinkedVoiceClient`: the ``discord.VoiceClient`` the cog connects with. It
-  overrides the documented ``VoiceProtocol.on_voice_state_update`` hook only to note
-  when Discord disconnected it on purpose (kicked, or its channel deleted).
-- :func:`library_view`, :func:`stop_library_tasks`, :func:`register_again`: the one
-  place that reads (and, to abandon a connection, touches) discord.py's private voice
-  state.
+  overrides two documented ``VoiceProtocol`` hooks: ``on_voice_state_update``, only to
+  note when Discord disconnected it on purpose (kicked, or its channel deleted), and
+  ``connect``, to let discord.py's socket reader thread start first.
+- :func:`library_view`, :func:`stop_library_tasks`, :func:`register_again`,
+  :func:`socket_reader_started`: the one place that reads (and, to abandon a connection,
+  touches) discord.py's private voice state.
 - :class:`DiscordVoiceLink`: a guild's connection for the supervisor: its state,
   cutting the utterance in flight, who is listening, rejoining, abandoning.
 """
@@ -34,6 +35,11 @@ MOVED_CLOSE_CODE = 4014
 CANCEL_RETRY = 0.05
 """Seconds between two cancellations of a discord.py task that ignored the first."""
 
+READER_START_WITHIN = 1.0
+"""Seconds a connect waits at most for discord.py's socket reader thread to start."""
+
+READER_START_POLL = 0.002
+
 
 class LinkedVoiceClient(discord.VoiceClient):
     """A ``discord.VoiceClient`` that remembers being disconnected by Discord.
@@ -51,6 +57,23 @@ class LinkedVoiceClient(discord.VoiceClient):
         if data.get("channel_id") is None and self.is_connected():
             self.disconnected_by_discord = True
         await super().on_voice_state_update(data)
+
+    # The signature is discord.py's VoiceProtocol.connect, timeout parameter included.
+    async def connect(
+        self,
+        *,
+        reconnect: bool,
+        timeout: float,  # noqa: ASYNC109
+        self_deaf: bool = False,
+        self_mute: bool = False,
+    ) -> None:
+        """Connect once discord.py's socket reader thread has started (see
+        :func:`socket_reader_started`)."""
+        if not await socket_reader_started(self, within=min(timeout, READER_START_WITHIN)):
+            log.warning("discord.py's voice socket reader has not started; connecting anyway")
+        await super().connect(
+            reconnect=reconnect, timeout=timeout, self_deaf=self_deaf, self_mute=self_mute
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +138,30 @@ async def stop_library_tasks(client: Any, within: float) -> None:
         for task in tasks:
             task.cancel()
         await asyncio.wait(tasks, timeout=min(remaining, CANCEL_RETRY))
+
+
+async def socket_reader_started(client: Any, within: float) -> bool:
+    """Wait until discord.py **2.7.1**'s socket reader thread has paused itself at start;
+    False if it has not within ``within`` seconds.
+
+    ``VoiceConnectionState`` starts a ``SocketReader`` thread whose ``run()`` first pauses
+    it. When IP discovery registers its listener before that pause (the thread not yet
+    scheduled, as on a loaded machine), the pause wins with the listener registered, and
+    nothing resumes the thread: the discovery answer is never read and the connect waits
+    out its timeout ("Timed out connecting to voice"; tests/test_voice_reader_start.py).
+    The reader starts with ``_idle_paused`` True; only that pause turns it False before a
+    connect has begun.
+    """
+    reader = getattr(getattr(client, "_connection", None), "_socket_reader", None)
+    if reader is None or not hasattr(reader, "_idle_paused"):
+        return True  # not the discord.py this was written against: nothing to wait for
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while reader._idle_paused and reader.is_alive():
+        if loop.time() >= deadline:
+            return False
+        await asyncio.sleep(READER_START_POLL)
+    return True
 
 
 def register_again(bot: commands.Bot, guild: discord.Guild, client: Any) -> None:

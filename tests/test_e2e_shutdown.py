@@ -85,8 +85,9 @@ async def speak_three(world: World) -> None:
     await fake.set_voice_state(scene.alice, scene.voice)
     # The join is only the way in. In 2 of 5 CI runs from a fresh clone the subprocess
     # bot's first voice handshake did not complete (discord.py: "Timed out connecting to
-    # voice"), for a cause not found: a second /join is allowed, and the first failure
-    # is logged with what the fake's gateway saw and sent.
+    # voice"); a late socket reader thread fits (tests/README.md) and LinkedVoiceClient
+    # now waits for it. A second /join is still allowed, and a first failure is logged
+    # with what the fake's gateway saw and sent.
     for attempt in (1, 2):
         try:
             # connect_voice bounds a join by twice the connect timeout (5 s here).
