@@ -143,32 +143,67 @@ async def until_new_audio(state: InVoice, timeout: float) -> VoiceStream:
     return stream
 
 
+PLAYER_ABORTED = "Aborting playback"
+"""discord.py's player log line when it stops because the connection is not back."""
+
+
+def player_aborted(caplog: pytest.LogCaptureFixture) -> bool:
+    return any(
+        r.name == "discord.player" and r.getMessage() == PLAYER_ABORTED for r in caplog.records
+    )
+
+
 @pytest.mark.parametrize("code", [4006, 4009])
-async def test_session_invalid_or_timeout_rejoins_from_scratch_after_a_backoff(code: int) -> None:
+async def test_session_invalid_or_timeout_rejoins_from_scratch_after_a_backoff(
+    code: int, caplog: pytest.LogCaptureFixture
+) -> None:
     async with in_voice() as state:
         old = state.streams()[0]
+        vc = state.playing.voice_client
         state.mark_fault()
         await state.fake.close_voice(state.scene.guild, code)
-        new = await until_new_audio(state, timeout=4.0)
+
+        def back() -> VoiceStream | bool | None:
+            later = state.streams()[1:]
+            if later and len(later[-1].packets) >= 10:
+                return later[-1]
+            # The other outcome: the player gave up (below), and the client reconnected.
+            return state.playing.done.is_set() and vc.is_connected() and len(later) == 1
+
+        try:
+            outcome = await state.fake.wait_for(back, 4.0)
+        except TimeoutError:
+            raise AssertionError(f"not back within 4 s:\n{state.story()}") from None
 
         (leave_at, left), (join_at, joined) = state.op4_since_fault()
         assert (left, joined) == (None, state.scene.voice.id)
         assert 0.0 <= leave_at <= 2.2  # ExponentialBackoff's first delay: uniform(0, 2) s
         assert join_at - leave_at < 0.5  # back to back; slack for a loaded machine
-        assert new.packets[0].arrival - state.fault_at - join_at < 1.0
         first, second = state.connections()
         assert second.identified
         assert not second.resumed
         assert first.close is not None
         assert first.close.code == 1000
+        assert vc.is_connected()
+        if not isinstance(outcome, VoiceStream):
+            # discord.py 2.7.1 marks the connection disconnected before it sends its leave
+            # and wakes the player's wait only at the end of disconnect(): a player that
+            # looked in between wakes to "not connected" and ends its playback, after(None)
+            # included: 2 of 25 runs beside a GIL-holding thread and 3 CPU hogs, and it fits
+            # one CI failure (no new audio, no warning).
+            assert player_aborted(caplog), state.story()
+            assert state.playing.errors == [None]
+            return
+        new = outcome
+        assert new.packets[0].arrival - state.fault_at - join_at < 1.0
         # The player kept sending during the backoff: every packet in between was lost,
         # at the server or, sent as the old socket closed, dropped by discord.py itself
         # (send_audio_packet swallows the OSError after taking a sequence number).
         gap = new.packets[0].sequence - old.packets[-1].sequence - 1
         assert 0 <= gap - state.lost() <= 2
         assert state.lost() > 0
-        assert state.playing.voice_client.is_connected()
         assert not state.playing.done.is_set()
+        assert not player_aborted(caplog)
         assert new.decrypt_failures == old.decrypt_failures == 0
 
 
