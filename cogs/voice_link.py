@@ -39,10 +39,12 @@ READER_START_WITHIN = 1.0
 """Seconds a connect waits at most for discord.py's socket reader thread to start."""
 
 READER_START_POLL = 0.002
+"""Seconds between two looks at the reader thread while waiting for it to start."""
 
 
 class LinkedVoiceClient(discord.VoiceClient):
-    """A ``discord.VoiceClient`` that remembers being disconnected by Discord.
+    """A ``discord.VoiceClient`` that remembers being disconnected by Discord, and lets its
+    socket reader thread start before connecting (:func:`socket_reader_started`).
 
     A VOICE_STATE_UPDATE without a channel that arrives while the client is connected
     was not asked for: discord.py itself marks the connection disconnected *before* it
