@@ -82,10 +82,13 @@ class InVoice:
         since = self.fault_at
         vc = self.playing.voice_client
         runner = vc._connection._runner
-        runner_end = "running" if runner is None or not runner.done() else repr(runner.exception())
+        if runner is None or not runner.done():
+            poller = "none" if runner is None else "running"
+        else:
+            poller = "cancelled" if runner.cancelled() else f"ended {runner.exception()!r}"
         lines = [
             f"op 4s: {[(round(t, 3), ch) for t, ch in self.op4_since_fault()]}",
-            f"bot: state {vc._connection.state.name}, poller {runner_end}, "
+            f"bot: state {vc._connection.state.name}, poller {poller}, "
             f"player done {self.playing.done.is_set()} errors {self.playing.errors}",
         ]
         for session in self.fake.gateway.sessions.values():
