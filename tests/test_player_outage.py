@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from edge_voice.core.audio import OPUS_SILENCE_FRAME, decode_opus_packets, rms
+from edge_voice.core.audio import decode_opus_packets, rms
 from edge_voice.core.cache import AudioCache
 from edge_voice.core.player import (
     OFFLINE_VOICE_NOTICE,
@@ -37,13 +37,8 @@ def espeak() -> Iterator[EspeakProvider]:
 
 
 def heard(voice: ThreadedVoice, since: int = 0) -> tuple[float, float]:
-    """Seconds and loudness of the audio the voice double played from packet ``since`` on.
-
-    Silence frames are left out: the packet buffer plays them while a producer slowed by
-    a loaded machine is late, and they are not the audio being checked.
-    """
-    audio = [p for p in voice.packets[since:] if p != OPUS_SILENCE_FRAME]
-    pcm, seconds = decode_opus_packets(audio)
+    """Seconds and loudness of the audio the voice double played from packet ``since`` on."""
+    pcm, seconds = decode_opus_packets(voice.audio(since))
     return seconds, rms(pcm)
 
 
@@ -54,11 +49,11 @@ async def test_cached_phrase_is_spoken_while_open(edge_server: FakeEdgeServer) -
     cache = AudioCache(1 << 20)
     player = GuildPlayer(service, voice, text, cache=cache)
     assert (await player.speak(utterance("Willkommen im Kanal"))).spoken
-    first_play = len(voice.packets)
+    first_play, first_audio = len(voice.packets), voice.audio()
     service.service_breaker.force_open("outage", duration=600)
     result = await player.speak(utterance("Willkommen im Kanal"))
     assert (result.outcome, result.reason) == (SpeechOutcome.SPOKEN, "cached")
-    assert voice.packets[first_play:] == voice.packets[:first_play]
+    assert voice.audio(first_play) == first_audio
     assert edge_server.connection_count == 1
     uncached = await player.speak(utterance("Etwas Neues"))
     assert uncached.reason == TextPostReason.VOICE_UNAVAILABLE.value

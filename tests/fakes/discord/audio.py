@@ -183,8 +183,12 @@ class Utterance:
 
     @property
     def duration(self) -> float:
-        """Nominal duration: 20 ms per packet."""
-        return len(self.packets) * FRAME_SECONDS
+        """Nominal duration of the audio: 20 ms per packet that is not a silence frame.
+
+        A player whose producer is late (a loaded machine) fills in silence frames; they
+        are counted by :attr:`silence_frames`, not here.
+        """
+        return (len(self.packets) - self.silence_frames) * FRAME_SECONDS
 
     @property
     def silence_frames(self) -> int:
