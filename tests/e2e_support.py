@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -85,9 +85,20 @@ class E2E:
     member: Member = field(init=False)
     edge_baseline: int = 0
     """Edge requests made before the test began (the startup connectivity test's)."""
+    earlier_threads: frozenset[threading.Thread] = field(init=False)
+    """Threads alive before this host started (an earlier test's may still be ending)."""
 
     def __post_init__(self) -> None:
         self.member = self.scene.alice
+        self.earlier_threads = frozenset(threading.enumerate())
+
+    def voice_threads(self) -> list[str]:
+        """discord.py's voice threads alive now that this host's voice clients started.
+
+        An earlier test's socket reader can outlive its client by up to 30 s: stopped
+        while blocked in ``select()`` on its closed socket, it ends at the timeout.
+        """
+        return voice_threads(ignore=self.earlier_threads)
 
     # the cogs
 
@@ -208,9 +219,13 @@ VOICE_TASKS = ("Voice websocket poller", "Voice connector")
 """The names of discord.py 2.7.1's voice tasks."""
 
 
-def voice_threads() -> list[str]:
-    """discord.py's voice threads still alive (this process's)."""
-    return [t.name for t in threading.enumerate() if t.name.startswith(VOICE_THREADS)]
+def voice_threads(ignore: Collection[threading.Thread] = ()) -> list[str]:
+    """discord.py's voice threads still alive in this process, but those in ``ignore``."""
+    return [
+        t.name
+        for t in threading.enumerate()
+        if t.name.startswith(VOICE_THREADS) and t not in ignore
+    ]
 
 
 def voice_tasks() -> list[str]:

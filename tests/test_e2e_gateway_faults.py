@@ -27,7 +27,6 @@ from tests.e2e_support import (
     open_voice_sockets,
     text_post_for_member,
     voice_tasks,
-    voice_threads,
 )
 from tests.fakes.audio_samples import edge_like_mp3
 
@@ -124,7 +123,7 @@ async def test_a_new_session_closes_the_forgotten_voice_client_and_rejoins(
         assert (op4[:3], op4[-1]) == ([voice, None, voice], voice)
         assert e2e.voice_client().channel.id == voice
         # Only the new client's socket reader and keep-alive are left.
-        await e2e.wait_for(lambda: len(voice_threads()) == 2, 3)
+        await e2e.wait_for(lambda: len(e2e.voice_threads()) == 2, 3)
 
         e2e.edge.audio = edge_like_mp3(0.4)
         await e2e.say_in_channel("Wieder da")
@@ -135,5 +134,5 @@ async def test_a_new_session_closes_the_forgotten_voice_client_and_rejoins(
         await e2e.bot.close()
         assert e2e.fake.voice_requests[-1].channel_id is None
         await e2e.wait_for(lambda: not open_voice_sockets(e2e.fake), 3)
-        await e2e.wait_for(lambda: not voice_threads() and not voice_tasks(), 3)
+        await e2e.wait_for(lambda: not e2e.voice_threads() and not voice_tasks(), 3)
         assert e2e.bot.voice_clients == []

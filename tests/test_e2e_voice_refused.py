@@ -19,7 +19,6 @@ from tests.e2e_support import (
     open_voice_sockets,
     text_post_for_member,
     voice_tasks,
-    voice_threads,
 )
 from tests.fakes.audio_samples import edge_like_mp3
 
@@ -44,7 +43,7 @@ async def gave_up(e2e: E2E, end: LinkEnd, timeout: float) -> None:
     fixed wait to watch for it; the poller's backoff alone grows to minutes).
     """
     await e2e.wait_for(lambda: end.notice in e2e.posts(), timeout)
-    await e2e.wait_for(lambda: not voice_threads() and not voice_tasks(), 3)
+    await e2e.wait_for(lambda: not e2e.voice_threads() and not voice_tasks(), 3)
     await e2e.wait_for(lambda: not open_voice_sockets(e2e.fake), 3)
     assert e2e.bot.voice_clients == []
     assert e2e.fake.voice_requests[-1].channel_id is None
