@@ -53,7 +53,9 @@ log = logging.getLogger(__name__)
 
 VOICE_LOST_NOTICE = "🔌 Lost the voice connection; showing messages as text until it is back."
 POLL_INTERVAL = 0.1
-"""Seconds between two looks at the connection: audio lost to a fault is at most this."""
+"""Seconds between two looks at the connection: about the audio a fault loses before it
+is seen. A reconnect discord.py completes between two looks is not seen at all, and its
+gap is lost unannounced (tests/test_e2e_voice_faults.py, the 4006 test)."""
 SETTLE = 0.75
 """Seconds the library may take to move to a new voice server or channel (it takes
 about 20 ms) before the silence counts as a fault."""
