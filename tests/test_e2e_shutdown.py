@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import signal
@@ -113,8 +112,7 @@ def gateway_story(fake: FakeDiscord) -> str:
         ops = [p.get("op") for p in conn.received]
         lines.append(f"connection {conn.index}: client ops {ops}, close {conn.close}")
     for session in fake.gateway.sessions.values():
-        sent = [json.loads(frame).get("t") for _, frame in session.buffer]
-        lines.append(f"session {session.session_id[:6]}: dispatched {sent}")
+        lines.append(f"session {session.session_id[:6]}: dispatched {session.dispatched()}")
     return "; ".join(lines)
 
 

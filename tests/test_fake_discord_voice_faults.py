@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -92,8 +91,7 @@ class InVoice:
             f"player done {self.playing.done.is_set()} errors {self.playing.errors}",
         ]
         for session in self.fake.gateway.sessions.values():
-            sent = [json.loads(frame).get("t") for _, frame in session.buffer]
-            lines.append(f"gateway dispatched {sent[-6:]}")
+            lines.append(f"gateway dispatched {session.dispatched()[-6:]}")
         for conn in self.connections():
             lines.append(
                 f"voice connection {conn.index}: opened {conn.opened - since:+.3f}, "

@@ -92,6 +92,10 @@ class GatewaySession:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     valid: bool = True
 
+    def dispatched(self) -> list[str]:
+        """The event names sequenced into this session, in order."""
+        return [json.loads(frame)["t"] for _, frame in self.buffer]
+
     def covers(self, guild_id: int) -> bool:
         """Whether Discord would route events of ``guild_id`` to this session."""
         if self.shard is None:
